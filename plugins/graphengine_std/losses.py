@@ -1,0 +1,227 @@
+"""Losses with a scalar output: squared_error and softmax_cross_entropy.
+
+``squared_error(prediction, target)`` reduces ``(prediction - target)**2``
+(broadcast) by ``"sum"``, ``"mean"`` or ``"half_sum"`` (half the sum, whose
+gradient is just the difference).
+
+``softmax_cross_entropy(logits, labels)`` is ``-sum(labels * log_softmax(logits))``
+over the last axis (the classes), reduced over the examples by ``"sum"`` or
+``"mean"``. Labels are either integer class indices (int32/int64, shape of
+``logits`` without its last axis), or one-hot rows / probabilities (float,
+shape and dtype of ``logits``). Labels get no gradient. An integer label
+outside ``[0, C)`` is an error at run time (never wrapped around).
+
+VJPs (``n`` = number of elements, or examples, averaged over by ``"mean"``)::
+
+    squared_error          prediction_bar = g * 2 (prediction - target) [/ n]   (half_sum: without the 2)
+                           target_bar = -prediction_bar
+    softmax_cross_entropy  logits_bar = g * (softmax(logits) * sum(labels) - labels) [/ n]
+                           (= g * (softmax(logits) - one_hot(labels)) for index labels)
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from graphengine.errors import ShapeError
+from graphengine.ops import OpDef, Sample, TensorSpec, common_dtype, elementwise_rule, format_shape
+
+from .softmax import log_softmax_values
+
+__all__ = ["OPS", "SquaredErrorAttrs", "CrossEntropyAttrs"]
+
+Array = np.ndarray
+
+INDEX_DTYPES = (np.dtype("int32"), np.dtype("int64"))
+
+
+# --- squared_error -----------------------------------------------------------------------
+
+
+class SquaredErrorAttrs(BaseModel):
+    """Attributes of squared_error."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reduction: Literal["sum", "mean", "half_sum"] = Field(
+        "mean",
+        description=(
+            'How the squared differences become one number: "sum", "mean" (over all elements), '
+            'or "half_sum" (0.5 * sum, whose gradient is simply prediction - target).'
+        ),
+    )
+
+
+def squared_error(prediction: Array, target: Array, *, attrs: SquaredErrorAttrs) -> Array:
+    diff = prediction - target
+    total = np.sum(diff * diff)
+    if attrs.reduction == "mean":
+        return np.asarray(total / diff.size)
+    if attrs.reduction == "half_sum":
+        return np.asarray(0.5 * total)
+    return np.asarray(total)
+
+
+def squared_error_rule(prediction: TensorSpec, target: TensorSpec, *, attrs: SquaredErrorAttrs) -> TensorSpec:
+    try:
+        spec = elementwise_rule(prediction, target)
+    except ShapeError as exc:
+        raise ShapeError(f"squared_error: prediction and target: {exc.detail}") from None
+    return TensorSpec((), spec.dtype)
+
+
+def _squared_error_slope(g: Array, prediction: Array, target: Array, attrs: SquaredErrorAttrs) -> Array:
+    """d loss / d prediction, times g, in the broadcast shape."""
+    diff = prediction - target
+    if attrs.reduction == "half_sum":
+        return g * diff
+    if attrs.reduction == "mean":
+        return (2 * g / diff.size) * diff
+    return (2 * g) * diff
+
+
+def squared_error_vjp_prediction(
+    g: Array, out: Array, prediction: Array, target: Array, *, attrs: SquaredErrorAttrs
+) -> Array:
+    """prediction_bar = g * 2 (prediction - target), divided by n for mean, without the 2 for half_sum."""
+    return _squared_error_slope(g, prediction, target, attrs)
+
+
+def squared_error_vjp_target(
+    g: Array, out: Array, prediction: Array, target: Array, *, attrs: SquaredErrorAttrs
+) -> Array:
+    """target_bar = -prediction_bar."""
+    return -_squared_error_slope(g, prediction, target, attrs)
+
+
+def squared_error_samples(rng: np.random.Generator) -> list[Sample]:
+    n = rng.standard_normal
+    return [
+        ([n((4, 3)), n((4, 3))], {}),
+        ([n((4, 3)), n((4, 3))], {"reduction": "sum"}),
+        ([n((4, 3)), n((4, 3))], {"reduction": "half_sum"}),
+        ([n((5, 4, 3)), n((3,))], {"reduction": "mean"}),  # broadcast target
+        ([n((2, 1)), n(())], {"reduction": "half_sum"}),  # scalar target
+    ]
+
+
+# --- softmax_cross_entropy ---------------------------------------------------------------
+
+
+class CrossEntropyAttrs(BaseModel):
+    """Attributes of softmax_cross_entropy (the classes are always the last axis of logits)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reduction: Literal["sum", "mean"] = Field(
+        "mean",
+        description='How the per-example losses become one number: "sum", or "mean" over the examples.',
+    )
+
+
+def _is_index(labels: Array) -> bool:
+    return labels.dtype.kind in "iu"
+
+
+def _check_labels(logits: Array, labels: Array) -> None:
+    """Raise ValueError for labels of the wrong shape, or class indices outside [0, C)."""
+    if _is_index(labels):
+        if labels.shape != logits.shape[:-1]:
+            raise ValueError(
+                f"softmax_cross_entropy: class-index labels of shape {format_shape(labels.shape)} do not match "
+                f"logits of shape {format_shape(logits.shape)} (expected {format_shape(logits.shape[:-1])})"
+            )
+        classes = logits.shape[-1]
+        bad = np.flatnonzero((labels < 0) | (labels >= classes))
+        if bad.size:
+            where = tuple(int(i) for i in np.unravel_index(bad[0], labels.shape))
+            value = labels[where]
+            raise ValueError(
+                f"softmax_cross_entropy: label {value} at index {where} is out of range [0, {classes}) "
+                f"({bad.size} label(s) out of range)"
+            )
+    elif labels.shape != logits.shape:
+        raise ValueError(
+            f"softmax_cross_entropy: probability labels of shape {format_shape(labels.shape)} do not match "
+            f"logits of shape {format_shape(logits.shape)}"
+        )
+
+
+def softmax_cross_entropy(logits: Array, labels: Array, *, attrs: CrossEntropyAttrs) -> Array:
+    _check_labels(logits, labels)
+    logp = log_softmax_values(logits, -1)
+    if _is_index(labels):
+        per_example = -np.take_along_axis(logp, labels[..., None], axis=-1)[..., 0]
+    else:
+        per_example = -np.sum(labels * logp, axis=-1)
+    total = np.sum(per_example)
+    return np.asarray(total / per_example.size if attrs.reduction == "mean" else total)
+
+
+def softmax_cross_entropy_rule(logits: TensorSpec, labels: TensorSpec, *, attrs: CrossEntropyAttrs) -> TensorSpec:
+    shown = (
+        f"logits {logits.dtype.name}{format_shape(logits.shape)} "
+        f"and labels {labels.dtype.name}{format_shape(labels.shape)}"
+    )
+    if logits.ndim == 0:
+        raise ShapeError(f"softmax_cross_entropy: logits need a class axis (the last), got {shown}")
+    dtype = common_dtype(logits)
+    if labels.dtype in INDEX_DTYPES:
+        expected = logits.shape[:-1]
+    elif labels.dtype.kind == "f":
+        if labels.dtype != dtype:
+            raise ShapeError(f"softmax_cross_entropy: probability labels must have the logits' dtype: {shown}")
+        expected = logits.shape
+    else:
+        raise ShapeError(
+            f"softmax_cross_entropy: labels must be int32/int64 class indices or float probabilities: {shown}"
+        )
+    if labels.ndim != len(expected) or any(
+        a is not None and b is not None and a != b for a, b in zip(labels.shape, expected)
+    ):
+        raise ShapeError(
+            f"softmax_cross_entropy: labels must have shape {format_shape(expected)} to match the logits: {shown}"
+        )
+    return TensorSpec((), dtype)
+
+
+def softmax_cross_entropy_vjp_logits(
+    g: Array, out: Array, logits: Array, labels: Array, *, attrs: CrossEntropyAttrs
+) -> Array:
+    """logits_bar = g * (softmax(logits) * sum(labels) - labels), / n for mean."""
+    _check_labels(logits, labels)
+    grad = np.exp(log_softmax_values(logits, -1))
+    if _is_index(labels):
+        index = labels[..., None]
+        np.put_along_axis(grad, index, np.take_along_axis(grad, index, axis=-1) - 1, axis=-1)
+    else:
+        grad = grad * np.sum(labels, axis=-1, keepdims=True) - labels
+    scale = g / (grad.size // grad.shape[-1]) if attrs.reduction == "mean" else g
+    return grad * scale
+
+
+def softmax_cross_entropy_samples(rng: np.random.Generator) -> list[Sample]:
+    n = rng.standard_normal
+    return [
+        ([n((4, 3)), rng.integers(0, 3, size=4)], {}),
+        ([n((4, 3)), rng.integers(0, 3, size=4).astype(np.int32)], {"reduction": "sum"}),
+        ([n((2, 3, 5)), rng.integers(0, 5, size=(2, 3))], {}),  # batch of sequences
+        ([n((3,)), np.array(2)], {}),  # one example
+        ([n((4, 3)), rng.dirichlet(np.ones(3), size=4)], {}),  # probabilities
+        ([n((4, 3)), np.eye(3)[[0, 2, 1, 1]]], {"reduction": "sum"}),  # one-hot rows
+    ]
+
+
+OPS = [
+    OpDef("squared_error", squared_error, (squared_error_vjp_prediction, squared_error_vjp_target),
+          squared_error_rule, attrs=SquaredErrorAttrs, inputs=("prediction", "target"),
+          vjp_needs=frozenset({"prediction", "target"}), samples=squared_error_samples,
+          doc="(prediction - target)**2 reduced to a scalar by sum, mean or half_sum"),
+    OpDef("softmax_cross_entropy", softmax_cross_entropy, (softmax_cross_entropy_vjp_logits, None),
+          softmax_cross_entropy_rule, attrs=CrossEntropyAttrs, inputs=("logits", "labels"),
+          vjp_needs=frozenset({"logits", "labels"}), samples=softmax_cross_entropy_samples,
+          doc="cross-entropy of softmax(logits) with class-index or probability labels, reduced to a scalar"),
+]
