@@ -1,0 +1,94 @@
+"""graphengine: a computation-graph engine that makes backpropagation transparent.
+
+Load a network from a JSON file, run it, and get the gradient of its loss with
+respect to every parameter::
+
+    >>> import graphengine
+    >>> g = graphengine.load("examples/seed_network.json")
+    >>> result = g.value_and_grad()
+    >>> round(float(result.outputs["loss"]), 9)
+    0.298371109
+    >>> sorted(result.gradients)
+    ['W_h', 'W_o', 'b_h', 'b_o']
+
+Write ops as data (:class:`OpDef`) and check them with :func:`check_op`.
+"""
+
+from .backward import FanIn, Trace, TraceStep
+from .errors import (
+    ArityError,
+    CycleError,
+    DanglingReferenceError,
+    DuplicateIdError,
+    DuplicateOpError,
+    ExecutionError,
+    FeedError,
+    GradcheckError,
+    GraphEngineError,
+    GraphFileError,
+    LimitError,
+    OpAttributeError,
+    PluginError,
+    PluginImportError,
+    SchemaError,
+    ShapeError,
+    UnknownOpError,
+    UnsafePathError,
+)
+from .gradcheck import check_op, check_op_samples, gradcheck
+from .graph import Graph, InputInfo, Limits, NodeInfo, load, load_dict
+from .ops import NoAttrs, OpDef, TensorSpec, broadcast_shapes, common_dtype, elementwise_rule, unbroadcast
+from .plan import GradResult, Plan
+from .registry import Registry, default_registry
+from .schema import document_json_schema
+
+__version__ = "0.1.0"
+
+__all__ = [
+    # loading and running
+    "load",
+    "load_dict",
+    "Graph",
+    "Plan",
+    "GradResult",
+    "Limits",
+    "InputInfo",
+    "NodeInfo",
+    "Trace",
+    "TraceStep",
+    "FanIn",
+    # plugins
+    "OpDef",
+    "NoAttrs",
+    "TensorSpec",
+    "Registry",
+    "default_registry",
+    "broadcast_shapes",
+    "common_dtype",
+    "elementwise_rule",
+    "unbroadcast",
+    # checking
+    "check_op",
+    "check_op_samples",
+    "gradcheck",
+    "document_json_schema",
+    # errors
+    "GraphEngineError",
+    "GraphFileError",
+    "SchemaError",
+    "DuplicateIdError",
+    "DanglingReferenceError",
+    "CycleError",
+    "UnknownOpError",
+    "ArityError",
+    "OpAttributeError",
+    "ShapeError",
+    "UnsafePathError",
+    "LimitError",
+    "PluginError",
+    "DuplicateOpError",
+    "PluginImportError",
+    "FeedError",
+    "ExecutionError",
+    "GradcheckError",
+]

@@ -1,0 +1,159 @@
+"""Typed exceptions.
+
+Every failure graphengine reports on purpose is a :class:`GraphEngineError`, so
+callers can catch exactly what they mean and the CLI can print one line.
+
+Hierarchy::
+
+    GraphEngineError
+    ├── GraphFileError            a graph file is wrong (names file, JSON path, node)
+    │   ├── SchemaError           does not match the file format
+    │   ├── DuplicateIdError
+    │   ├── DanglingReferenceError
+    │   ├── CycleError
+    │   ├── UnknownOpError        with "did you mean ..."
+    │   ├── ArityError            wrong number of inputs
+    │   ├── OpAttributeError      attrs rejected by the op's attribute model
+    │   ├── ShapeError            an op's shape/dtype rule refused its inputs
+    │   ├── UnsafePathError       a path leaves the graph's folder
+    │   └── LimitError            a resource limit was exceeded
+    ├── PluginError
+    │   ├── DuplicateOpError      two sources define the same op name
+    │   └── PluginImportError     a plugin failed to import
+    ├── FeedError                 a run-time feed is missing or has the wrong shape
+    ├── ExecutionError            an op's forward or VJP raised or misbehaved
+    └── GradcheckError            analytic and numeric gradients disagree
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "GraphEngineError",
+    "GraphFileError",
+    "SchemaError",
+    "DuplicateIdError",
+    "DanglingReferenceError",
+    "CycleError",
+    "UnknownOpError",
+    "ArityError",
+    "OpAttributeError",
+    "ShapeError",
+    "UnsafePathError",
+    "LimitError",
+    "PluginError",
+    "DuplicateOpError",
+    "PluginImportError",
+    "FeedError",
+    "ExecutionError",
+    "GradcheckError",
+]
+
+
+class GraphEngineError(Exception):
+    """Base class of every error graphengine raises on purpose."""
+
+
+class GraphFileError(GraphEngineError):
+    """A graph file is invalid.
+
+    The message starts with where the problem is: ``file: $.json.path (node 'id'):``.
+    The parts are also available as attributes for programs.
+
+    Attributes
+    ----------
+    file : str or None
+        The graph file, or None for a graph given as a Python dict.
+    json_path : str
+        JSONPath-style location, e.g. ``$.nodes[2].attrs.axis``.
+    node_id : str or None
+        The id of the node (or input/parameter/constant) concerned.
+    detail : str
+        The bare problem, without the location prefix.
+    """
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        file: str | None = None,
+        json_path: str = "$",
+        node_id: str | None = None,
+    ) -> None:
+        self.detail = detail
+        self.file = file
+        self.json_path = json_path
+        self.node_id = node_id
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = f"{self.file or '<graph>'}: {self.json_path}"
+        if self.node_id is not None:
+            where += f" (node {self.node_id!r})"
+        return f"{where}: {self.detail}"
+
+
+class SchemaError(GraphFileError):
+    """The document does not match the graph file format."""
+
+
+class DuplicateIdError(GraphFileError):
+    """Two entries share one name."""
+
+
+class DanglingReferenceError(GraphFileError):
+    """A node input or output names something that does not exist."""
+
+
+class CycleError(GraphFileError):
+    """The nodes form a cycle; the message lists it."""
+
+
+class UnknownOpError(GraphFileError):
+    """A node names an op that is not registered."""
+
+
+class ArityError(GraphFileError):
+    """A node has the wrong number of inputs for its op."""
+
+
+class OpAttributeError(GraphFileError):
+    """A node's ``attrs`` were rejected by its op's attribute model."""
+
+
+class ShapeError(GraphFileError):
+    """An op's shape/dtype rule rejected its input shapes or dtypes.
+
+    Shape rules raise it with only ``detail``; the loader fills in the location.
+    """
+
+
+class UnsafePathError(GraphFileError):
+    """A file reference would read outside the graph's folder."""
+
+
+class LimitError(GraphFileError):
+    """A resource limit (nodes, elements, bytes) was exceeded."""
+
+
+class PluginError(GraphEngineError):
+    """An op plugin could not be used."""
+
+
+class DuplicateOpError(PluginError):
+    """Two plugins define the same op name."""
+
+
+class PluginImportError(PluginError):
+    """A plugin failed to import, or does not export ops correctly."""
+
+
+class FeedError(GraphEngineError):
+    """A value fed at run time is missing, unknown, or of the wrong shape or dtype."""
+
+
+class ExecutionError(GraphEngineError):
+    """An op raised, or returned a value of the wrong shape or dtype, while running."""
+
+
+class GradcheckError(GraphEngineError):
+    """An analytic gradient disagrees with a finite-difference estimate."""

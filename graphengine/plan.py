@@ -1,0 +1,422 @@
+"""Compiled execution plans.
+
+A :class:`Plan` turns a :class:`~graphengine.graph.Graph` into a flat list of
+steps over integer *slots* (one per named value). ``run`` and ``grad`` then
+loop over plain lists; they never touch networkx or pydantic objects.
+
+Each distinct request (which outputs, which ``wrt``) gets a *schedule*,
+computed once and cached: the forward steps it needs, the backward steps on a
+path from a ``wrt`` name to the output, and after which step each forward
+value can be dropped because no later forward step or VJP reads it.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
+from pydantic import BaseModel
+
+from .backward import BackwardStep, Trace, backward
+from .errors import ExecutionError, FeedError
+from .ops import OpDef, TensorSpec, format_shape
+
+if TYPE_CHECKING:
+    from .graph import Graph
+
+__all__ = ["Plan", "Step", "GradResult"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One node of the forward pass."""
+
+    node_id: str
+    op: OpDef
+    attrs: BaseModel
+    ins: tuple[int, ...]
+    out: int
+    input_names: tuple[str, ...]
+
+
+@dataclass
+class GradResult:
+    """What :meth:`Plan.value_and_grad` returns.
+
+    Attributes
+    ----------
+    outputs : dict of str to ndarray
+        The graph's outputs from the same forward pass.
+    gradients : dict of str to ndarray
+        One per ``wrt`` name, with that value's shape and dtype.
+    trace : Trace or None
+        The recorded backward pass when ``record=True``.
+    """
+
+    outputs: dict[str, np.ndarray]
+    gradients: dict[str, np.ndarray]
+    trace: Trace | None = None
+
+
+@dataclass(frozen=True)
+class _Schedule:
+    forward: tuple[tuple[Step, tuple[int, ...]], ...]  # (step, slots to drop after it)
+    outputs: tuple[int, ...]
+    backward: tuple[BackwardStep, ...]
+    grad_output: int
+
+
+class Plan:
+    """A graph compiled for repeated ``run`` and ``grad`` calls.
+
+    Parameters
+    ----------
+    graph : Graph
+    dtype : numpy.dtype, optional
+        Run every float value in this dtype instead of the declared ones
+        (``gradcheck`` uses float64).
+
+    Examples
+    --------
+    >>> import graphengine
+    >>> plan = graphengine.load("examples/seed_network.json").compile()
+    >>> grads = plan.grad(wrt=["W_o"])
+    >>> grads["W_o"].round(6).tolist()
+    [[0.082167, 0.082668], [-0.022603, -0.022740]]
+    """
+
+    def __init__(self, graph: "Graph", dtype: np.dtype | None = None) -> None:
+        self.graph = graph
+        self.dtype = None if dtype is None else np.dtype(dtype)
+        self.names: list[str] = [*graph.inputs, *graph.parameters, *graph.constants, *graph.nodes]
+        self.slot = {name: i for i, name in enumerate(self.names)}
+        self.specs = [self._cast_spec(graph.spec(name)) for name in self.names]
+        self.steps: list[Step] = [
+            Step(n.id, n.op, n.attrs, tuple(self.slot[i] for i in n.inputs), self.slot[n.id], n.inputs)
+            for n in graph.nodes.values()
+        ]
+        self._producer = {step.out: k for k, step in enumerate(self.steps)}
+        self._schedules: dict[Any, _Schedule] = {}
+
+    def _cast_spec(self, spec: TensorSpec) -> TensorSpec:
+        if self.dtype is not None and spec.dtype.kind == "f":
+            return TensorSpec(spec.shape, self.dtype)
+        return spec
+
+    def with_dtype(self, dtype: np.dtype) -> "Plan":
+        """The same graph, with every float value in ``dtype``."""
+        return Plan(self.graph, dtype)
+
+    def parameter_values(self) -> dict[str, np.ndarray]:
+        """Current parameter values (in this plan's dtype)."""
+        return {name: self._cast(value) for name, value in self.graph.parameters.items()}
+
+    def _cast(self, value: np.ndarray) -> np.ndarray:
+        if self.dtype is not None and value.dtype.kind == "f" and value.dtype != self.dtype:
+            return value.astype(self.dtype)
+        return value
+
+    # --- public entry points -----------------------------------------------------------------
+
+    def run(self, feeds: Mapping[str, Any] | None = None, *, outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """Run forward; return the requested outputs (default: the graph's).
+
+        Parameters
+        ----------
+        feeds : mapping of str to array_like, optional
+            Values of inputs (inputs with defaults may be left out). Parameters
+            and constants may be overridden by name.
+        outputs : sequence of str, optional
+            Any value names; default: the graph's outputs.
+
+        Raises
+        ------
+        FeedError
+            For an unknown name, a missing input, or a wrong shape or dtype.
+        ExecutionError
+            When an op fails; names the node.
+        """
+        names = tuple(outputs) if outputs is not None else tuple(self.graph.outputs)
+        schedule = self._schedule(names, None, None)
+        values = self._bind(feeds)
+        self._forward(schedule, values, None)
+        return {name: values[self.slot[name]] for name in names}
+
+    def run_all(self, feeds: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
+        """Run forward and return every named value (for inspection and diagrams)."""
+        return self.run(feeds, outputs=self.names)
+
+    def grad(
+        self,
+        feeds: Mapping[str, Any] | None = None,
+        wrt: Sequence[str] | None = None,
+        *,
+        output: str | None = None,
+        cotangent: Any = None,
+    ) -> dict[str, np.ndarray]:
+        """Gradients of ``output`` with respect to each ``wrt`` name.
+
+        Returns a new dict on every call; nothing is kept between calls.
+        See :meth:`value_and_grad` for the parameters.
+        """
+        return self.value_and_grad(feeds, wrt, output=output, cotangent=cotangent).gradients
+
+    def value_and_grad(
+        self,
+        feeds: Mapping[str, Any] | None = None,
+        wrt: Sequence[str] | None = None,
+        *,
+        output: str | None = None,
+        cotangent: Any = None,
+        record: bool = False,
+    ) -> GradResult:
+        """Run forward, then reverse mode from ``output``.
+
+        Parameters
+        ----------
+        feeds : mapping, optional
+            As :meth:`run`.
+        wrt : sequence of str, optional
+            Names to differentiate with respect to (parameters, inputs, or any
+            node); default: every parameter.
+        output : str, optional
+            The value to differentiate; default: the graph's ``loss``.
+        cotangent : array_like, optional
+            The output's cotangent, needed when the output is not a scalar.
+        record : bool
+            Also return a :class:`Trace` of the pass, for diagrams.
+
+        Returns
+        -------
+        GradResult
+
+        Raises
+        ------
+        FeedError
+            Bad feeds or names, a non-scalar output without ``cotangent``, or a
+            cotangent of the wrong shape.
+        ExecutionError
+            An op or VJP failed or returned a wrong shape or dtype; names the node.
+        """
+        output = self._grad_output(output)
+        wrt_names = tuple(wrt) if wrt is not None else tuple(self.graph.parameters)
+        self._check_names(wrt_names, "wrt")
+        schedule = self._schedule(tuple(self.graph.outputs), wrt_names, output)
+        values = self._bind(feeds)
+        shapes: list[Any] = [None] * len(values)
+        self._forward(schedule, values, shapes)
+        outputs = {self.names[s]: values[s] for s in schedule.outputs}
+        out_slot = self.slot[output]
+        seed = self._seed(values[out_slot], cotangent, output)
+        trace = Trace(output, seed) if record else None
+        dtypes = [spec.dtype for spec in self.specs]
+        cotangents = backward(schedule.backward, values, shapes, dtypes, self.names, out_slot, seed, trace)
+        gradients = {}
+        for name in wrt_names:
+            slot = self.slot[name]
+            g = cotangents[slot]
+            if g is None:  # not on any path to the output
+                shape = shapes[slot] if shapes[slot] is not None else np.shape(self._default(name))
+                g = np.zeros(shape, dtype=self.specs[slot].dtype)
+            elif not (isinstance(g, np.ndarray) and g.base is None and g.flags.writeable):
+                g = np.array(g, dtype=self.specs[slot].dtype)  # never hand out a view of internal or user data
+            gradients[name] = g
+        return GradResult(outputs, gradients, trace)
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _grad_output(self, output: str | None) -> str:
+        if output is None:
+            if self.graph.loss is None:
+                raise FeedError(
+                    f"the graph has several outputs {self.graph.outputs} and no 'loss'; say which to differentiate (output=...)"
+                )
+            return self.graph.loss
+        self._check_names([output], "output")
+        return output
+
+    def _check_names(self, names: Sequence[str], what: str) -> None:
+        for name in names:
+            if name not in self.slot:
+                close = difflib.get_close_matches(name, self.names, n=3, cutoff=0.6)
+                hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+                raise FeedError(f"{what}: no value named {name!r} in the graph{hint}")
+
+    def _default(self, name: str) -> Any:
+        info = self.graph.inputs.get(name)
+        return info.default if info is not None else self.graph.parameters.get(name, self.graph.constants.get(name))
+
+    def _seed(self, out: Any, cotangent: Any, output: str) -> np.ndarray:
+        out = np.asarray(out)
+        if cotangent is None:
+            if out.size != 1:
+                raise FeedError(
+                    f"output {output!r} has shape {out.shape}, not a scalar; pass a cotangent of that shape (cotangent=...)"
+                )
+            return np.ones(out.shape, dtype=out.dtype)
+        seed = np.asarray(cotangent, dtype=out.dtype)
+        if seed.shape != out.shape:
+            raise FeedError(f"cotangent has shape {seed.shape} but output {output!r} has shape {out.shape}")
+        return seed
+
+    def _bind(self, feeds: Mapping[str, Any] | None) -> list[Any]:
+        values: list[Any] = [None] * len(self.names)
+        graph = self.graph
+        feeds = feeds or {}
+        for name, value in feeds.items():
+            slot = self.slot.get(name)
+            if slot is None or name in graph.nodes:
+                self._check_names([name] if slot is None else [], "feed")
+                raise FeedError(f"feed: {name!r} is computed by the graph and cannot be fed")
+            values[slot] = self._coerce(name, value, self.specs[slot])
+        for name, info in graph.inputs.items():
+            slot = self.slot[name]
+            if values[slot] is None:
+                if info.default is None:
+                    raise FeedError(f"input {name!r} ({self.specs[slot]}) needs a value: feed it or give it a default")
+                values[slot] = self._cast(info.default)
+        for table in (graph.parameters, graph.constants):
+            for name, value in table.items():
+                slot = self.slot[name]
+                if values[slot] is None:
+                    values[slot] = self._cast(value)
+        return values
+
+    def _coerce(self, name: str, value: Any, spec: TensorSpec) -> np.ndarray:
+        try:
+            array = np.asarray(value)
+        except Exception as exc:
+            raise FeedError(f"feed {name!r}: not an array: {exc}") from None
+        if array.dtype.kind not in "fiub" or (spec.dtype.kind in "iu" and array.dtype.kind == "f"):
+            raise FeedError(f"feed {name!r}: got {array.dtype.name} values for a {spec.dtype.name} input")
+        array = array.astype(spec.dtype, copy=False)
+        shape = array.shape
+        if len(shape) != len(spec.shape) or any(d is not None and d != s for s, d in zip(shape, spec.shape)):
+            raise FeedError(f"feed {name!r}: shape {format_shape(shape)} does not match the declared {format_shape(spec.shape)}")
+        return array
+
+    def _forward(self, schedule: _Schedule, values: list[Any], shapes: list[Any] | None) -> None:
+        if shapes is not None:
+            for slot, value in enumerate(values):
+                if value is not None:
+                    shapes[slot] = value.shape
+        for step, drop in schedule.forward:
+            try:
+                out = step.op.forward(*[values[i] for i in step.ins], attrs=step.attrs)
+            except Exception as exc:
+                raise ExecutionError(
+                    f"node {step.node_id!r} (op {step.op.name!r}) failed: {type(exc).__name__}: {exc}"
+                ) from exc
+            values[step.out] = out
+            if shapes is not None:
+                shapes[step.out] = np.shape(out)
+            for slot in drop:
+                values[slot] = None
+
+    def _schedule(self, outputs: tuple[str, ...], wrt: tuple[str, ...] | None, grad_output: str | None) -> _Schedule:
+        key = (outputs, wrt, grad_output)
+        schedule = self._schedules.get(key)
+        if schedule is None:
+            self._check_names(outputs, "outputs")
+            schedule = self._schedules[key] = self._build_schedule(outputs, wrt, grad_output)
+        return schedule
+
+    def _build_schedule(self, outputs: tuple[str, ...], wrt: tuple[str, ...] | None, grad_output: str | None) -> _Schedule:
+        n = len(self.names)
+        steps = self.steps
+        out_slots = [self.slot[o] for o in outputs]
+        # Ancestors of everything we must compute, by one reverse sweep over the topological order.
+        needed = [False] * n
+        for s in out_slots + ([self.slot[grad_output]] if grad_output else []):
+            needed[s] = True
+        for step in reversed(steps):
+            if needed[step.out]:
+                for i in step.ins:
+                    needed[i] = True
+        forward_steps = [step for step in steps if needed[step.out]]
+
+        backward_steps: list[BackwardStep] = []
+        kept_for_backward: set[int] = set()
+        if grad_output is not None and wrt is not None:
+            backward_steps, kept_for_backward = self._backward_steps(wrt, grad_output)
+
+        # Drop each forward value after its last forward reader, unless a VJP or the caller needs it.
+        keep = set(out_slots) | kept_for_backward
+        last_reader: dict[int, int] = {}
+        for k, step in enumerate(forward_steps):
+            for i in step.ins:
+                last_reader[i] = k
+        drops: list[list[int]] = [[] for _ in forward_steps]
+        for slot, k in last_reader.items():
+            if slot not in keep and slot in self._producer:
+                drops[k].append(slot)
+        return _Schedule(
+            tuple((step, tuple(d)) for step, d in zip(forward_steps, drops)),
+            tuple(out_slots),
+            tuple(backward_steps),
+            self.slot[grad_output] if grad_output else -1,
+        )
+
+    def _backward_steps(self, wrt: tuple[str, ...], output: str) -> tuple[list[BackwardStep], set[int]]:
+        n = len(self.names)
+        wrt_slots = {self.slot[w] for w in wrt}
+        # A slot needs a cotangent if it depends on a wrt value and the output depends on it.
+        depends_on_wrt = [False] * n
+        for s in wrt_slots:
+            depends_on_wrt[s] = True
+        for step in self.steps:
+            if any(depends_on_wrt[i] for i in step.ins):
+                depends_on_wrt[step.out] = True
+        reaches_output = [False] * n
+        reaches_output[self.slot[output]] = True
+        for step in reversed(self.steps):
+            if reaches_output[step.out]:
+                for i in step.ins:
+                    reaches_output[i] = True
+        active = [
+            step for step in reversed(self.steps) if depends_on_wrt[step.out] and reaches_output[step.out]
+        ]
+        prepared = []
+        kept: set[int] = set()
+        for step in active:
+            op = step.op
+            grads = []
+            for position, slot in enumerate(step.ins):
+                vjp = op.vjp_for(position)
+                if vjp is None or not depends_on_wrt[slot] or self.specs[slot].dtype.kind != "f":
+                    continue
+                if op.variadic and position >= len(op.inputs) - 1:
+                    vjp = functools.partial(vjp, argnum=position)
+                grads.append((position, slot, vjp))
+            reads = [i for p, i in enumerate(step.ins) if op.needs_input(p)]
+            if op.needs_output():
+                reads.append(step.out)
+            prepared.append((step, tuple(grads), reads))
+            kept.update(reads)
+        # Release each forward value after the last backward step that reads it.
+        backward_steps = []
+        last_use: dict[int, int] = {}
+        for k, (_, _, reads) in enumerate(prepared):
+            for slot in reads:
+                last_use[slot] = k
+        release_at: list[list[int]] = [[] for _ in prepared]
+        for slot, k in last_use.items():
+            if slot in self._producer:
+                release_at[k].append(slot)
+        for k, (step, grads, _) in enumerate(prepared):
+            backward_steps.append(
+                BackwardStep(
+                    step.node_id,
+                    step.op.name,
+                    step.attrs,
+                    step.out,
+                    step.ins,
+                    grads,
+                    step.out in wrt_slots,
+                    tuple(release_at[k]),
+                )
+            )
+        return backward_steps, kept
