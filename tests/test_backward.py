@@ -1,0 +1,245 @@
+"""The reverse-mode scheduler: fan-out sums, diamonds, pruning, long chains, memory."""
+
+from __future__ import annotations
+
+import tracemalloc
+from typing import Any
+
+import numpy as np
+import pytest
+
+import graphengine
+from graphengine import NoAttrs, OpDef, Registry, default_registry, elementwise_rule
+from conftest import SINE_PLUGIN
+
+
+def doc(nodes: list[dict[str, Any]], outputs: list[str], *, x: Any = 0.7, shape: list[int] | None = None, **extra: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "format": "graphengine/v1",
+        "inputs": [{"name": "x", "shape": shape if shape is not None else list(np.shape(x)), "default": x}],
+        "nodes": nodes,
+        "outputs": outputs,
+    }
+    d.update(extra)
+    return d
+
+
+def test_fan_out_sin_sin_plus_sin() -> None:
+    """y = sin(sin(x) + sin(x)): dy/dx = cos(2 sin x) * 2 cos x, the sum of both branches."""
+    nodes = [
+        {"id": "s1", "op": "sin", "inputs": ["x"]},
+        {"id": "s2", "op": "sin", "inputs": ["x"]},
+        {"id": "sum", "op": "add", "inputs": ["s1", "s2"]},
+        {"id": "y", "op": "sin", "inputs": ["sum"]},
+    ]
+    g = graphengine.load_dict(doc(nodes, ["y"]), plugins=[str(SINE_PLUGIN)])
+    x = 0.7
+    grad = g.grad(wrt=["x"])["x"]
+    assert grad == pytest.approx(np.cos(2 * np.sin(x)) * 2 * np.cos(x), rel=1e-12)
+    # A single sin node feeding both sides of the add: the same sum, through one value.
+    shared = graphengine.load_dict(
+        doc([{"id": "s", "op": "sin", "inputs": ["x"]}, {"id": "sum", "op": "add", "inputs": ["s", "s"]}, {"id": "y", "op": "sin", "inputs": ["sum"]}], ["y"]),
+        plugins=[str(SINE_PLUGIN)],
+    )
+    assert shared.grad(wrt=["x"])["x"] == pytest.approx(grad, rel=1e-12)
+    graphengine.gradcheck(shared.compile(), wrt=["x"])
+
+
+def test_diamond() -> None:
+    """x -> a = exp(x), b = x * x -> y = a * b: dy/dx = exp(x) x^2 + exp(x) 2x."""
+    nodes = [
+        {"id": "a", "op": "exp", "inputs": ["x"]},
+        {"id": "b", "op": "mul", "inputs": ["x", "x"]},
+        {"id": "y", "op": "mul", "inputs": ["a", "b"]},
+        {"id": "loss", "op": "sum", "inputs": ["y"]},
+    ]
+    x = np.array([0.3, -1.2, 2.0])
+    g = graphengine.load_dict(doc(nodes, ["loss"], x=x.tolist()))
+    np.testing.assert_allclose(g.grad(wrt=["x"])["x"], np.exp(x) * x**2 + np.exp(x) * 2 * x, rtol=1e-12)
+
+
+def test_recorded_fan_in_sums_to_the_gradient() -> None:
+    nodes = [
+        {"id": "a", "op": "exp", "inputs": ["x"]},
+        {"id": "b", "op": "mul", "inputs": ["x", "x"]},
+        {"id": "y", "op": "mul", "inputs": ["a", "b"]},
+        {"id": "loss", "op": "sum", "inputs": ["y"]},
+    ]
+    g = graphengine.load_dict(doc(nodes, ["loss"], x=[0.3, -1.2]))
+    result = g.value_and_grad(wrt=["x"], record=True)
+    fan = result.trace.fan_in["x"]
+    assert [src for src, _ in fan.contributions] == ["b", "b", "a"] or sorted(src for src, _ in fan.contributions) == ["a", "b", "b"]
+    np.testing.assert_allclose(sum(c for _, c in fan.contributions), result.gradients["x"], rtol=1e-12)
+    assert result.trace.to_json()["fan_in"]["x"]["total"] == pytest.approx(result.gradients["x"].tolist())
+
+
+def _random_graph(rng: np.random.Generator, n_nodes: int) -> dict[str, Any]:
+    unary = ["tanh", "sigmoid", "exp", "neg", "softplus"]
+    binary = ["add", "mul", "sub"]
+    names = ["x", "p0", "p1"]
+    nodes = []
+    for i in range(n_nodes):
+        if rng.random() < 0.5:
+            op, ins = rng.choice(unary), [names[rng.integers(len(names))]]
+        else:
+            op, ins = rng.choice(binary), [names[rng.integers(len(names))] for _ in range(2)]
+        nodes.append({"id": f"n{i}", "op": str(op), "inputs": ins})
+        names.append(f"n{i}")
+    nodes.append({"id": "loss", "op": "mean", "inputs": [names[-1]]})
+    return {
+        "format": "graphengine/v1",
+        "inputs": [{"name": "x", "shape": [None, 3], "default": (rng.standard_normal((2, 3)) * 0.5).tolist()}],
+        "parameters": [
+            {"name": "p0", "value": (rng.standard_normal(3) * 0.5).tolist()},
+            {"name": "p1", "value": (rng.standard_normal((2, 1)) * 0.5).tolist()},
+        ],
+        "nodes": nodes,
+        "outputs": ["loss"],
+    }
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_random_dags_agree_with_finite_differences(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    g = graphengine.load_dict(_random_graph(rng, 12))
+    wrt = ["p0", "p1", "x"]
+    results = graphengine.gradcheck(g.compile(), wrt=wrt, rng=rng)
+    assert set(results) == set(wrt)
+
+
+def _counting_registry(calls: list[str]) -> Registry:
+    def fwd(x, *, attrs):
+        return x * 2.0
+
+    def vjp(g, out, x, *, attrs):
+        calls.append("vjp")
+        return g * 2.0
+
+    reg = default_registry()
+    reg.register(OpDef("double", fwd, (vjp,), elementwise_rule, vjp_needs=frozenset()), "test")
+    return reg
+
+
+def test_only_nodes_on_a_path_from_wrt_to_output_are_visited() -> None:
+    calls: list[str] = []
+    nodes = [
+        {"id": "off_path", "op": "double", "inputs": ["x"]},  # depends on x only, not on p
+        {"id": "on_path", "op": "double", "inputs": ["p"]},
+        {"id": "y", "op": "mul", "inputs": ["off_path", "on_path"]},
+    ]
+    d = doc(nodes, ["y"], x=1.5, parameters=[{"name": "p", "value": 2.0}])
+    g = graphengine.load_dict(d, registry=_counting_registry(calls))
+    assert g.grad(wrt=["p"])["p"] == pytest.approx(2.0 * 1.5 * 2.0)
+    assert calls == ["vjp"]
+
+
+def test_grad_returns_fresh_results_without_state() -> None:
+    g = graphengine.load_dict(doc([{"id": "y", "op": "mul", "inputs": ["x", "x"]}], ["y"], x=3.0))
+    first = g.grad(wrt=["x"])
+    first["x"] += 100.0
+    second = g.grad(wrt=["x"])
+    assert second["x"] == pytest.approx(6.0)
+    assert first is not second
+
+
+def test_explicit_output_cotangent_for_vector_output() -> None:
+    g = graphengine.load_dict(doc([{"id": "y", "op": "mul", "inputs": ["x", "x"]}], ["y"], x=[1.0, 2.0]))
+    with pytest.raises(graphengine.FeedError, match="cotangent"):
+        g.grad(wrt=["x"])
+    np.testing.assert_allclose(g.grad(wrt=["x"], cotangent=[1.0, 10.0])["x"], [2.0, 40.0])
+
+
+def test_chain_of_100k_nodes_runs_iteratively() -> None:
+    n = 100_000
+    nodes = [{"id": f"n{i}", "op": "neg", "inputs": ["x" if i == 0 else f"n{i - 1}"]} for i in range(n)]
+    nodes.append({"id": "loss", "op": "sum", "inputs": [f"n{n - 1}"]})
+    g = graphengine.load_dict(doc(nodes, ["loss"], x=[1.0, 2.0]))
+    np.testing.assert_array_equal(g.grad(wrt=["x"])["x"], [1.0, 1.0])  # an even number of negations
+
+
+def test_values_and_cotangents_are_released_early() -> None:
+    """A chain of 40 adds on 1M floats: if nothing were released, peak memory would be ~40 arrays."""
+    n, size = 40, 1_000_000
+    nodes = [{"id": f"n{i}", "op": "add", "inputs": ["x" if i == 0 else f"n{i - 1}", "c"]} for i in range(n)]
+    nodes.append({"id": "loss", "op": "sum", "inputs": [f"n{n - 1}"]})
+    d = doc(nodes, ["loss"], shape=[size], x=None, constants=[{"name": "c", "value": 1.0}])
+    del d["inputs"][0]["default"]
+    g = graphengine.load_dict(d)
+    x = np.ones(size)
+    plan = g.compile()
+    plan.grad({"x": x}, wrt=["x"])  # warm the schedule cache
+    tracemalloc.start()
+    grads = plan.grad({"x": x}, wrt=["x"])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    np.testing.assert_array_equal(grads["x"][:3], [1.0, 1.0, 1.0])
+    assert peak < 6 * x.nbytes, f"peak {peak / x.nbytes:.1f} arrays"
+
+
+def test_gradients_keep_the_parameter_dtype() -> None:
+    d = doc(
+        [{"id": "h", "op": "linear", "inputs": ["x", "W", "b"]}, {"id": "loss", "op": "sum", "inputs": ["h"]}],
+        ["loss"],
+        x=[[1.0, 2.0]],
+        dtype="float32",
+        parameters=[{"name": "W", "value": [[1.0, 2.0]]}, {"name": "b", "value": 0.5}],
+    )
+    g = graphengine.load_dict(d)
+    grads = g.grad()
+    assert grads["W"].dtype == np.float32 and grads["b"].dtype == np.float32 and grads["b"].shape == ()
+
+
+def test_checker_catches_a_wrong_vjp() -> None:
+    def fwd(x, *, attrs):
+        return np.exp(x)
+
+    def wrong_vjp(g, out, x, *, attrs):
+        return g * out * 1.01  # one percent off
+
+    reg = default_registry()
+    reg.register(OpDef("bad_exp", fwd, (wrong_vjp,), elementwise_rule), "test")
+    g = graphengine.load_dict(
+        doc([{"id": "e", "op": "bad_exp", "inputs": ["x"]}, {"id": "loss", "op": "sum", "inputs": ["e"]}], ["loss"], parameters=[], x=[0.1, 0.2]),
+        registry=reg,
+    )
+    with pytest.raises(graphengine.GradcheckError, match="node 'e'.*bad_exp.*input 'x'"):
+        graphengine.gradcheck(g.compile(), wrt=["x"])
+    with pytest.raises(graphengine.GradcheckError, match="bad_exp"):
+        graphengine.check_op(reg["bad_exp"], [np.array([0.1, 0.2])])
+
+
+def test_vjp_returning_wrong_shape_is_named() -> None:
+    def fwd(x, *, attrs):
+        return x * 1.0
+
+    def bad_vjp(g, out, x, *, attrs):
+        return np.ones(7)
+
+    reg = default_registry()
+    reg.register(OpDef("bad_shape", fwd, (bad_vjp,), elementwise_rule), "test")
+    g = graphengine.load_dict(doc([{"id": "e", "op": "bad_shape", "inputs": ["x"]}, {"id": "loss", "op": "sum", "inputs": ["e"]}], ["loss"], x=[0.1, 0.2]), registry=reg)
+    with pytest.raises(graphengine.ExecutionError, match=r"node 'e' \(op 'bad_shape'\), input 0 \('x'\).*shape"):
+        g.grad(wrt=["x"])
+
+
+def test_op_that_raises_is_named() -> None:
+    g = graphengine.load_dict(
+        doc(
+            [{"id": "ce", "op": "softmax_cross_entropy", "inputs": ["x", "labels"]}],
+            ["ce"],
+            x=[[0.1, 0.2, 0.3]],
+            constants=[{"name": "labels", "value": [5], "dtype": "int64"}],
+        )
+    )
+    with pytest.raises(graphengine.ExecutionError, match="node 'ce'"):
+        g.run()
+
+
+def test_feed_errors() -> None:
+    g = graphengine.load_dict(doc([{"id": "y", "op": "neg", "inputs": ["x"]}], ["y"], x=[1.0, 2.0]))
+    with pytest.raises(graphengine.FeedError, match="did you mean 'x'"):
+        g.run({"xx": [1.0, 2.0]})
+    with pytest.raises(graphengine.FeedError, match=r"\(3,\).*\(2,\)"):
+        g.run({"x": [1.0, 2.0, 3.0]})
+    with pytest.raises(graphengine.FeedError, match="computed by the graph"):
+        g.run({"y": [1.0, 2.0]})
