@@ -60,7 +60,7 @@ _NESTED_NUMBERS = {
 }
 #: Nested numbers are checked (and converted) by numpy in graph.py: validating a
 #: large literal element by element in pydantic would be slow and recursive.
-NestedNumbers = Annotated[Any, WithJsonSchema({"$ref": "#/$defs/NestedNumbers"})]
+NestedNumbers = Annotated[Any, WithJsonSchema({"x-graphengine": "nested-numbers"})]
 
 
 class _Strict(BaseModel):
@@ -81,6 +81,10 @@ class InputDecl(_Strict):
 
 class TensorDecl(_Strict):
     """A parameter (trainable) or constant: inline ``value``, or ``file`` beside the graph."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_extra={"oneOf": [{"required": ["value"]}, {"required": ["file"]}]}
+    )
 
     name: Name
     value: NestedNumbers = Field(None, description="Inline value.")
@@ -169,8 +173,20 @@ def document_json_schema(registry: "Registry") -> dict[str, Any]:
 
     node_union = Union[tuple(known + [OtherNode])]  # type: ignore[valid-type]
     document = create_model("GraphFile", __base__=GraphV1, nodes=(list[node_union], Field(default_factory=list)))
-    schema = document.model_json_schema()
+    schema = _replace_placeholders(document.model_json_schema())
     schema["$defs"]["NestedNumbers"] = _NESTED_NUMBERS
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "graphengine graph file, format graphengine/v1"
+    return schema
+
+
+def _replace_placeholders(schema: Any) -> Any:
+    # pydantic cannot emit a $ref to a definition it did not make; patch ours in afterwards.
+    if isinstance(schema, dict):
+        if schema.get("x-graphengine") == "nested-numbers":
+            rest = {k: v for k, v in schema.items() if k != "x-graphengine"}
+            return {**rest, "$ref": "#/$defs/NestedNumbers"}
+        return {k: _replace_placeholders(v) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_replace_placeholders(v) for v in schema]
     return schema
