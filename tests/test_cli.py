@@ -57,7 +57,7 @@ def test_grad_text_shows_loss_and_every_weight(capsys) -> None:
     assert "loss" in out and "0.298371109" in out
     for name in ("W_h", "W_o", "b_h", "b_o"):
         assert name in out
-    assert "0.08216704" in out and "0.000438568" in out
+    assert "0.08216704" in out and "0.00043856773" in out
 
 
 def test_grad_wrt_subset(capsys) -> None:
