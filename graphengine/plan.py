@@ -85,7 +85,7 @@ class Plan:
     >>> plan = graphengine.load("examples/seed_network.json").compile()
     >>> grads = plan.grad(wrt=["W_o"])
     >>> grads["W_o"].round(6).tolist()
-    [[0.082167, 0.082668], [-0.022603, -0.022740]]
+    [[0.082167, 0.082668], [-0.022603, -0.02274]]
     """
 
     def __init__(self, graph: "Graph", dtype: np.dtype | None = None) -> None:
