@@ -52,8 +52,9 @@ def check_op(
     """Check every VJP of one op against a central finite difference.
 
     Also checks that the op's shape rule predicts the forward output, that each
-    VJP's cotangent reduces to its input's shape, and that float32 inputs give
-    float32 outputs and cotangents.
+    VJP's cotangent reduces to its input's shape, that float32 inputs give
+    float32 outputs and cotangents, and that the VJPs work when given ``None``
+    for every value the op's ``vjp_needs`` says they don't read.
 
     Parameters
     ----------
@@ -77,6 +78,8 @@ def check_op(
         When a VJP disagrees; names the op, the input and both numbers.
     ExecutionError
         When a VJP returns the wrong shape or dtype, or the shape rule is wrong.
+    ShapeError
+        When the op's shape rule rejects ``inputs``.
 
     Examples
     --------
@@ -96,8 +99,9 @@ def check_op(
     def forward(args: Sequence[np.ndarray]) -> np.ndarray:
         return np.asarray(op.forward(*args, attrs=attr_model))
 
+    predicted = op.shape_rule(*(TensorSpec(x.shape, x.dtype) for x in xs), attrs=attr_model)
     out = forward(xs)
-    _check_shape_rule(op, xs, attr_model, out)
+    _check_shape_rule(op, predicted, out)
     _check_float32(op, xs, attr_model)
     u = rng.standard_normal(out.shape)
     results: dict[str, tuple[float, float]] = {}
@@ -227,7 +231,15 @@ def _call_vjp(op: OpDef, i: int, g: np.ndarray, out: np.ndarray, xs: Sequence[np
     vjp = op.vjp_for(i)
     assert vjp is not None
     extra = {"argnum": i} if op.variadic and i >= len(op.inputs) - 1 else {}
-    cot = np.asarray(vjp(g, out, *xs, attrs=attrs, **extra))
+    # Pass None for what the op says its VJPs don't read, as the engine may: a wrong vjp_needs fails here.
+    args = [x if op.needs_input(j) else None for j, x in enumerate(xs)]
+    try:
+        cot = np.asarray(vjp(g, out if op.needs_output() else None, *args, attrs=attrs, **extra))
+    except Exception as exc:
+        hint = " (does vjp_needs list everything the VJP reads?)" if op.vjp_needs is not None else ""
+        raise ExecutionError(
+            f"op {op.name!r}, input {op.input_name(i)!r}: VJP raised {type(exc).__name__}: {exc}{hint}"
+        ) from exc
     try:
         cot = unbroadcast(cot, xs[i].shape)
     except ValueError as exc:
@@ -243,8 +255,7 @@ def _as_float64(x: np.ndarray) -> np.ndarray:
     return x.astype(np.float64) if x.dtype.kind == "f" else x
 
 
-def _check_shape_rule(op: OpDef, xs: Sequence[np.ndarray], attrs: Any, out: np.ndarray) -> None:
-    predicted = op.shape_rule(*(TensorSpec(x.shape, x.dtype) for x in xs), attrs=attrs)
+def _check_shape_rule(op: OpDef, predicted: TensorSpec, out: np.ndarray) -> None:
     if tuple(predicted.shape) != out.shape or predicted.dtype != out.dtype:
         raise ExecutionError(
             f"op {op.name!r}: shape rule predicts {predicted} but forward returned {out.dtype.name}{list(out.shape)}"

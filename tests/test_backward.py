@@ -243,3 +243,17 @@ def test_feed_errors() -> None:
         g.run({"x": [1.0, 2.0, 3.0]})
     with pytest.raises(graphengine.FeedError, match="computed by the graph"):
         g.run({"y": [1.0, 2.0]})
+
+
+def test_check_op_catches_an_incomplete_vjp_needs() -> None:
+    def fwd(x, *, attrs):
+        return np.tanh(x)
+
+    def vjp(g, out, x, *, attrs):
+        return g * (1 - out * out)
+
+    lying = OpDef("tanh2", fwd, (vjp,), elementwise_rule, vjp_needs=frozenset({"x"}))  # it reads out, not x
+    with pytest.raises(graphengine.ExecutionError, match="vjp_needs"):
+        graphengine.check_op(lying, [np.array([0.1, 0.2])])
+    honest = OpDef("tanh2", fwd, (vjp,), elementwise_rule, vjp_needs=frozenset({"out"}))
+    graphengine.check_op(honest, [np.array([0.1, 0.2])])
