@@ -14,6 +14,7 @@ respect to every parameter::
 Write ops as data (:class:`OpDef`) and check them with :func:`check_op`.
 """
 
+from . import errors
 from .backward import FanIn, Trace, TraceStep
 from .errors import (
     ArityError,
@@ -72,23 +73,6 @@ __all__ = [
     "check_op_samples",
     "gradcheck",
     "document_json_schema",
-    # errors
-    "GraphEngineError",
-    "GraphFileError",
-    "SchemaError",
-    "DuplicateIdError",
-    "DanglingReferenceError",
-    "CycleError",
-    "UnknownOpError",
-    "ArityError",
-    "OpAttributeError",
-    "ShapeError",
-    "UnsafePathError",
-    "LimitError",
-    "PluginError",
-    "DuplicateOpError",
-    "PluginImportError",
-    "FeedError",
-    "ExecutionError",
-    "GradcheckError",
+    # errors: GraphEngineError and its subclasses
+    *errors.__all__,
 ]
