@@ -187,6 +187,8 @@ def gradcheck(
     rng = rng or np.random.default_rng(0)
     wrt = list(wrt) if wrt is not None else list(plan.graph.parameter_names)
     output = output or plan.graph.loss
+    if output is None:
+        raise GradcheckError(f"the graph has several outputs {plan.graph.outputs} and no 'loss'; pass output=...")
     feeds = dict(feeds or {})
     grads = plan64.grad(feeds, wrt, output=output)
     base = plan64.run(feeds, outputs=wrt)  # the point: fed, default or stored values

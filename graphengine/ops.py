@@ -39,7 +39,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -87,16 +87,11 @@ class NoAttrs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ForwardFn(Protocol):
-    def __call__(self, *inputs: np.ndarray, attrs: Any) -> np.ndarray: ...
-
-
-class VjpFn(Protocol):
-    def __call__(self, g: np.ndarray, out: np.ndarray, *inputs: Any, attrs: Any) -> np.ndarray: ...
-
-
-class ShapeRule(Protocol):
-    def __call__(self, *inputs: TensorSpec, attrs: Any) -> TensorSpec: ...
+# The three signatures, documented in the module docstring. They are plain
+# callables: a VJP's positional inputs vary by op, which a Protocol cannot say.
+ForwardFn = Callable[..., np.ndarray]  # forward(*inputs, attrs) -> out
+VjpFn = Callable[..., np.ndarray]  # vjp(g, out, *inputs, attrs[, argnum]) -> cotangent
+ShapeRule = Callable[..., "TensorSpec"]  # shape_rule(*specs, attrs) -> spec
 
 
 #: One gradcheck case: input arrays and attribute dict.

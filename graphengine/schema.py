@@ -168,10 +168,10 @@ def document_json_schema(registry: "Registry") -> dict[str, Any]:
 
     class OtherNode(NodeDecl):
         op: str = Field(  # type: ignore[assignment]
-            description="An op from a plugin.", json_schema_extra={"not": {"enum": names}}
+            description="An op from a plugin.", json_schema_extra={"not": {"enum": list[Any](names)}}
         )
 
-    node_union = Union[tuple(known + [OtherNode])]  # type: ignore[valid-type]
+    node_union: Any = Union[tuple(known + [OtherNode])]
     document = create_model("GraphFile", __base__=GraphV1, nodes=(list[node_union], Field(default_factory=list)))
     schema = _replace_placeholders(document.model_json_schema())
     schema["$defs"]["NestedNumbers"] = _NESTED_NUMBERS
