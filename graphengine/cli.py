@@ -217,6 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     add("schema", cmd_schema, "print the JSON Schema of graph files (with the registered ops)", [common])
     # --- render command ---
+    def cmd_render(args: argparse.Namespace) -> int:
+        from .render import cmd_render as run  # lazy: graphviz only for this command
+
+        return run(args)
+
+    p = add("render", cmd_render, "draw the graph with forward values and (--grad) the backward pass: SVG, PNG, PDF or DOT", [graph_args])
+    from .render import add_arguments as add_render_arguments
+
+    add_render_arguments(p)
     # --- train command ---
     return parser
 

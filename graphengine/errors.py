@@ -22,6 +22,7 @@ Hierarchy::
     │   └── PluginImportError     a plugin failed to import
     ├── FeedError                 a run-time feed is missing or has the wrong shape
     ├── ExecutionError            an op's forward or VJP raised or misbehaved
+    ├── RenderError               a diagram cannot be drawn or written (e.g. no Graphviz 'dot')
     └── GradcheckError            analytic and numeric gradients disagree
 """
 
@@ -45,6 +46,7 @@ __all__ = [
     "PluginImportError",
     "FeedError",
     "ExecutionError",
+    "RenderError",
     "GradcheckError",
 ]
 
@@ -153,6 +155,10 @@ class FeedError(GraphEngineError):
 
 class ExecutionError(GraphEngineError):
     """An op raised, or returned a value of the wrong shape or dtype, while running."""
+
+
+class RenderError(GraphEngineError):
+    """A diagram cannot be drawn or written: unknown format, no Graphviz ``dot`` program, bad ``highlight``."""
 
 
 class GradcheckError(GraphEngineError):

@@ -187,6 +187,14 @@ class Graph:
             f"{len(self.nodes)} nodes, outputs {self.outputs}>"
         )
 
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from .render import mimebundle  # lazy: graphviz only when displayed
+
+        return mimebundle(self)
+
+    def _repr_svg_(self) -> str | None:
+        return self._repr_mimebundle_().get("image/svg+xml")
+
 
 # --- loading -------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import difflib
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
@@ -54,11 +54,23 @@ class GradResult:
         One per ``wrt`` name, with that value's shape and dtype.
     trace : Trace or None
         The recorded backward pass when ``record=True``.
+    plan, feeds
+        Where the result came from, so that it can draw itself (Jupyter).
     """
 
     outputs: dict[str, np.ndarray]
     gradients: dict[str, np.ndarray]
     trace: Trace | None = None
+    plan: "Plan | None" = field(default=None, repr=False, compare=False)
+    feeds: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        from .render import mimebundle  # lazy: graphviz only when displayed
+
+        return mimebundle(self)
+
+    def _repr_svg_(self) -> str | None:
+        return self._repr_mimebundle_().get("image/svg+xml")
 
 
 @dataclass(frozen=True)
@@ -224,7 +236,7 @@ class Plan:
             elif not (isinstance(g, np.ndarray) and g.base is None and g.flags.writeable):
                 g = np.array(g, dtype=self.specs[slot].dtype)  # never hand out a view of internal or user data
             gradients[name] = g
-        return GradResult(outputs, gradients, trace)
+        return GradResult(outputs, gradients, trace, plan=self, feeds=feeds)
 
     # --- internals ---------------------------------------------------------------------------
 
