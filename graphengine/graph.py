@@ -10,9 +10,13 @@ cycles, file paths, and every op's shape/dtype rule.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import math
 import os
+import re
 import stat
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
@@ -53,9 +57,12 @@ class Limits:
     max_nodes : int
         Inputs, parameters, constants and nodes together.
     max_elements : int
-        Elements of any one declared or stored tensor.
+        Elements of any one tensor: declared, stored, or produced by a node
+        (free dimensions count as 1).
     max_total_bytes : int
-        Bytes of all parameters and constants together.
+        Bytes of all parameters, constants and input defaults together,
+        counted before each is allocated (also bounds what a weight file
+        may hold, or a .npz member may unpack to).
     max_ndim : int
         Dimensions of any one tensor.
     max_file_bytes : int
@@ -289,6 +296,8 @@ def parse_json(raw: bytes | str, *, file: str | None, allow_nonfinite: bool = Fa
         raise SchemaError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", file=file) from None
     except UnicodeDecodeError as exc:
         raise SchemaError(f"file is not UTF-8 text: {exc.reason}", file=file) from None
+    except ValueError as exc:  # e.g. an integer longer than Python's int_max_str_digits
+        raise SchemaError(f"invalid JSON: {_clip(str(exc), 120)}", file=file) from None
     except RecursionError:
         raise SchemaError("JSON is nested too deeply to parse", file=file) from None
 
@@ -310,20 +319,24 @@ def load_dict(
     """
     limits = limits or Limits()
     registry = registry or default_registry(plugins)
-    doc = _validate_document(data, file)
+    doc = _validate_document(data, file, limits)
     return _Builder(doc, data, registry, file, Path(base_dir) if base_dir is not None else None, limits, allow_nonfinite).build()
 
 
-def _validate_document(data: Any, file: str | None) -> GraphV1:
+def _validate_document(data: Any, file: str | None, limits: Limits) -> GraphV1:
     if not isinstance(data, dict):
         raise SchemaError(f"a graph file holds a JSON object, not {type(data).__name__}", file=file)
     version = data.get("format")
     if version != FORMAT_V1:
         raise SchemaError(
-            f"unsupported format {version!r}; this version of graphengine reads {FORMAT_V1!r}",
+            f"unsupported format {_show(version)}; this version of graphengine reads {FORMAT_V1!r}",
             file=file,
             json_path="$.format",
         )
+    # Count entries before pydantic builds a model for each of them.
+    count = sum(len(v) for k in _SECTIONS if isinstance(v := data.get(k), list))
+    if count > limits.max_nodes:
+        raise LimitError(f"{count} entries, over the limit max_nodes={limits.max_nodes}", file=file)
     try:
         return GraphV1.model_validate(data)
     except ValidationError as exc:
@@ -346,22 +359,51 @@ def _schema_error(exc: ValidationError, data: Any, file: str | None) -> SchemaEr
             pass
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
-        msg = f"unknown field {loc[-1]!r}"
+        msg = f"unknown field {_show(loc[-1])}"
     elif first["type"] == "missing":
-        msg = f"missing field {loc[-1]!r}"
+        msg = f"missing field {_show(loc[-1])}"
     more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
     return SchemaError(msg + more, file=file, json_path=json_path(loc), node_id=node_id)
 
 
 def json_path(loc: Iterable[Any]) -> str:
-    """``("nodes", 2, "attrs")`` as ``$.nodes[2].attrs``."""
+    """``("nodes", 2, "attrs")`` as ``$.nodes[2].attrs``.
+
+    Keys that are not plain identifiers are quoted and escaped (``$.attrs["a b"]``),
+    so a hostile key cannot put a newline or a terminal escape into a message.
+    """
     out = "$"
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif isinstance(part, str) and _PLAIN_KEY.match(part):
+            out += f".{part}"
+        else:
+            out += f"[{json.dumps(_clip(str(part), 64))}]"  # ensure_ascii: escapes control characters
     return out
 
 
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + f"...({len(text)} characters)"
+
+
+def _show(value: Any) -> str:
+    """A value from the file for a message: quoted, escaped, and at most ~80 characters."""
+    if isinstance(value, str):
+        return repr(_clip(value))
+    if value is None or isinstance(value, (bool, int, float)):
+        return _clip(repr(value) if not isinstance(value, int) or abs(value) < 10**40 else "a huge integer")
+    return f"a JSON {'array' if isinstance(value, list) else 'object' if isinstance(value, dict) else type(value).__name__}"
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}\Z")
+_SECTIONS = ("inputs", "parameters", "constants", "nodes")
+
+
 _DTYPES = {name: np.dtype(name) for name in ("float32", "float64", "int32", "int64")}
+
+#: Room for a .npy header (numpy caps headers at 10,000 bytes) on top of the data it describes.
+_NPY_HEADER_ROOM = 16 * 1024
 
 
 class _Builder:
@@ -381,6 +423,7 @@ class _Builder:
         self.base_dir, self.limits, self.allow_nonfinite = base_dir, limits, allow_nonfinite
         self.where: dict[str, str] = {}  # name -> JSON path of its declaration
         self.total_bytes = 0
+        self.no_attrs: dict[str, BaseModel] = {}  # op name -> its default attrs, when frozen
 
     def error(self, cls: type[GraphFileError], detail: str, path: str, node_id: str | None = None) -> GraphFileError:
         return cls(detail, file=self.file, json_path=path, node_id=node_id)
@@ -416,7 +459,7 @@ class _Builder:
                     digraph.edges[src, node_id]["positions"].append(position)
                 else:
                     digraph.add_edge(src, node_id, positions=[position])
-        self._check_acyclic(digraph)
+        order = self._check_acyclic(digraph)
         for field, names in (("outputs", doc.outputs), ("loss", [doc.loss] if doc.loss else [])):
             for i, name in enumerate(names):
                 if name not in digraph:
@@ -424,7 +467,7 @@ class _Builder:
                     raise self.error(
                         DanglingReferenceError, f"{name!r} is not defined{self._did_you_mean(name)}", path, name
                     )
-        nodes = self._infer_specs(digraph, resolved)
+        nodes = self._infer_specs(digraph, resolved, order)
         loss = doc.loss or (doc.outputs[0] if len(doc.outputs) == 1 else None)
         return Graph(
             inputs=inputs,
@@ -465,12 +508,11 @@ class _Builder:
     def _dtype(self, name: str | None) -> np.dtype:
         return _DTYPES[name or self.doc.dtype]
 
-    def _check_shape(self, shape: Sequence[int | None], path: str, name: str) -> None:
+    def _check_shape(self, shape: Sequence[int | None], path: str, name: str) -> int:
+        """Check ndim and element count (free dimensions count as 1); return the element count."""
         if len(shape) > self.limits.max_ndim:
             raise self.error(LimitError, f"{len(shape)} dimensions, over the limit max_ndim={self.limits.max_ndim}", path, name)
-        elements = 1
-        for d in shape:
-            elements *= d or 1  # Python ints: no overflow, so a huge product is caught, not wrapped
+        elements = math.prod(d or 1 for d in shape)  # Python ints: a product past int64 is caught, not wrapped
         if elements > self.limits.max_elements:
             raise self.error(
                 LimitError,
@@ -478,23 +520,52 @@ class _Builder:
                 path,
                 name,
             )
+        return elements
+
+    def _reserve(self, nbytes: int, path: str, name: str) -> None:
+        """Count ``nbytes`` against max_total_bytes, before they are allocated."""
+        self.total_bytes += nbytes
+        if self.total_bytes > self.limits.max_total_bytes:
+            raise self.error(
+                LimitError,
+                f"{name!r} needs {nbytes} bytes, which takes parameters, constants and defaults to {self.total_bytes} bytes, "
+                f"over the limit max_total_bytes={self.limits.max_total_bytes}",
+                path,
+                name,
+            )
 
     def _literal(self, value: Any, dtype: np.dtype, path: str, name: str) -> np.ndarray:
+        """An inline value as an array; every element is checked before numpy sees it."""
+        problem = _check_numbers(value, dtype, self.limits)
+        if problem is not None:
+            where, detail = problem
+            deep = "nested deeper" in detail  # the index path would be as long as the nesting
+            cls = LimitError if "limit" in detail else SchemaError
+            raise self.error(cls, detail, path if deep else path + _index_path(where[1:]), name)
         try:
             array = np.array(value, dtype=dtype)
         except (ValueError, TypeError, OverflowError) as exc:
             raise self.error(
                 SchemaError, f"not a rectangular array of numbers ({exc})".replace("\n", " "), path, name
             ) from None
-        except RecursionError:
-            raise self.error(SchemaError, "value is nested too deeply", path, name) from None
-        if dtype.kind == "i" and np.array(value).dtype.kind not in "iub":
-            raise self.error(SchemaError, f"{dtype.name} value holds non-integers", path, name)
-        if not self.allow_nonfinite and array.dtype.kind == "f" and not np.isfinite(array).all():
-            raise self.error(SchemaError, "value holds NaN or Infinity", path, name)
-        if _has_bool(value):
-            raise self.error(SchemaError, "value holds true/false; use numbers", path, name)
         self._check_shape(array.shape, path, name)
+        self._reserve(array.nbytes, path, name)
+        if array.dtype.kind == "f":
+            bad = np.argwhere(~np.isfinite(array))
+            if len(bad):
+                where = tuple(int(i) for i in bad[0])
+                source = value
+                for i in where:
+                    source = source[i]
+                if math.isfinite(source):  # finite in the file, infinite after conversion
+                    raise self.error(SchemaError, f"element {_clip(str(source), 40)} does not fit {dtype.name}", path + _index_path(where), name)
+                if not self.allow_nonfinite:
+                    raise self.error(
+                        SchemaError,
+                        f"element is {source!r}; NaN and Infinity are not allowed (load with allow_nonfinite=True / --allow-nonfinite to accept them)",
+                        path + _index_path(where),
+                        name,
+                    )
         return array
 
     def _input(self, index: int, decl: Any) -> InputInfo:
@@ -529,58 +600,96 @@ class _Builder:
                 path,
                 decl.name,
             )
-        self.total_bytes += array.nbytes
-        if self.total_bytes > self.limits.max_total_bytes:
-            raise self.error(
-                LimitError, f"parameters and constants exceed max_total_bytes={self.limits.max_total_bytes}", path, decl.name
-            )
         return array
 
     def _read_array_file(self, decl: TensorDecl, dtype: np.dtype, path: str) -> np.ndarray:
-        assert decl.file is not None
-        file_path = safe_data_path(self.base_dir, decl.file, error=lambda d: self.error(UnsafePathError, d, f"{path}.file", decl.name))
-        try:
-            data = file_path.read_bytes()
-        except OSError as exc:
-            raise self.error(SchemaError, f"cannot read {decl.file!r}: {exc.strerror or exc}", f"{path}.file", decl.name) from None
-        if decl.sha256 is not None and hashlib.sha256(data).hexdigest() != decl.sha256.lower():
-            raise self.error(SchemaError, f"{decl.file!r} does not match its sha256", f"{path}.sha256", decl.name)
-        import io
+        """Read a .npy/.npz weight file without numpy's loader: header first, limits, then data.
 
+        Never unpickles (object arrays are refused), never trusts a header's
+        shape or a zip member's size before checking them against the limits.
+        """
+        assert decl.file is not None
+        shown = _show(decl.file)
+
+        def fail(detail: str, suffix: str = ".file", cls: type[GraphFileError] = SchemaError) -> GraphFileError:
+            return self.error(cls, detail, f"{path}{suffix}", decl.name)
+
+        budget = self.limits.max_total_bytes - self.total_bytes
+        data = read_data_file(
+            self.base_dir,
+            decl.file,
+            max_bytes=budget + _NPY_HEADER_ROOM,
+            error=lambda d: fail(d, cls=UnsafePathError),
+            limit_error=lambda d: fail(f"{d} (max_total_bytes={self.limits.max_total_bytes})", cls=LimitError),
+            read_error=fail,
+        )
+        if decl.sha256 is not None:
+            digest = hashlib.sha256(data).hexdigest()
+            if digest != decl.sha256.lower():
+                raise fail(f"{shown} has sha256 {digest}, but {decl.sha256.lower()} is declared", ".sha256")
+        if data[:4] == b"PK\x03\x04":
+            data = self._npz_member(data, decl, budget, fail)
+        elif decl.key is not None:
+            raise fail("'key' only applies to .npz files", ".key")
+        if data[:6] != b"\x93NUMPY":
+            raise fail(f"{shown} is not a .npy or .npz file")
         try:
-            loaded = np.load(io.BytesIO(data), allow_pickle=False)
-            if isinstance(loaded, np.lib.npyio.NpzFile):
-                key = decl.key or decl.name
-                if key not in loaded.files:
-                    raise self.error(
-                        SchemaError,
-                        f"{decl.file!r} has no array {key!r} (it has {', '.join(loaded.files) or 'none'})",
-                        f"{path}.key",
-                        decl.name,
+            shape, fortran, stored, offset = _npy_header(data)
+        except Exception as exc:  # numpy raises several types for corrupt headers
+            raise fail(f"{shown} has a corrupt .npy header: {_clip(str(exc), 160)}") from None
+        if stored.hasobject or stored.kind not in "fiu":
+            raise fail(f"{shown} holds {stored} values, not numbers (object arrays are never unpickled)")
+        if dtype.kind in "iu" and stored.kind == "f":
+            raise fail(f"{shown} holds {stored} values for a {dtype.name} tensor")
+        elements = self._check_shape(shape, f"{path}.file", decl.name)
+        if len(data) != offset + elements * stored.itemsize:
+            raise fail(f"{shown} is {len(data)} bytes, which does not fit its header's shape {format_shape(shape)} of {stored}")
+        self._reserve(elements * dtype.itemsize, path, decl.name)
+        flat = np.frombuffer(data, dtype=stored, count=elements, offset=offset)
+        array = np.array(flat.reshape(shape, order="F" if fortran else "C"), dtype=dtype, order="C")
+        if not self.allow_nonfinite and array.dtype.kind == "f" and not np.isfinite(array).all():
+            raise fail(f"{shown} holds NaN or Infinity (load with allow_nonfinite=True / --allow-nonfinite to accept it)")
+        if dtype.kind in "iu" and stored != dtype and not np.array_equal(flat, array.reshape(-1, order="F" if fortran else "C")):
+            raise fail(f"{shown} holds {stored} values that do not fit {dtype.name}")
+        return array
+
+    def _npz_member(self, data: bytes, decl: TensorDecl, budget: int, fail: Any) -> bytes:
+        """The bytes of one array of a .npz archive, decompressing at most ``budget`` bytes."""
+        shown = _show(decl.file)
+        key = decl.key or decl.name
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as archive:
+                names = archive.namelist()
+                member = key + ".npy"
+                if member not in names:
+                    have = [n[:-4] for n in names if n.endswith(".npy")]
+                    listed = ", ".join(_show(n) for n in have[:10]) + (", ..." if len(have) > 10 else "")
+                    raise fail(f"{shown} has no array {_show(key)} (it has {listed or 'none'})", ".key")
+                info = archive.getinfo(member)
+                if info.file_size > budget + _NPY_HEADER_ROOM:
+                    raise fail(
+                        f"array {_show(key)} of {shown} unpacks to {info.file_size} bytes, "
+                        f"over what is left of max_total_bytes={self.limits.max_total_bytes}",
+                        cls=LimitError,
                     )
-                array = loaded[key]
-            else:
-                if decl.key is not None:
-                    raise self.error(SchemaError, "'key' only applies to .npz files", f"{path}.key", decl.name)
-                array = loaded
+                with archive.open(info) as stream:
+                    # Read one byte past the declared size: a lying size is caught without unpacking a bomb.
+                    content = stream.read(info.file_size + 1)
         except GraphFileError:
             raise
-        except Exception as exc:  # numpy raises several types for corrupt files
-            raise self.error(SchemaError, f"cannot read {decl.file!r} as .npy/.npz: {exc}", f"{path}.file", decl.name) from None
-        if array.dtype.kind not in "fiu" or (dtype.kind == "i" and array.dtype.kind == "f"):
-            raise self.error(SchemaError, f"{decl.file!r} holds {array.dtype}, not numbers", f"{path}.file", decl.name)
-        self._check_shape(array.shape, f"{path}.file", decl.name)
-        if not self.allow_nonfinite and array.dtype.kind == "f" and not np.isfinite(array).all():
-            raise self.error(SchemaError, f"{decl.file!r} holds NaN or Infinity", f"{path}.file", decl.name)
-        return np.ascontiguousarray(array, dtype=dtype)
+        except Exception as exc:  # zipfile raises several types for corrupt or exotic archives
+            raise fail(f"cannot read {shown} as .npz: {type(exc).__name__}: {_clip(str(exc), 160)}") from None
+        if len(content) != info.file_size:
+            raise fail(f"array {_show(key)} of {shown} does not match its declared size")
+        return content
 
     def _resolve_node(self, index: int) -> tuple[str, OpDef, BaseModel, str]:
         decl = self.doc.nodes[index]
         path = f"$.nodes[{index}]"
         if decl.op not in self.registry:
-            close = self.registry.suggest(decl.op)
+            close = self.registry.suggest(decl.op) if len(decl.op) <= 128 else []
             hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "; see `graphengine ops`"
-            raise self.error(UnknownOpError, f"unknown op {decl.op!r}{hint}", f"{path}.op", decl.id)
+            raise self.error(UnknownOpError, f"unknown op {_show(decl.op)}{hint}", f"{path}.op", decl.id)
         op = self.registry[decl.op]
         low, high = op.arity
         n = len(decl.inputs)
@@ -590,31 +699,58 @@ class _Builder:
             raise self.error(
                 ArityError, f"op {op.name!r} takes {expected} inputs ({names}), got {n}", f"{path}.inputs", decl.id
             )
+        allowed = ", ".join(op.attrs.model_fields) or "none"
+        if not self.allow_nonfinite:
+            bad = _first_nonfinite(decl.attrs)
+            if bad is not None:
+                raise self.error(
+                    OpAttributeError, f"op {op.name!r}: NaN or Infinity is not allowed", f"{path}.attrs{json_path(bad)[1:]}", decl.id
+                )
         try:
-            attrs = op.attrs.model_validate(decl.attrs)
+            # Attributes are JSON, so they are validated as JSON, strictly: true is not 1, "0.5" is not 0.5.
+            if decl.attrs:
+                attrs = op.attrs.model_validate_json(json.dumps(decl.attrs), strict=True)
+            elif op.name in self.no_attrs:
+                attrs = self.no_attrs[op.name]
+            else:
+                attrs = op.attrs.model_validate({})
+                if op.attrs.model_config.get("frozen"):  # safe to share between nodes
+                    self.no_attrs[op.name] = attrs
         except ValidationError as exc:
             first = exc.errors()[0]
             sub = json_path(first["loc"])[1:]
-            msg = f"unknown attribute {first['loc'][-1]!r}" if first["type"] == "extra_forbidden" else first["msg"]
-            allowed = ", ".join(op.attrs.model_fields) or "none"
+            msg = first["msg"]
+            if first["type"] == "extra_forbidden":
+                msg = f"unknown attribute {_show(first['loc'][-1])}"
+            elif first["type"] == "json_invalid":  # pydantic's JSON parser stops at ~200 levels
+                msg = "attributes are nested too deeply"
             raise self.error(
                 OpAttributeError, f"op {op.name!r}: {msg} (attributes: {allowed})", f"{path}.attrs{sub}", decl.id
             ) from None
+        except (TypeError, ValueError, RecursionError) as exc:  # attrs given from Python that are not JSON
+            raise self.error(
+                OpAttributeError, f"op {op.name!r}: attributes must be JSON values ({_clip(str(exc), 120)})", f"{path}.attrs", decl.id
+            ) from None
         return decl.id, op, attrs, path
 
-    def _check_acyclic(self, digraph: nx.DiGraph) -> None:
+    def _check_acyclic(self, digraph: nx.DiGraph) -> list[str]:
+        """A topological order; CycleError naming the cycle when there is none."""
         try:
+            return list(nx.topological_sort(digraph))  # Kahn's algorithm: iterative, and cheaper than find_cycle
+        except nx.NetworkXUnfeasible:
             cycle = nx.find_cycle(digraph)
-        except nx.NetworkXNoCycle:
-            return
         names = [u for u, _ in cycle] + [cycle[0][0]]
+        if len(names) > 21:  # keep the one-line message short on a huge cycle
+            names = names[:10] + [f"... ({len(names) - 21} more) ..."] + names[-11:]
         first = names[0]
         raise self.error(CycleError, "the nodes form a cycle: " + " -> ".join(names), self.where[first], first)
 
-    def _infer_specs(self, digraph: nx.DiGraph, resolved: list[tuple[str, OpDef, BaseModel, str]]) -> dict[str, NodeInfo]:
+    def _infer_specs(
+        self, digraph: nx.DiGraph, resolved: list[tuple[str, OpDef, BaseModel, str]], order: list[str]
+    ) -> dict[str, NodeInfo]:
         by_id = {r[0]: (i, r) for i, r in enumerate(resolved)}
         nodes: dict[str, NodeInfo] = {}
-        for name in nx.topological_sort(digraph):
+        for name in order:
             if name not in by_id:
                 continue
             index, (node_id, op, attrs, path) = by_id[name]
@@ -629,6 +765,10 @@ class _Builder:
                 raise self.error(
                     ShapeError, f"shape rule of op {op.name!r} failed: {type(exc).__name__}: {exc}", path, node_id
                 ) from None
+            if not isinstance(spec, TensorSpec):
+                raise self.error(ShapeError, f"shape rule of op {op.name!r} returned {type(spec).__name__}, not a TensorSpec", path, node_id)
+            # An output is allocated when the graph runs: bound it now, as a declared tensor is.
+            self._check_shape(spec.shape, path, node_id)
             digraph.nodes[node_id]["spec"] = spec
             nodes[node_id] = NodeInfo(node_id, op, tuple(decl.inputs), attrs, spec, path, decl.label)
         return nodes
@@ -638,15 +778,71 @@ def _fits(shape: Sequence[int], declared: Sequence[int | None]) -> bool:
     return len(shape) == len(declared) and all(d is None or d == s for s, d in zip(shape, declared))
 
 
-def _has_bool(value: Any) -> bool:
-    stack = [value]
-    while stack:  # iterative: literals may be deep
-        item = stack.pop()
-        if isinstance(item, bool):
-            return True
-        if isinstance(item, list):
-            stack.extend(item)
-    return False
+def _check_numbers(value: Any, dtype: np.dtype, limits: Limits) -> tuple[tuple[int, ...], str] | None:
+    """Walk a nested-list literal (iteratively: it may be deep) before numpy converts it.
+
+    Returns ``(index, problem)`` for the first bad element, or None. Catches
+    what ``np.array`` would accept silently: strings ("1.5" -> 1.5), null
+    (-> NaN), true/false (-> 1/0), floats in an integer tensor, integers out of
+    its range, and more elements or nesting than the limits allow. Lists are
+    checked a whole row at a time, so a big literal costs little.
+    """
+    integer = dtype.kind in "iu"
+    allowed = (int,) if integer else (int, float)
+    count = 0
+    stack: list[tuple[Any, tuple[int, ...]]] = [([value], ())]  # a one-row wrapper: the value itself is element ()
+    while stack:
+        row, where = stack.pop()
+        if len(where) > limits.max_ndim:
+            return where, f"nested deeper than the limit max_ndim={limits.max_ndim}"
+        if any(type(x) is list for x in row):
+            stack.extend((x, where + (i,)) for i, x in enumerate(row) if type(x) is list)
+            continue  # a row mixing lists and numbers is ragged: numpy says so
+        count += len(row)
+        if count > limits.max_elements:
+            return where, f"more than {limits.max_elements} elements, over the limit max_elements={limits.max_elements}"
+        if not all(type(x) in allowed for x in row):
+            i, x = next((i, x) for i, x in enumerate(row) if type(x) not in allowed)
+            kind = {bool: "true/false", str: "a string", type(None): "null", dict: "an object", float: f"{x!r}"}.get(type(x), type(x).__name__)
+            need = f"integers ({dtype.name})" if integer else "numbers"
+            return where + (i,), f"element is {kind}; values are {need} or nested lists of them"
+        if integer and row:
+            info = np.iinfo(dtype)
+            if min(row) < info.min or max(row) > info.max:
+                i, x = next((i, x) for i, x in enumerate(row) if not info.min <= x <= info.max)
+                return where + (i,), f"element {_clip(str(x), 40)} does not fit {dtype.name}"
+    return None
+
+
+def _index_path(where: tuple[int, ...]) -> str:
+    return "".join(f"[{i}]" for i in where)
+
+
+def _first_nonfinite(value: Any) -> tuple[Any, ...] | None:
+    """The location of the first NaN/Infinity float in nested JSON values, or None."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
+    while stack:
+        item, where = stack.pop()
+        if isinstance(item, float) and not math.isfinite(item):
+            return where
+        if isinstance(item, dict):
+            stack.extend((v, where + (k,)) for k, v in item.items())
+        elif isinstance(item, list):
+            stack.extend((v, where + (i,)) for i, v in enumerate(item))
+    return None
+
+
+def _npy_header(data: bytes) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """(shape, fortran_order, dtype, data offset) from a .npy header, read by numpy's literal-only parser."""
+    stream = io.BytesIO(data)
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+    elif version == (2, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+    else:
+        raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported (1.0 and 2.0 are)")
+    return shape, fortran, dtype, stream.tell()
 
 
 def safe_data_path(base_dir: Path | None, relative: str, *, error: Any) -> Path:
@@ -657,14 +853,14 @@ def safe_data_path(base_dir: Path | None, relative: str, *, error: Any) -> Path:
     ``error(detail)`` builds the exception to raise.
     """
     if base_dir is None:
-        raise error(f"file {relative!r} cannot be read: the graph was not loaded from a file")
+        raise error(f"file {_show(relative)} cannot be read: the graph was not loaded from a file")
     if "\x00" in relative:
         raise error("path contains a NUL byte")
     if "\\" in relative or (len(relative) >= 2 and relative[1] == ":"):
-        raise error(f"path {relative!r} must use '/' and be relative to the graph's folder")
+        raise error(f"path {_show(relative)} must use '/' and be relative to the graph's folder")
     parts = relative.split("/")
-    if relative.startswith("/") or any(p in ("..", "") for p in parts):
-        raise error(f"path {relative!r} must stay inside the graph's folder (no absolute paths, '..' or empty parts)")
+    if relative.startswith("/") or any(p in ("..", "", ".") for p in parts):
+        raise error(f"path {_show(relative)} must stay inside the graph's folder (no absolute paths, '.', '..' or empty parts)")
     base = base_dir.resolve()
     current = base
     for part in parts:
@@ -672,11 +868,66 @@ def safe_data_path(base_dir: Path | None, relative: str, *, error: Any) -> Path:
         try:
             info = os.lstat(current)
         except OSError:
-            raise error(f"file {relative!r} does not exist in {str(base_dir)!r}") from None
+            raise error(f"file {_show(relative)} does not exist in {str(base_dir)!r}") from None
         if stat.S_ISLNK(info.st_mode):
-            raise error(f"path {relative!r} goes through a symlink ({part!r}); symlinks are not followed")
+            raise error(f"path {_show(relative)} goes through a symlink ({_show(part)}); symlinks are not followed")
     if not stat.S_ISREG(info.st_mode):
-        raise error(f"{relative!r} is not a regular file")
+        raise error(f"{_show(relative)} is not a regular file")
     if info.st_nlink > 1:
-        raise error(f"{relative!r} is a hard link; copy the file instead")
+        raise error(f"{_show(relative)} is a hard link; copy the file instead")
     return current
+
+
+def read_data_file(
+    base_dir: Path | None, relative: str, *, max_bytes: int, error: Any, limit_error: Any = None, read_error: Any = None
+) -> bytes:
+    """Read a file named by a graph, inside ``base_dir``, at most ``max_bytes`` long.
+
+    :func:`safe_data_path` checks the path first. The file is then opened
+    without following symlinks, one folder at a time where the OS allows it,
+    and must be the same regular, single-link file that was checked, so a
+    link swapped in after the check is refused too.
+
+    Raises
+    ------
+    GraphFileError
+        What ``error(detail)`` builds for an unsafe path, ``limit_error`` for
+        a file over ``max_bytes``, ``read_error`` when reading fails (both
+        default to ``error``).
+    """
+    limit_error, read_error = limit_error or error, read_error or error
+    checked = safe_data_path(base_dir, relative, error=error)
+    assert base_dir is not None
+    before = os.lstat(checked)
+    if before.st_size > max_bytes:
+        raise limit_error(f"{_show(relative)} is {before.st_size} bytes, more than the {max_bytes} left under the byte limit")
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0) | nofollow
+    fd = -1
+    try:
+        if os.open in os.supports_dir_fd and nofollow and hasattr(os, "O_DIRECTORY"):
+            fd = os.open(base_dir.resolve(), os.O_RDONLY | os.O_DIRECTORY)
+            for part in relative.split("/")[:-1]:
+                next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | nofollow, dir_fd=fd)
+                os.close(fd)
+                fd = next_fd
+            file_fd = os.open(relative.split("/")[-1], flags, dir_fd=fd)
+            os.close(fd)
+            fd = file_fd
+        else:
+            fd = os.open(checked, flags)
+        info = os.fstat(fd)
+        same = (info.st_dev, info.st_ino) == (before.st_dev, before.st_ino)
+        if not same or not stat.S_ISREG(info.st_mode) or info.st_nlink > 1 or info.st_size > max_bytes:
+            raise error(f"{_show(relative)} changed while it was being opened; refusing it")
+        with os.fdopen(fd, "rb") as fh:
+            fd = -1
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:  # e.g. ELOOP: a component became a symlink after the check
+        raise read_error(f"cannot read {_show(relative)}: {exc.strerror or exc}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(data) > max_bytes:
+        raise limit_error(f"{_show(relative)} grew past the byte limit while being read")
+    return data

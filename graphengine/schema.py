@@ -64,7 +64,8 @@ NestedNumbers = Annotated[Any, WithJsonSchema({"x-graphengine": "nested-numbers"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: JSON types are taken as they are, so true is not a dimension of 1 and "2" is not 2.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class InputDecl(_Strict):
