@@ -107,6 +107,7 @@ class _Box:
     value_name: str  # the tensor this box belongs to
     layer: str | None
     fan_in: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    spec: str = ""  # static type, shown when there is no value
 
 
 @dataclass
@@ -412,7 +413,9 @@ def _box(graph: "Graph", name: str, kind: str, formula: str, values: Mapping[str
     value = values.get(name)
     value = None if value is None else np.asarray(value)
     shape = value.shape if value is not None else None
-    return _Box(name, name, kind, formula, shape, value, grads.get(name), name, layer_of.get(name))
+    box = _Box(name, name, kind, formula, shape, value, grads.get(name), name, layer_of.get(name))
+    box.spec = str(graph.spec(name))
+    return box
 
 
 def _layers(graph: "Graph") -> dict[str, str]:
@@ -561,8 +564,9 @@ def _draw(graph: "Graph", picture: _Picture, on_path: set[Any] | None, highlight
     for box in picture.boxes.values():
         group = box.value_name if box.value_name in picture.clusters else None
         layers.setdefault(box.layer, {}).setdefault(group, []).append(box)
-    for k, (layer, groups) in enumerate(layers.items()):
-        outer = dot.subgraph(name=f"cluster_layer{k}") if layer else _Same(dot)
+    numbered = {layer: k for k, layer in enumerate(name for name in layers if name)}
+    for layer, groups in layers.items():
+        outer = dot.subgraph(name=f"cluster_layer{numbered[layer]}") if layer else _Same(dot)
         with outer as lg:
             if layer:
                 lg.attr(label=layer, style="rounded,filled", fillcolor="#f8fafc", color="#cbd5e1", fontcolor="#475569", fontsize="11", labeljust="l")
@@ -645,6 +649,8 @@ def _table(box: _Box, picture: _Picture, dim: bool, bold: bool) -> str:
         warning = _nonfinite(box.value)
         if warning:
             rows.append(f'<TR><TD BGCOLOR="{"#f9fafb" if dim else WARN}"><FONT COLOR="{text}">⚠ {warning}</FONT></TD></TR>')
+    elif box.spec:
+        rows.append(f'<TR><TD ALIGN="LEFT"><FONT COLOR="{text}">{_esc(box.spec)}</FONT></TD></TR>')
     if box.grad is not None:
         label = f"∂{_esc(picture.output or 'out')}/∂{_esc(box.name)}"
         if box.id == picture.output:
@@ -714,8 +720,8 @@ def _shape(shape: tuple[int, ...]) -> str:
 def _flat_text(a: np.ndarray) -> str:
     if a.ndim == 0:
         return _number(float(a)) if a.dtype.kind in "fc" else str(a.item())
-    inner = [_flat_text(a[i]) for i in range(a.shape[0])]  # bounded depth: only for tiny tensors
-    return "[" + ", ".join(inner) + "]"
+    text = np.array2string(a, separator=", ", max_line_width=10**6, threshold=10**6, formatter={"float_kind": _number})
+    return text.replace("\n", "")
 
 
 def _summary(a: np.ndarray) -> str:
