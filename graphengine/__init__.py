@@ -35,6 +35,10 @@ from .errors import (
     ShapeError,
     UnknownOpError,
     UnsafePathError,
+    DataError,
+    TrainingError,
+    NonFiniteError,
+    SaveError,
 )
 from .gradcheck import check_op, check_op_samples, gradcheck
 from .graph import Graph, InputInfo, Limits, NodeInfo, load, load_dict
@@ -42,6 +46,8 @@ from .ops import NoAttrs, OpDef, TensorSpec, broadcast_shapes, common_dtype, ele
 from .plan import GradResult, Plan
 from .registry import Registry, default_registry
 from .schema import document_json_schema
+from .save import save
+from .train import TrainResult, evaluate, train
 
 __version__ = "0.1.0"
 
@@ -73,6 +79,11 @@ __all__ = [
     "check_op_samples",
     "gradcheck",
     "document_json_schema",
+    # training and saving
+    "train",
+    "evaluate",
+    "TrainResult",
+    "save",
     # errors: GraphEngineError and its subclasses
     *errors.__all__,
 ]

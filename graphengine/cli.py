@@ -227,6 +227,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_render_arguments(p)
     # --- train command ---
+    def cmd_train(args: argparse.Namespace) -> int:
+        from .train import cmd_train as run
+
+        return run(args)
+
+    p = add("train", cmd_train, "train the parameters on data and write the trained graph", [graph_args])
+    from .train import add_arguments as add_train_arguments
+
+    add_train_arguments(p)
     return parser
 
 

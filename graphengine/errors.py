@@ -23,7 +23,11 @@ Hierarchy::
     ├── FeedError                 a run-time feed is missing or has the wrong shape
     ├── ExecutionError            an op's forward or VJP raised or misbehaved
     ├── RenderError               a diagram cannot be drawn or written (e.g. no Graphviz 'dot')
-    └── GradcheckError            analytic and numeric gradients disagree
+    ├── GradcheckError            analytic and numeric gradients disagree
+    ├── DataError                 training data is missing, misshapen, non-finite or out of range
+    ├── TrainingError             training cannot go on (bad options, unknown optimizer, bad checkpoint)
+    │   └── NonFiniteError        the loss or a gradient became NaN/Inf; names the step
+    └── SaveError                 a graph or checkpoint could not be written safely
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ __all__ = [
     "ExecutionError",
     "RenderError",
     "GradcheckError",
+    "DataError",
+    "TrainingError",
+    "NonFiniteError",
+    "SaveError",
 ]
 
 
@@ -163,3 +171,32 @@ class RenderError(GraphEngineError):
 
 class GradcheckError(GraphEngineError):
     """An analytic gradient disagrees with a finite-difference estimate."""
+
+
+class DataError(GraphEngineError):
+    """Training data is missing, has the wrong shape, holds NaN/Inf, or has labels out of range."""
+
+
+class TrainingError(GraphEngineError):
+    """Training cannot start or go on: bad options, unknown optimizer, incompatible checkpoint."""
+
+
+class NonFiniteError(TrainingError):
+    """The loss or a gradient became NaN or Inf; training stopped before applying that step.
+
+    Attributes
+    ----------
+    step : int
+        The 1-based step whose loss or gradient was not finite.
+    checkpoint : str or None
+        The last good checkpoint (left untouched), if any was written.
+    """
+
+    def __init__(self, detail: str, *, step: int, checkpoint: str | None = None) -> None:
+        self.step = step
+        self.checkpoint = checkpoint
+        super().__init__(detail)
+
+
+class SaveError(GraphEngineError):
+    """A graph, checkpoint or history file could not be written (the old file, if any, is intact)."""

@@ -1,0 +1,293 @@
+"""Optimizers, and their registry: pluggable the same way ops are.
+
+An optimizer is a class derived from :class:`Optimizer` with a ``name``, a
+pydantic model ``Hyper`` of its hyper-parameters (``extra="forbid"``, so a
+typo is an error), and one method, :meth:`Optimizer.update`, that changes the
+parameters in place. Per-parameter state (momentum buffers, moments) lives in
+``self.state[param_name][slot]`` as arrays, which is all a checkpoint needs.
+
+Built in::
+
+    sgd       p -= lr * g                       (hyper: lr, momentum=0, nesterov=False)
+    momentum  v = mu v + g;  p -= lr * v        (sgd with momentum=0.9 by default)
+    adam      Kingma & Ba (2015), bias-corrected (hyper: lr, beta1, beta2, eps)
+
+Plugins add optimizers exactly as they add ops: a module (``--plugin`` file or
+module name, or the entry-point group ``graphengine.optimizers``) exports
+``OPTIMIZERS``, a list of :class:`Optimizer` subclasses. A module may export
+both ``OPS`` and ``OPTIMIZERS``. Duplicate names are an error naming both
+sources.
+
+Examples
+--------
+>>> import numpy as np
+>>> params = {"w": np.array([1.0, 2.0])}
+>>> opt = make_optimizer("sgd", {"lr": 0.5}, params)
+>>> opt.update(params, {"w": np.array([1.0, -1.0])})
+>>> params["w"].tolist()
+[0.5, 2.5]
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.metadata
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any, ClassVar, Mapping, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import DuplicateOpError, PluginImportError, TrainingError
+
+__all__ = [
+    "Optimizer",
+    "SGD",
+    "Momentum",
+    "Adam",
+    "OptimizerRegistry",
+    "default_optimizers",
+    "make_optimizer",
+    "OPTIMIZERS",
+    "ENTRY_POINT_GROUP",
+]
+
+ENTRY_POINT_GROUP = "graphengine.optimizers"
+
+Array = np.ndarray
+
+
+class Optimizer:
+    """Base class of optimizers.
+
+    Subclasses set ``name`` and ``Hyper`` and implement :meth:`update`.
+
+    Parameters
+    ----------
+    hyper : Hyper
+        The validated hyper-parameters.
+    params : mapping of str to ndarray
+        The parameters it will update (used to size the state).
+
+    Attributes
+    ----------
+    hyper : BaseModel
+    state : dict of str to dict of str to ndarray
+        Per-parameter state arrays, saved in checkpoints.
+    t : int
+        Number of updates applied so far.
+    """
+
+    name: ClassVar[str] = ""
+    doc: ClassVar[str] = ""
+
+    class Hyper(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+
+    def __init__(self, hyper: BaseModel, params: Mapping[str, Array]) -> None:
+        self.hyper = hyper
+        self.t = 0
+        self.state: dict[str, dict[str, Array]] = {name: self.init_state(value) for name, value in params.items()}
+
+    def init_state(self, value: Array) -> dict[str, Array]:
+        """The initial state for one parameter (default: none)."""
+        return {}
+
+    def update(self, params: dict[str, Array], grads: Mapping[str, Array]) -> None:
+        """Apply one step: change ``params[name]`` in place for each name in ``grads``."""
+        raise NotImplementedError
+
+    # Checkpoints: state as flat named arrays, so they fit in one .npz.
+    def state_arrays(self) -> dict[str, Array]:
+        arrays = {f"{name}/{slot}": value for name, slots in self.state.items() for slot, value in slots.items()}
+        arrays["t"] = np.array(self.t, dtype=np.int64)
+        return arrays
+
+    def load_state_arrays(self, arrays: Mapping[str, Array]) -> None:
+        """Restore from :meth:`state_arrays`; raises TrainingError on a mismatch."""
+        for name, slots in self.state.items():
+            for slot, value in slots.items():
+                key = f"{name}/{slot}"
+                if key not in arrays or arrays[key].shape != value.shape:
+                    raise TrainingError(f"optimizer {self.name!r}: checkpoint has no state {key!r} of shape {value.shape}")
+                value[...] = arrays[key]
+        self.t = int(arrays["t"]) if "t" in arrays else 0
+
+
+class SGD(Optimizer):
+    name = "sgd"
+    doc = "stochastic gradient descent, optionally with (Nesterov) momentum"
+
+    class Hyper(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        lr: float = Field(0.01, gt=0, description="learning rate")
+        momentum: float = Field(0.0, ge=0, lt=1, description="momentum coefficient; 0 is plain SGD")
+        nesterov: bool = Field(False, description="Nesterov momentum")
+        weight_decay: float = Field(0.0, ge=0, description="L2 penalty added to the gradient")
+
+    def init_state(self, value: Array) -> dict[str, Array]:
+        return {"velocity": np.zeros_like(value)} if self.hyper.momentum else {}  # type: ignore[attr-defined]
+
+    def update(self, params: dict[str, Array], grads: Mapping[str, Array]) -> None:
+        h: Any = self.hyper
+        self.t += 1
+        for name, g in grads.items():
+            p = params[name]
+            if h.weight_decay:
+                g = g + h.weight_decay * p
+            if h.momentum:
+                v = self.state[name]["velocity"]
+                v *= h.momentum
+                v += g
+                g = g + h.momentum * v if h.nesterov else v
+            p -= (h.lr * g).astype(p.dtype, copy=False)
+
+
+class Momentum(SGD):
+    name = "momentum"
+    doc = "SGD with momentum 0.9 by default (v = mu v + g; p -= lr v)"
+
+    class Hyper(SGD.Hyper):
+        momentum: float = Field(0.9, ge=0, lt=1, description="momentum coefficient")
+
+
+class Adam(Optimizer):
+    name = "adam"
+    doc = "Adam (Kingma & Ba 2015), bias-corrected first and second moments"
+
+    class Hyper(BaseModel):
+        model_config = ConfigDict(extra="forbid", frozen=True)
+        lr: float = Field(0.001, gt=0, description="learning rate")
+        beta1: float = Field(0.9, ge=0, lt=1)
+        beta2: float = Field(0.999, ge=0, lt=1)
+        eps: float = Field(1e-8, gt=0)
+        weight_decay: float = Field(0.0, ge=0, description="L2 penalty added to the gradient")
+
+    def init_state(self, value: Array) -> dict[str, Array]:
+        return {"m": np.zeros_like(value), "v": np.zeros_like(value)}
+
+    def update(self, params: dict[str, Array], grads: Mapping[str, Array]) -> None:
+        h: Any = self.hyper
+        self.t += 1
+        scale = h.lr * np.sqrt(1 - h.beta2**self.t) / (1 - h.beta1**self.t)
+        for name, g in grads.items():
+            p, s = params[name], self.state[name]
+            if h.weight_decay:
+                g = g + h.weight_decay * p
+            s["m"] *= h.beta1
+            s["m"] += (1 - h.beta1) * g
+            s["v"] *= h.beta2
+            s["v"] += (1 - h.beta2) * (g * g)
+            p -= (scale * s["m"] / (np.sqrt(s["v"]) + h.eps)).astype(p.dtype, copy=False)
+
+
+#: The built-in optimizers (what a plugin module exports, too).
+OPTIMIZERS: list[type[Optimizer]] = [SGD, Momentum, Adam]
+
+
+@dataclass
+class OptimizerRegistry:
+    """Optimizer classes by name, with where each came from."""
+
+    classes: dict[str, type[Optimizer]] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+    problems: list[tuple[str, str]] = field(default_factory=list)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.classes
+
+    def __getitem__(self, name: str) -> type[Optimizer]:
+        if name not in self.classes:
+            close = difflib.get_close_matches(name, list(self.classes), n=3, cutoff=0.5)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise TrainingError(f"unknown optimizer {name!r} (known: {', '.join(sorted(self.classes))}){hint}")
+        return self.classes[name]
+
+    def register(self, cls: Any, source: str = "<python>") -> None:
+        """Add an optimizer class; raises DuplicateOpError or PluginImportError."""
+        if not (isinstance(cls, type) and issubclass(cls, Optimizer) and cls.name):
+            raise PluginImportError(f"{source}: OPTIMIZERS holds {cls!r}, not an Optimizer subclass with a name")
+        if cls.name in self.classes and self.classes[cls.name] is not cls:
+            raise DuplicateOpError(f"optimizer {cls.name!r} is defined twice: by {self.sources[cls.name]} and by {source}")
+        self.classes[cls.name] = cls
+        self.sources[cls.name] = source
+
+    def register_module(self, module: Any, source: str) -> int:
+        """Register a module's ``OPTIMIZERS`` (if it has any); returns how many."""
+        found = getattr(module, "OPTIMIZERS", None)
+        if found is None:
+            return 0
+        items = list(found)
+        for cls in items:
+            self.register(cls, source)
+        return len(items)
+
+    def copy(self) -> "OptimizerRegistry":
+        return OptimizerRegistry(dict(self.classes), dict(self.sources), list(self.problems))
+
+
+@lru_cache(maxsize=1)
+def _installed() -> OptimizerRegistry:
+    registry = OptimizerRegistry()
+    for cls in OPTIMIZERS:
+        registry.register(cls, "graphengine")
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        source = f"entry point {ep.name!r} ({ep.value})"
+        try:
+            exported = ep.load()
+            if isinstance(exported, type):
+                registry.register(exported, source)
+            elif registry.register_module(exported, source) == 0:
+                for cls in exported:
+                    registry.register(cls, source)
+        except Exception as exc:  # one broken plugin must not take the others down
+            registry.problems.append((source, f"{type(exc).__name__}: {exc}"))
+    return registry
+
+
+def default_optimizers(plugins: Sequence[str] = ()) -> OptimizerRegistry:
+    """Built-in and entry-point optimizers, plus the ``OPTIMIZERS`` of each of ``plugins``.
+
+    A plugin that exports only ``OPS`` adds nothing here (and is not an error).
+
+    Raises
+    ------
+    PluginImportError, DuplicateOpError
+    """
+    from .registry import _import_plugin
+
+    registry = _installed().copy()
+    for spec in plugins:
+        registry.register_module(_import_plugin(spec), f"plugin {spec!r}")
+    return registry
+
+
+def make_optimizer(
+    name: str,
+    hyper: Mapping[str, Any] | None,
+    params: Mapping[str, Array],
+    registry: OptimizerRegistry | None = None,
+) -> Optimizer:
+    """Build optimizer ``name`` with ``hyper`` for ``params``.
+
+    Raises
+    ------
+    TrainingError
+        Unknown name (with "did you mean") or hyper-parameters its model rejects.
+    """
+    cls = (registry or default_optimizers())[name]
+    try:
+        validated = cls.Hyper.model_validate(dict(hyper or {}))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "?"
+        msg = f"unknown hyper-parameter {key!r}" if first["type"] == "extra_forbidden" else f"{key}: {first['msg']}"
+        allowed = ", ".join(cls.Hyper.model_fields) or "none"
+        raise TrainingError(f"optimizer {name!r}: {msg} (hyper-parameters: {allowed})") from None
+    return cls(validated, params)
+
+
+def describe(opt: Optimizer) -> dict[str, Any]:
+    """Name and hyper-parameters, for history files."""
+    return {"name": opt.name, **opt.hyper.model_dump()}

@@ -1,0 +1,281 @@
+"""Writing graphs back to disk, safely.
+
+:func:`save` writes a graph with its current parameter values as a new graph
+file that :func:`graphengine.load` reads like any other. Values go inline
+(exact: float64 values are written with ``repr`` precision) or into a ``.npz``
+beside the JSON.
+
+Every write is atomic (:func:`atomic_write`): a temp file in the same folder,
+``fsync``, then ``os.replace`` and an ``fsync`` of the folder. A crash or
+Ctrl-C leaves either the old file or the new one, never half of one.
+
+A JSON file and its ``.npz`` must change together, and two renames are not one.
+So the ``.npz`` is *content-addressed*: ``model.json`` refers to
+``model.<first 12 hex digits of its sha256>.npz`` and pins the full sha256.
+The new ``.npz`` is written first, then the JSON is replaced; until that
+rename the old JSON still points at the old, intact ``.npz``. Afterwards,
+stale ``model.<12 hex>.npz`` files beside it are removed.
+
+The graph's own file is never overwritten unless ``overwrite_input=True``, and
+an existing file only with ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Callable, Literal, Mapping
+
+import numpy as np
+
+from .errors import SaveError
+
+if TYPE_CHECKING:
+    from .graph import Graph
+
+__all__ = ["save", "atomic_write", "atomic_write_bytes", "SavedGraph", "npz_bytes", "check_writable"]
+
+#: Above this many parameter elements, ``weights="auto"`` writes a .npz instead of inline values.
+INLINE_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class SavedGraph:
+    """Where :func:`save` wrote: the graph file and its .npz (or None when inline)."""
+
+    path: Path
+    npz: Path | None
+
+
+def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None]) -> None:
+    """Write a file atomically: temp file in the same folder, fsync, rename, fsync the folder.
+
+    Parameters
+    ----------
+    path : str or PathLike
+    write : callable
+        Called with the open binary temp file; whatever it writes becomes the file.
+
+    Raises
+    ------
+    SaveError
+        When the folder is missing or not writable, or ``write`` fails; the old
+        file (if any) is left as it was and the temp file is removed.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> target = pathlib.Path(tempfile.mkdtemp()) / "note.txt"
+    >>> atomic_write(target, lambda f: f.write(b"hello"))
+    >>> target.read_bytes()
+    b'hello'
+    """
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
+    except OSError as exc:
+        raise SaveError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from None
+    try:
+        os.chmod(tmp, _mode_for(target))  # mkstemp makes 0600; a saved graph should be as readable as any file
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException as exc:  # including KeyboardInterrupt: never leave the temp file behind
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise SaveError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from None
+        raise
+    _fsync_dir(folder)
+
+
+def _mode_for(target: Path) -> int:
+    try:
+        return os.stat(target).st_mode & 0o777  # keep the mode of the file we replace
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """:func:`atomic_write` of a bytes object."""
+    atomic_write(path, lambda f: f.write(data))
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse; the rename itself is still atomic
+        pass
+    finally:
+        os.close(fd)
+
+
+def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
+    """The bytes of an uncompressed .npz holding ``arrays`` (deterministic for equal input)."""
+    buffer = io.BytesIO()
+    np.savez(buffer, **{k: np.asarray(v, order="C") for k, v in arrays.items()})  # ascontiguousarray would make 0-d arrays 1-d
+    return buffer.getvalue()
+
+
+def check_writable(path: str | os.PathLike[str], graph_file: str | None, *, overwrite: bool, overwrite_input: bool) -> Path:
+    """Refuse to replace the graph's own file, or an existing file, unless asked; return the path.
+
+    Raises
+    ------
+    SaveError
+    """
+    target = Path(path)
+    if target.suffix.lower() != ".json":
+        raise SaveError(f"output {str(target)!r}: a graph file must end in .json")
+    if not target.parent.is_dir() and str(target.parent):
+        raise SaveError(f"output {str(target)!r}: folder {str(target.parent)!r} does not exist")
+    if target.exists():
+        same = graph_file is not None and Path(graph_file).exists() and os.path.samefile(target, graph_file)
+        if same and not overwrite_input:
+            raise SaveError(f"output {str(target)!r} is the input graph file; it is only replaced when asked (--in-place)")
+        if not same and not overwrite:
+            raise SaveError(f"output {str(target)!r} exists; pass --overwrite (overwrite=True) to replace it")
+    return target
+
+
+def save(
+    graph: "Graph",
+    path: str | os.PathLike[str],
+    *,
+    weights: Literal["auto", "inline", "npz"] = "auto",
+    overwrite: bool = False,
+    overwrite_input: bool = False,
+    extra_arrays: Mapping[str, np.ndarray] | None = None,
+    description: str | None = None,
+) -> SavedGraph:
+    """Write ``graph`` with its current parameters as a new graph file.
+
+    Parameters
+    ----------
+    graph : Graph
+    path : str or PathLike
+        The new ``.json`` file.
+    weights : {"auto", "inline", "npz"}
+        Where parameter values go; ``"auto"`` is inline up to 10,000 elements.
+        Constants that the source graph kept in files are stored the same way.
+    overwrite : bool
+        Replace an existing file (other than the graph's own).
+    overwrite_input : bool
+        Allow ``path`` to be the file the graph was loaded from.
+    extra_arrays : mapping, optional
+        More arrays for the .npz (checkpoints keep optimizer state there);
+        forces ``weights="npz"``. Names must not clash with parameters.
+    description : str, optional
+        Replaces the graph's description.
+
+    Returns
+    -------
+    SavedGraph
+
+    Raises
+    ------
+    SaveError
+        The path is the input file or exists (and that was not allowed), its
+        folder is missing, a value is NaN/Inf, or the write failed. Nothing
+        is left half-written.
+
+    Examples
+    --------
+    >>> import graphengine, tempfile, pathlib
+    >>> g = graphengine.load("examples/seed_network.json")
+    >>> out = save(g, pathlib.Path(tempfile.mkdtemp()) / "copy.json")
+    >>> graphengine.load(out.path).parameters["W_h"].tolist()
+    [[0.15, 0.2], [0.25, 0.3]]
+    """
+    target = check_writable(path, graph.file, overwrite=overwrite, overwrite_input=overwrite_input)
+    doc = graph.document.model_dump(mode="json", exclude_unset=True)
+    if description is not None:
+        doc["description"] = description
+    size = sum(v.size for v in graph.parameters.values())
+    use_npz = extra_arrays is not None or weights == "npz" or (weights == "auto" and size > INLINE_LIMIT)
+    if weights not in ("auto", "inline", "npz"):
+        raise SaveError(f"weights must be 'auto', 'inline' or 'npz', not {weights!r}")
+
+    stored: dict[str, np.ndarray] = {}
+    for section, table in (("parameters", graph.parameters), ("constants", graph.constants)):
+        for entry in doc.get(section, []):
+            if section == "constants" and "file" not in entry:
+                continue  # inline constants stay exactly as written
+            value = table[entry["name"]]
+            if value.dtype.kind == "f" and not np.isfinite(value).all():
+                raise SaveError(f"{section[:-1]} {entry['name']!r} holds NaN or Inf; not saving it")
+            for key in ("value", "file", "key", "sha256"):
+                entry.pop(key, None)
+            if use_npz:
+                stored[entry["name"]] = value
+            else:
+                entry["value"] = value.tolist()
+            entry["shape"] = list(value.shape)
+
+    npz_path = None
+    if use_npz:
+        arrays = dict(stored)
+        for name, value in (extra_arrays or {}).items():
+            if name in arrays:
+                raise SaveError(f"extra array {name!r} clashes with a parameter or constant")
+            arrays[name] = value
+        data = npz_bytes(arrays)
+        digest = hashlib.sha256(data).hexdigest()
+        npz_path = target.with_name(f"{_stem(target)}.{digest[:12]}.npz")
+        for section in ("parameters", "constants"):
+            for entry in doc.get(section, []):
+                if entry["name"] in stored and "value" not in entry:
+                    entry.update(file=npz_path.name, key=entry["name"], sha256=digest)
+        if not npz_path.exists():
+            atomic_write_bytes(npz_path, data)
+    atomic_write_bytes(target, format_document(doc).encode())
+    _remove_stale_npz(target, keep=npz_path)
+    return SavedGraph(target, npz_path)
+
+
+def _stem(path: Path) -> str:
+    return path.name[: -len(".json")] if path.name.lower().endswith(".json") else path.stem
+
+
+def _remove_stale_npz(target: Path, keep: Path | None) -> None:
+    pattern = re.compile(re.escape(_stem(target)) + r"\.[0-9a-f]{12}\.npz")
+    for candidate in target.parent.iterdir():
+        if pattern.fullmatch(candidate.name) and (keep is None or candidate.name != keep.name):
+            try:
+                candidate.unlink()
+            except OSError:
+                pass
+
+
+def format_document(doc: Mapping[str, Any]) -> str:
+    """JSON with one line per top-level list item, like the hand-written examples."""
+    lines = ["{"]
+    items = list(doc.items())
+    for i, (key, value) in enumerate(items):
+        comma = "," if i < len(items) - 1 else ""
+        if isinstance(value, list) and value and isinstance(value[0], dict):
+            lines.append(f"  {json.dumps(key)}: [")
+            for j, item in enumerate(value):
+                lines.append("    " + json.dumps(item, allow_nan=False) + ("," if j < len(value) - 1 else ""))
+            lines.append(f"  ]{comma}")
+        else:
+            lines.append(f"  {json.dumps(key)}: {json.dumps(value, allow_nan=False)}{comma}")
+    lines.append("}")
+    return "\n".join(lines) + "\n"

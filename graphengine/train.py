@@ -1,0 +1,841 @@
+"""Training: the loop, progress, history, checkpoints and Ctrl-C.
+
+:func:`train` is to a graph what Keras ``fit`` is to a model: it feeds batches
+of data, asks the compiled plan for the gradients of the loss, lets an
+optimizer (:mod:`graphengine.optimizers`) update ``graph.parameters`` in
+place, reports progress, and can write the result (:mod:`graphengine.save`).
+
+Choices worth knowing:
+
+- **Determinism.** Epoch ``e`` is shuffled by ``default_rng([seed, 0, e])``
+  and the validation split drawn by ``default_rng([seed, 1])``, so a run is
+  fully determined by its seed, and a resumed run continues bit for bit.
+- **Losses.** The history's ``loss`` is the mean of the per-batch losses over
+  the epoch, weighted by batch size (the dataset mean for a ``"mean"`` loss).
+  ``final`` and ``test`` are evaluated with the trained parameters.
+- **Ctrl-C** (SIGINT, in the main thread) sets a flag; the loop stops after
+  the current step and writes a checkpoint. A second Ctrl-C aborts at once;
+  files are still never half-written. ``KeyboardInterrupt`` raised by an
+  ``on_step``/``on_epoch`` callback is treated like the first Ctrl-C.
+- **NaN/Inf.** A non-finite loss or gradient stops training *before* that
+  update with :class:`~graphengine.errors.NonFiniteError` naming the step;
+  the last good checkpoint is left as it was.
+- **Checkpoints** are graph files (loadable with :func:`graphengine.load`)
+  whose ``.npz`` also holds the optimizer state and the loop's position
+  (``__optimizer__/...`` and ``__train_state__``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from .data import Dataset, load_data
+from .errors import DataError, NonFiniteError, SaveError, TrainingError
+from .graph import Graph, load
+from .optimizers import Optimizer, default_optimizers, describe, make_optimizer
+from .save import SavedGraph, atomic_write, atomic_write_bytes, check_writable, format_document, save
+
+__all__ = ["train", "evaluate", "TrainResult", "Accuracy", "read_checkpoint", "write_checkpoint"]
+
+STATE_KEY = "__train_state__"
+OPT_PREFIX = "__optimizer__/"
+
+
+# --- metrics -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Accuracy:
+    """Fraction of examples whose largest logit is the label (index labels, or argmax of one-hot rows)."""
+
+    logits: str
+    labels: str
+    name: str = "accuracy"
+
+    def count(self, logits: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
+        """(correct, total) for one batch."""
+        predicted = np.argmax(logits, axis=-1)
+        truth = labels if labels.dtype.kind in "iu" else np.argmax(labels, axis=-1)
+        return int(np.sum(predicted == truth)), int(np.size(truth))
+
+    @classmethod
+    def find(cls, graph: Graph) -> "Accuracy":
+        """Accuracy of the graph's softmax_cross_entropy node (the one the loss uses, if several)."""
+        nodes = [n for n in graph.nodes.values() if n.op.name == "softmax_cross_entropy"]
+        if graph.loss in graph.nodes and len(nodes) > 1:
+            nodes = [n for n in nodes if n.id == graph.loss] or nodes
+        if len(nodes) != 1:
+            found = "none" if not nodes else ", ".join(repr(n.id) for n in nodes)
+            raise TrainingError(f"metric 'accuracy' needs exactly one softmax_cross_entropy node to read logits and labels from (found {found})")
+        node = nodes[0]
+        if node.inputs[1] not in graph.inputs:
+            raise TrainingError(f"metric 'accuracy': the labels {node.inputs[1]!r} of node {node.id!r} are not an input of the graph")
+        return cls(node.inputs[0], node.inputs[1])
+
+
+METRICS: dict[str, Callable[[Graph], Accuracy]] = {"accuracy": Accuracy.find}
+
+
+def _resolve_metric(metric: Any, graph: Graph) -> Accuracy | None:
+    if metric is None or isinstance(metric, Accuracy):
+        return metric
+    if metric not in METRICS:
+        raise TrainingError(f"unknown metric {metric!r} (known: {', '.join(METRICS)})")
+    return METRICS[metric](graph)
+
+
+# --- results -----------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns.
+
+    Attributes
+    ----------
+    graph : Graph
+        The trained graph (its ``parameters`` hold the new values).
+    history : list of dict
+        One record per completed epoch: ``epoch``, ``step``, ``loss``,
+        the metric, ``val_loss`` and ``val_<metric>`` when there is
+        validation data, and ``seconds`` (wall time since the start).
+    status : str
+        ``"completed"``, ``"steps"`` (stopped by the step budget) or ``"interrupted"``.
+    steps : int
+        Optimizer steps taken in total (including those before a resume).
+    final : dict
+        Loss (and metric) over the training data, with the trained parameters.
+    test : dict or None
+        The same over the test data.
+    seconds : float
+        Wall time of this call.
+    output, checkpoint : SavedGraph or None
+    history_path, plot_path : Path or None
+    """
+
+    graph: Graph
+    history: list[dict[str, Any]]
+    status: str
+    steps: int
+    epochs: int
+    final: dict[str, float]
+    test: dict[str, float] | None
+    seconds: float
+    optimizer: dict[str, Any]
+    output: SavedGraph | None = None
+    checkpoint: SavedGraph | None = None
+    history_path: Path | None = None
+    plot_path: Path | None = None
+
+    def summary(self) -> str:
+        """A few lines for people: status, final and best losses and metrics, files written."""
+        opt = ", ".join(f"{k}={v}" for k, v in self.optimizer.items() if k != "name")
+        lines = [f"training {self.status}: {self.epochs} epoch(s), {self.steps} step(s) in {self.seconds:.2f}s; {self.optimizer['name']} ({opt})"]
+        lines.append("  final (trained parameters, training data): " + _fmt_metrics(self.final))
+        if self.history and "val_loss" in self.history[-1]:
+            best = min(self.history, key=lambda r: r["val_loss"])
+            lines.append(f"  best val_loss {best['val_loss']:.6g} at epoch {best['epoch']}; last: " + _fmt_metrics({k[4:]: v for k, v in self.history[-1].items() if k.startswith("val_")}))
+        if self.test is not None:
+            lines.append("  test: " + _fmt_metrics(self.test))
+        for label, path in (("trained graph", self.output and self.output.path), ("checkpoint", self.checkpoint and self.checkpoint.path), ("history", self.history_path), ("plot", self.plot_path)):
+            if path is not None:
+                lines.append(f"  {label}: {path}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """The history file's content."""
+        return {
+            "format": "graphengine/history-v1",
+            "graph": self.graph.file,
+            "status": self.status,
+            "optimizer": self.optimizer,
+            "steps": self.steps,
+            "epochs": self.history,
+            "final": self.final,
+            "test": self.test,
+            "seconds": self.seconds,
+        }
+
+
+def _fmt_metrics(values: Mapping[str, float]) -> str:
+    return "  ".join(f"{k} {v:.6g}" for k, v in values.items())
+
+
+# --- progress ----------------------------------------------------------------------------
+
+
+class Reporter:
+    """Progress output: ``bar`` (terminal), ``log`` (plain lines), ``json`` (JSON lines), ``quiet``, ``none``."""
+
+    def __init__(self, mode: str, epochs: int, log_every: int, stream: IO[str] | None) -> None:
+        self.mode = mode
+        self.epochs = epochs
+        self.log_every = log_every
+        self.out = stream or sys.stdout
+        self.bar_out = stream or sys.stderr
+        self._last_draw = 0.0
+
+    def logged(self, epoch: int) -> bool:
+        return epoch % self.log_every == 0 or epoch == self.epochs or epoch == 1
+
+    def step(self, epoch: int, batch: int, batches: int, loss: float) -> None:
+        if self.mode != "bar":
+            return
+        now = time.perf_counter()
+        if batch < batches and now - self._last_draw < 0.1:
+            return
+        self._last_draw = now
+        width = 24
+        done = width * batch // batches
+        bar = "=" * done + (">" if done < width else "") + " " * (width - done - 1)
+        self.bar_out.write(f"\repoch {epoch}/{self.epochs} [{bar[:width]}] {batch}/{batches} loss {loss:.4g}   ")
+        self.bar_out.flush()
+
+    def epoch(self, record: Mapping[str, Any]) -> None:
+        if self.mode in ("quiet", "none") or not self.logged(record["epoch"]):
+            return
+        if self.mode == "json":
+            self.out.write(json.dumps({"event": "epoch", **record}) + "\n")
+        else:
+            text = f"epoch {record['epoch']}/{self.epochs}  step {record['step']}  " + _fmt_metrics(
+                {k: v for k, v in record.items() if k not in ("epoch", "step", "seconds")}
+            ) + f"  ({record['seconds']:.2f}s)"
+            if self.mode == "bar":
+                self.bar_out.write("\r" + text + " " * 8 + "\n")
+                self.bar_out.flush()
+                return
+            self.out.write(text + "\n")
+        self.out.flush()
+
+    def note(self, text: str) -> None:
+        if self.mode == "none":
+            return
+        if self.mode == "json":
+            self.out.write(json.dumps({"event": "note", "message": text}) + "\n")
+        else:
+            (self.bar_out if self.mode == "bar" else self.out).write(("\n" if self.mode == "bar" else "") + text + "\n")
+        self.out.flush()
+
+    def summary(self, result: TrainResult) -> None:
+        if self.mode == "none":
+            return
+        if self.mode == "json":
+            self.out.write(json.dumps({"event": "summary", **{k: v for k, v in result.to_json().items() if k != "epochs"}}) + "\n")
+        else:
+            self.out.write(result.summary() + "\n")
+        self.out.flush()
+
+
+# --- checkpoints -------------------------------------------------------------------------
+
+
+def write_checkpoint(path: Path, graph: Graph, optimizer: Optimizer, state: Mapping[str, Any]) -> SavedGraph:
+    """Write a checkpoint: the graph with current parameters, optimizer state and loop state."""
+    extra = {OPT_PREFIX + k: v for k, v in optimizer.state_arrays().items()}
+    extra[STATE_KEY] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
+    return save(graph, path, weights="npz", overwrite=True, extra_arrays=extra)
+
+
+def read_checkpoint(path: str | os.PathLike[str], graph: Graph) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
+    """Read a checkpoint written by :func:`train` for ``graph``.
+
+    Returns
+    -------
+    (parameters, optimizer state arrays, loop state)
+
+    Raises
+    ------
+    TrainingError
+        The file is not a checkpoint, or its parameters do not match ``graph``'s.
+    GraphFileError
+        The checkpoint's graph file is invalid (e.g. its .npz is missing or altered).
+    """
+    checkpoint = load(path, registry=graph.registry)
+    for name, value in graph.parameters.items():
+        theirs = checkpoint.parameters.get(name)
+        if theirs is None or theirs.shape != value.shape:
+            got = "missing" if theirs is None else f"shape {theirs.shape}"
+            raise TrainingError(f"checkpoint {str(path)!r} does not fit the graph: parameter {name!r} {value.shape} is {got}")
+    files = {d.file for d in checkpoint.document.parameters if d.file}
+    if len(files) != 1:
+        raise TrainingError(f"{str(path)!r} is a graph file but not a checkpoint (no training state)")
+    with np.load(Path(path).parent / files.pop(), allow_pickle=False) as npz:
+        if STATE_KEY not in npz.files:
+            raise TrainingError(f"{str(path)!r} is a graph file but not a checkpoint (no training state)")
+        state = json.loads(npz[STATE_KEY].tobytes().decode())
+        opt_state = {k[len(OPT_PREFIX):]: npz[k] for k in npz.files if k.startswith(OPT_PREFIX)}
+    return dict(checkpoint.parameters), opt_state, state
+
+
+# --- evaluation --------------------------------------------------------------------------
+
+
+def evaluate(
+    graph: Graph, data: Any = None, *, metric: Any = None, batch_size: int = 256
+) -> dict[str, float]:
+    """Loss (and metric) of ``graph`` over ``data``, with its current parameters.
+
+    The loss is the batch-size-weighted mean of per-batch losses.
+
+    Raises
+    ------
+    DataError, TrainingError, ExecutionError
+
+    Examples
+    --------
+    >>> import graphengine
+    >>> g = graphengine.load("examples/seed_network.json")
+    >>> round(evaluate(g)["loss"], 9)
+    0.298371109
+    """
+    dataset = data if isinstance(data, Dataset) else load_data(data, graph)
+    acc = _resolve_metric(metric, graph)
+    loss_name = _loss_name(graph)
+    plan = graph.compile()
+    wanted = [loss_name] + ([acc.logits] if acc else [])
+    total = correct = seen = 0.0
+    size = 1 if dataset.per_example else batch_size
+    for index in dataset.batches(size):
+        feeds = dataset.feeds(index)
+        out = plan.run(feeds, outputs=wanted)
+        total += float(out[loss_name]) * len(index)
+        if acc is not None:
+            c, n = acc.count(out[acc.logits], feeds[acc.labels] if acc.labels in feeds else _default(graph, acc.labels))
+            correct, seen = correct + c, seen + n
+    result = {"loss": total / dataset.size}
+    if acc is not None:
+        result[acc.name] = correct / max(seen, 1)
+    return result
+
+
+def _default(graph: Graph, name: str) -> np.ndarray:
+    default = graph.inputs[name].default
+    assert default is not None
+    return default
+
+
+def _loss_name(graph: Graph) -> str:
+    if graph.loss is None:
+        raise TrainingError(f"the graph has several outputs {graph.outputs} and no 'loss'; name the scalar to minimize in its \"loss\" field")
+    if graph.loss not in graph.outputs:
+        raise TrainingError(f"the loss {graph.loss!r} must also be listed in the graph's outputs, so training can report it")
+    return graph.loss
+
+
+# --- the loop ----------------------------------------------------------------------------
+
+
+@dataclass
+class _State:
+    epoch: int = 0  # completed epochs
+    batch: int = 0  # completed batches of the current epoch
+    step: int = 0
+    loss_sum: float = 0.0
+    examples: int = 0
+    correct: int = 0
+    counted: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        return {"version": 1, **self.__dict__, "config": dict(config)}
+
+
+def train(
+    graph: Graph | str | os.PathLike[str],
+    data: Any = None,
+    *,
+    epochs: int | None = None,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    shuffle: bool = True,
+    seed: int = 0,
+    validation_data: Any = None,
+    validation_split: float = 0.0,
+    test_data: Any = None,
+    optimizer: str = "sgd",
+    hyper: Mapping[str, Any] | None = None,
+    lr: float | None = None,
+    trainable: Sequence[str] | None = None,
+    freeze: Sequence[str] = (),
+    metric: str | Accuracy | None = None,
+    output: str | os.PathLike[str] | None = None,
+    weights: str = "auto",
+    overwrite: bool = False,
+    in_place: bool = False,
+    checkpoint: str | os.PathLike[str] | None = None,
+    checkpoint_every: int = 0,
+    resume: str | os.PathLike[str] | None = None,
+    history_path: str | os.PathLike[str] | None = None,
+    plot: str | os.PathLike[str] | None = None,
+    progress: str = "auto",
+    log_every: int | None = None,
+    stream: IO[str] | None = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    plugins: Sequence[str] = (),
+    handle_sigint: bool = True,
+) -> TrainResult:
+    """Train a graph's parameters to minimize its loss.
+
+    Parameters
+    ----------
+    graph : Graph or path
+        Its ``loss`` must be a scalar listed in its ``outputs``. Updated in place.
+    data : path, mapping or None
+        ``.npz``/``.csv`` file or arrays named after the inputs (see
+        :mod:`graphengine.data`); None trains on the inputs' defaults.
+    epochs, steps : int, optional
+        Stop after this many epochs (total, counting those before a resume)
+        or optimizer steps, whichever comes first; default one epoch, or as
+        many as ``steps`` needs.
+    batch_size : int, optional
+        Default 32, or 1 when an input takes one example at a time.
+    shuffle, seed :
+        Shuffle each epoch, deterministically from ``seed``.
+    validation_data, validation_split :
+        Evaluated after each epoch: a separate dataset, or a fraction of
+        ``data`` held out at random (from ``seed``).
+    test_data :
+        Evaluated once at the end.
+    optimizer, hyper, lr :
+        Optimizer name (``sgd``, ``momentum``, ``adam`` or a plugin's) and its
+        hyper-parameters; ``lr`` is a shortcut for ``hyper["lr"]``.
+    trainable, freeze :
+        Parameters to update (default all), minus ``freeze``.
+    metric : "accuracy" or None
+    output : path, optional
+        Write the trained graph here (``weights``: ``"auto"``, ``"inline"``, ``"npz"``).
+    overwrite, in_place :
+        Allow replacing an existing ``output``; allow it to be the input graph file.
+    checkpoint, checkpoint_every :
+        Checkpoint file (default ``<output>.ckpt.json`` when ``output`` is
+        given), written every N epochs (0: never), on Ctrl-C, and at the end.
+    resume : path, optional
+        Continue from a checkpoint (parameters, optimizer state, position, history).
+    history_path, plot : path, optional
+        Write the history as JSON; draw loss/metric curves (needs matplotlib).
+    progress : {"auto", "bar", "log", "json", "quiet", "none"}
+        ``auto``: a bar on a terminal, plain lines otherwise. ``quiet`` prints
+        only the summary.
+    log_every : int, optional
+        Epochs between log lines; default 1, or about 50 lines for long runs.
+    stream : text file, optional
+        Where progress goes (default: bar on stderr, lines on stdout).
+    on_step, on_epoch : callable, optional
+        Called with a dict after each step / epoch record; raising
+        KeyboardInterrupt there stops training like Ctrl-C.
+    plugins : sequence of str
+        Plugins for ops (when ``graph`` is a path) and optimizers.
+    handle_sigint : bool
+        Catch Ctrl-C to stop after the current step (main thread only).
+
+    Returns
+    -------
+    TrainResult
+
+    Raises
+    ------
+    DataError
+        Bad data (see :func:`graphengine.data.load_data`).
+    TrainingError
+        Bad options, unknown optimizer/metric, incompatible checkpoint.
+    NonFiniteError
+        The loss or a gradient became NaN/Inf; ``graph`` keeps the last good values.
+    SaveError
+        An output could not be written, or would replace a file without permission.
+
+    Examples
+    --------
+    >>> import graphengine
+    >>> g = graphengine.load("examples/seed_network.json")
+    >>> r = train(g, steps=100, lr=0.5, freeze=["b_h", "b_o"], progress="none")
+    >>> r.steps, round(r.final["loss"], 6)
+    (100, 0.02831)
+    """
+    started = time.perf_counter()
+    if not isinstance(graph, Graph):
+        graph = load(graph, plugins=plugins)
+    loss_name = _loss_name(graph)
+    names = _trainable(graph, trainable, freeze)
+    if progress not in ("auto", "bar", "log", "json", "quiet", "none"):
+        raise TrainingError(f"progress must be auto, bar, log, json, quiet or none, not {progress!r}")
+    if not 0 <= validation_split < 1:
+        raise TrainingError(f"validation split must be in [0, 1), not {validation_split}")
+
+    # Fail fast on anything that would otherwise only fail after training.
+    out_path = check_writable(output, graph.file, overwrite=overwrite, overwrite_input=in_place) if output else None
+    ckpt_path = Path(checkpoint) if checkpoint else (out_path.with_name(out_path.name[:-5] + ".ckpt.json") if out_path else None)
+    if ckpt_path is not None:
+        check_writable(ckpt_path, graph.file, overwrite=True, overwrite_input=False)
+        if out_path is not None and ckpt_path.resolve() == out_path.resolve():
+            raise SaveError(f"the checkpoint and the output are the same file {str(ckpt_path)!r}")
+    if checkpoint_every and ckpt_path is None:
+        raise TrainingError("checkpoint_every needs a checkpoint path (or an output to derive it from)")
+    if plot is not None:
+        _require_matplotlib()
+
+    dataset = load_data(data, graph)
+    val = load_data(validation_data, graph, what="validation data") if validation_data is not None else None
+    if validation_split:
+        if val is not None:
+            raise TrainingError("give a validation file or a validation split, not both")
+        dataset, val = _split(dataset, validation_split, seed)
+    test = load_data(test_data, graph, what="test data") if test_data is not None else None
+    if batch_size is None:
+        batch_size = 1 if dataset.per_example else 32
+    if batch_size < 1:
+        raise TrainingError(f"batch size must be at least 1, not {batch_size}")
+    if dataset.per_example and batch_size != 1:
+        name = next(n for n, b in dataset.batched.items() if not b)
+        raise TrainingError(
+            f"input {name!r} is declared {list(graph.inputs[name].spec.shape)} with no free first dimension, so it takes "
+            f"one example per step: use batch size 1, or declare it with a leading null dimension"
+        )
+    batches_per_epoch = math.ceil(dataset.size / batch_size)
+    if epochs is None:
+        epochs = math.ceil(steps / batches_per_epoch) if steps else 1
+    if epochs < 1 or (steps is not None and steps < 1):
+        raise TrainingError("epochs and steps must be at least 1")
+
+    # Own writable copies: the optimizer updates in place, and arrays read from files may be shared.
+    for name in graph.parameters:
+        graph.parameters[name] = np.array(graph.parameters[name], copy=True)
+    opt_hyper = dict(hyper or {})
+    if lr is not None:
+        opt_hyper["lr"] = lr
+    opt = make_optimizer(optimizer, opt_hyper, {n: graph.parameters[n] for n in names}, default_optimizers(plugins))
+    acc = _resolve_metric(metric, graph)
+    config = {"optimizer": optimizer, "batch_size": batch_size, "seed": seed, "shuffle": shuffle, "examples": dataset.size, "trainable": names}
+    state = _State()
+    if resume is not None:
+        state = _resume(resume, graph, opt, config)
+
+    mode = progress
+    if mode == "auto":
+        mode = "bar" if (stream or sys.stderr).isatty() else "log"
+    every = log_every or (1 if epochs <= 50 else math.ceil(epochs / 50))
+    reporter = Reporter(mode, epochs, every, stream)
+    plan = graph.compile()
+    need_logits_run = acc is not None and acc.logits not in graph.outputs
+    stop = threading.Event()
+    status = "completed"
+    last_checkpoint: SavedGraph | None = None
+    base_seconds = state.seconds
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        reporter.note("interrupt: stopping after this step (Ctrl-C again to abort)")
+
+    def snapshot() -> SavedGraph | None:
+        if ckpt_path is None:
+            return None
+        state.seconds = base_seconds + time.perf_counter() - started
+        return write_checkpoint(ckpt_path, graph, opt, state.to_json(config))
+
+    previous = None
+    if handle_sigint and threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        while state.epoch < epochs and (steps is None or state.step < steps) and not stop.is_set():
+            epoch = state.epoch + 1
+            order = np.random.default_rng([seed, 0, epoch]).permutation(dataset.size) if shuffle else None
+            batches = list(dataset.batches(batch_size, order))
+            for b in range(state.batch, len(batches)):
+                feeds = dataset.feeds(batches[b])
+                result = plan.value_and_grad(feeds, wrt=names)
+                loss = float(result.outputs[loss_name])
+                _check_finite(loss, result.gradients, state.step + 1, epoch, b + 1, len(batches), last_checkpoint, ckpt_path)
+                opt.update(graph.parameters, result.gradients)
+                n = len(batches[b])
+                state.step, state.batch = state.step + 1, b + 1
+                state.loss_sum, state.examples = state.loss_sum + loss * n, state.examples + n
+                if acc is not None:
+                    logits = plan.run(feeds, outputs=[acc.logits])[acc.logits] if need_logits_run else result.outputs[acc.logits]
+                    c, k = acc.count(logits, feeds[acc.labels] if acc.labels in feeds else _default(graph, acc.labels))
+                    state.correct, state.counted = state.correct + c, state.counted + k
+                reporter.step(epoch, b + 1, len(batches), state.loss_sum / state.examples)
+                try:
+                    if on_step is not None:
+                        on_step({"epoch": epoch, "batch": b + 1, "step": state.step, "loss": loss})
+                except KeyboardInterrupt:
+                    stop.set()
+                if stop.is_set() or (steps is not None and state.step >= steps):
+                    break
+            if state.batch < len(batches):
+                break  # stopped inside the epoch; the checkpoint keeps the position
+            record = _epoch_record(state, epoch, acc, val, graph, base_seconds + time.perf_counter() - started)
+            state.history.append(record)
+            state.epoch, state.batch = epoch, 0
+            state.loss_sum = state.examples = state.correct = state.counted = 0
+            reporter.epoch(record)
+            try:
+                if on_epoch is not None:
+                    on_epoch(dict(record))
+            except KeyboardInterrupt:
+                stop.set()
+            if checkpoint_every and epoch % checkpoint_every == 0 and not stop.is_set():
+                last_checkpoint = snapshot()
+    except NonFiniteError:
+        _write_history(history_path, graph, state, "nonfinite", describe(opt), base_seconds + time.perf_counter() - started)
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+    if stop.is_set():
+        status = "interrupted"
+    elif state.epoch < epochs:
+        status = "steps"
+    if ckpt_path is not None and (status == "interrupted" or checkpoint_every):
+        last_checkpoint = snapshot()
+    if status == "interrupted":
+        where = f"; checkpoint: {last_checkpoint.path} (resume with --resume)" if last_checkpoint else ""
+        reporter.note(f"interrupted at step {state.step} (epoch {state.epoch + (1 if state.batch else 0)}){where}")
+    final = evaluate(graph, dataset, metric=acc, batch_size=max(batch_size, 256)) if status != "interrupted" else {}
+    test_result = evaluate(graph, test, metric=acc, batch_size=max(batch_size, 256)) if test is not None and status != "interrupted" else None
+    saved = None
+    if out_path is not None and status != "interrupted":
+        saved = save(graph, out_path, weights=weights, overwrite=overwrite, overwrite_input=in_place)  # type: ignore[arg-type]
+    result = TrainResult(
+        graph, state.history, status, state.step, state.epoch, final, test_result,
+        time.perf_counter() - started, describe(opt), saved, last_checkpoint,
+    )
+    if history_path is not None:
+        result.history_path = _write_history(history_path, graph, state, status, describe(opt), result.seconds, result)
+    if plot is not None and state.history:
+        result.plot_path = plot_history(state.history, plot)
+    reporter.summary(result)
+    return result
+
+
+def _trainable(graph: Graph, trainable: Sequence[str] | None, freeze: Sequence[str]) -> list[str]:
+    import difflib
+
+    for name in [*(trainable or []), *freeze]:
+        if name not in graph.parameters:
+            close = difflib.get_close_matches(name, list(graph.parameters), n=3, cutoff=0.6)
+            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            raise TrainingError(f"{name!r} is not a parameter of the graph (parameters: {', '.join(graph.parameters)}){hint}")
+    names = [n for n in (trainable if trainable is not None else graph.parameters) if n not in set(freeze)]
+    names = [n for n in names if graph.parameters[n].dtype.kind == "f"]
+    if not names:
+        raise TrainingError("nothing to train: no floating-point parameter is left after --train/--freeze")
+    return names
+
+
+def _split(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    order = np.random.default_rng([seed, 1]).permutation(dataset.size)
+    n_val = int(round(dataset.size * fraction))
+    if not dataset.arrays or n_val < 1 or n_val >= dataset.size:
+        raise TrainingError(f"validation split {fraction} of {dataset.size} example(s) leaves no validation or no training data")
+    return (
+        dataset.subset(np.sort(order[n_val:]), dataset.source),
+        dataset.subset(np.sort(order[:n_val]), f"validation split of {dataset.source}"),
+    )
+
+
+def _check_finite(
+    loss: float, grads: Mapping[str, np.ndarray], step: int, epoch: int, batch: int, batches: int,
+    last: SavedGraph | None, ckpt_path: Path | None,
+) -> None:
+    bad = None if math.isfinite(loss) else f"the loss became {loss}"
+    if bad is None:
+        for name, g in grads.items():
+            if not np.isfinite(g).all():
+                bad = f"the gradient of {name!r} holds {'NaN' if np.isnan(g).any() else 'Inf'}"
+                break
+    if bad is None:
+        return
+    if last is not None:
+        kept = f"the last good checkpoint {str(last.path)!r} is intact"
+    elif ckpt_path is not None and ckpt_path.exists():
+        kept = f"the existing checkpoint {str(ckpt_path)!r} was not touched"
+    else:
+        kept = "no checkpoint was written this run (use --checkpoint-every)"
+    raise NonFiniteError(
+        f"{bad} at step {step} (epoch {epoch}, batch {batch}/{batches}); training stopped before applying it, "
+        f"so the parameters are those after step {step - 1}; {kept}. Try a smaller learning rate.",
+        step=step,
+        checkpoint=str(last.path) if last else None,
+    )
+
+
+def _epoch_record(state: _State, epoch: int, acc: Accuracy | None, val: Dataset | None, graph: Graph, seconds: float) -> dict[str, Any]:
+    record: dict[str, Any] = {"epoch": epoch, "step": state.step, "loss": state.loss_sum / max(state.examples, 1)}
+    if acc is not None:
+        record[acc.name] = state.correct / max(state.counted, 1)
+    if val is not None:
+        for key, value in evaluate(graph, val, metric=acc).items():
+            record[f"val_{key}"] = value
+    record["seconds"] = round(seconds, 4)
+    return record
+
+
+def _resume(path: str | os.PathLike[str], graph: Graph, opt: Optimizer, config: Mapping[str, Any]) -> _State:
+    params, opt_state, saved = read_checkpoint(path, graph)
+    theirs = saved.get("config", {})
+    if theirs.get("optimizer") != config["optimizer"]:
+        raise TrainingError(f"checkpoint {str(path)!r} was made with optimizer {theirs.get('optimizer')!r}, not {config['optimizer']!r}")
+    if saved.get("batch"):
+        for key in ("batch_size", "seed", "shuffle", "examples"):
+            if theirs.get(key) != config[key]:
+                raise TrainingError(
+                    f"checkpoint {str(path)!r} stopped inside an epoch with {key}={theirs.get(key)!r}; resuming needs the same "
+                    f"{key} (got {config[key]!r})"
+                )
+    for name, value in params.items():
+        graph.parameters[name] = np.array(value, dtype=graph.parameters[name].dtype, copy=True)
+    opt.load_state_arrays(opt_state)
+    fields = {k: v for k, v in saved.items() if k in _State.__dataclass_fields__}
+    return _State(**fields)
+
+
+def _write_history(
+    path: str | os.PathLike[str] | None, graph: Graph, state: _State, status: str, optimizer: dict[str, Any],
+    seconds: float, result: TrainResult | None = None,
+) -> Path | None:
+    if path is None:
+        return None
+    content = result.to_json() if result is not None else {
+        "format": "graphengine/history-v1", "graph": graph.file, "status": status, "optimizer": optimizer,
+        "steps": state.step, "epochs": state.history, "seconds": seconds,
+    }
+    atomic_write_bytes(path, format_document(content).encode())  # one line per epoch
+    return Path(path)
+
+
+def _require_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise TrainingError("--plot needs matplotlib, which is not installed: pip install 'graphengine[plot]'") from None
+
+
+def plot_history(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """Draw loss (and metric) curves per epoch to an image file (format from its suffix).
+
+    Raises
+    ------
+    TrainingError
+        When matplotlib is missing.
+    SaveError
+        When the file cannot be written.
+    """
+    _require_matplotlib()
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in history[0] if k not in ("epoch", "step", "seconds") and not k.startswith("val_")]
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
+    epochs = [r["epoch"] for r in history]
+    for ax, key in zip(axes[0], keys):
+        ax.plot(epochs, [r[key] for r in history], label=f"train {key}")
+        if f"val_{key}" in history[0]:
+            ax.plot(epochs, [r[f"val_{key}"] for r in history], label=f"validation {key}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        if key == "loss" and min(r[key] for r in history) > 0:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    target = Path(path)
+    fmt = target.suffix[1:].lower() or "png"
+    try:
+        atomic_write(target, lambda f: fig.savefig(f, format=fmt))
+    except ValueError as exc:  # unknown image format
+        raise SaveError(f"cannot write plot {str(target)!r}: {exc}") from None
+    finally:
+        plt.close(fig)
+    return target
+
+
+# --- command line ------------------------------------------------------------------------
+
+
+def add_arguments(p: Any) -> None:
+    """Add the ``graphengine train`` options to an argparse parser."""
+    g = p.add_argument_group("data")
+    g.add_argument("--data", metavar="FILE", help=".npz or .csv with arrays/columns named after the inputs; default: the inputs' defaults")
+    g.add_argument("--val", metavar="FILE", help="validation data, evaluated after each epoch")
+    g.add_argument("--validation-split", type=float, default=0.0, metavar="F", help="hold out this fraction of --data for validation")
+    g.add_argument("--test", metavar="FILE", help="test data, evaluated once at the end")
+    g = p.add_argument_group("loop")
+    g.add_argument("--epochs", type=int, help="epochs in total (default 1, or what --steps needs)")
+    g.add_argument("--steps", type=int, help="stop after this many optimizer steps in total")
+    g.add_argument("--batch-size", type=int, help="default 32 (1 when an input takes one example at a time)")
+    g.add_argument("--no-shuffle", action="store_true", help="keep the data's order")
+    g.add_argument("--seed", type=int, default=0, help="seed of shuffling and of the validation split")
+    g.add_argument("--optimizer", default="sgd", metavar="NAME", help="sgd, momentum, adam, or one from a --plugin (default sgd)")
+    g.add_argument("--lr", type=float, help="learning rate")
+    g.add_argument("--hyper", action="append", default=[], metavar="KEY=VALUE", help="optimizer hyper-parameter, e.g. momentum=0.9 (repeatable)")
+    g.add_argument("--train", action="append", metavar="PARAM", help="update only these parameters (repeatable)")
+    g.add_argument("--freeze", action="append", default=[], metavar="PARAM", help="keep this parameter fixed (repeatable)")
+    g.add_argument("--metric", choices=sorted(METRICS), help="also report this metric")
+    g = p.add_argument_group("files")
+    g.add_argument("-o", "--output", metavar="FILE", help="trained graph (default: GRAPH's name + .trained.json, beside it)")
+    g.add_argument("--weights", choices=["auto", "inline", "npz"], default="auto", help="values inline in the JSON, or a .npz beside it (auto: inline up to 10,000)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    g.add_argument("--in-place", action="store_true", help="write the trained values back into GRAPH itself")
+    g.add_argument("--checkpoint", metavar="FILE", help="checkpoint file (default: OUTPUT's name + .ckpt.json)")
+    g.add_argument("--checkpoint-every", type=int, default=0, metavar="N", help="write a checkpoint every N epochs (Ctrl-C always writes one)")
+    g.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint")
+    g.add_argument("--history", metavar="FILE", help="history JSON (default: OUTPUT's name + .history.json)")
+    g.add_argument("--plot", metavar="IMAGE", help="draw loss/metric curves (needs matplotlib)")
+    g = p.add_argument_group("output")
+    g.add_argument("--quiet", action="store_true", help="print only the summary")
+    g.add_argument("--log-format", choices=["text", "json"], default="text", help="json: one JSON object per line, for machines")
+    g.add_argument("--log-every", type=int, metavar="N", help="epochs between log lines (default 1, or about 50 lines in all)")
+
+
+def _parse_hyper(items: Sequence[str]) -> dict[str, Any]:
+    hyper: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise TrainingError(f"--hyper {item!r}: expected KEY=VALUE")
+        try:
+            hyper[key] = json.loads(text)
+        except json.JSONDecodeError:
+            hyper[key] = text
+    return hyper
+
+
+def cmd_train(args: Any) -> int:
+    """``graphengine train GRAPH``: returns 0, or 130 when interrupted (a checkpoint is written)."""
+    from .cli import _load
+
+    graph = _load(args)
+    source = Path(args.graph)
+    output = Path(args.output) if args.output else source if args.in_place else source.with_name(_base(source) + ".trained.json")
+    history = args.history or output.with_name(_base(output) + ".history.json")
+    progress = "json" if args.log_format == "json" else "quiet" if args.quiet else "auto"
+    result = train(
+        graph, args.data, epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, shuffle=not args.no_shuffle,
+        seed=args.seed, validation_data=args.val, validation_split=args.validation_split, test_data=args.test,
+        optimizer=args.optimizer, hyper=_parse_hyper(args.hyper), lr=args.lr, trainable=args.train, freeze=args.freeze,
+        metric=args.metric, output=output, weights=args.weights, overwrite=args.overwrite, in_place=args.in_place,
+        checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, resume=args.resume, history_path=history,
+        plot=args.plot, progress=progress, log_every=args.log_every, plugins=args.plugin,
+    )
+    return 130 if result.status == "interrupted" else 0
+
+
+def _base(path: Path) -> str:
+    return path.name[:-5] if path.name.lower().endswith(".json") else path.name
