@@ -565,6 +565,16 @@ def _draw(graph: "Graph", picture: _Picture, on_path: set[Any] | None, highlight
         group = box.value_name if box.value_name in picture.clusters else None
         layers.setdefault(box.layer, {}).setdefault(group, []).append(box)
     numbered = {layer: k for k, layer in enumerate(name for name in layers if name)}
+    # Without this, a layer's weights take the rank of the previous layer's output, so layer frames
+    # cannot stack and a deep network drifts into a staircase.
+    readers: dict[str, set[str]] = {}
+    for wire in picture.wires:
+        readers.setdefault(wire.src, set()).add(wire.dst)
+    pins = {
+        name: next(iter(readers[name]))
+        for name, box in picture.boxes.items()
+        if not picture.units and box.kind in ("parameter", "constant") and box.layer and len(readers.get(name, ())) == 1
+    }
     for layer, groups in layers.items():
         outer = dot.subgraph(name=f"cluster_layer{numbered[layer]}") if layer else _Same(dot)
         with outer as lg:
@@ -576,6 +586,12 @@ def _draw(graph: "Graph", picture: _Picture, on_path: set[Any] | None, highlight
                     if group:
                         dim = on_path is not None and not any(b.id in on_path for b in boxes)
                         vg.attr(label=picture.clusters[group], style="rounded,dashed", color=DIM if dim else "#94a3b8", fontcolor=DIM_TEXT if dim else "#334155", fontsize="10", labeljust="l")
+                    for leaf, reader in pins.items():  # a layer's weights beside the node that reads them
+                        if picture.boxes[reader].layer == layer and picture.boxes[leaf] in boxes:
+                            with vg.subgraph() as same:
+                                same.attr(rank="same")
+                                same.node(leaf)
+                                same.node(reader)
                     for box in reversed(boxes) if lr else boxes:  # LR stacks a rank bottom-up: keep x[0] on top
                         dim = on_path is not None and box.id not in on_path
                         bold = on_path is not None and not dim
@@ -588,6 +604,7 @@ def _draw(graph: "Graph", picture: _Picture, on_path: set[Any] | None, highlight
         dot.edge(
             wire.src,
             wire.dst,
+            weight="8" if picture.boxes[wire.src].kind == "op" else "1",  # keep the op chain straight; leaves hang off it
             color=DIM if dim else FORWARD,
             penwidth="2.2" if bold else "1.2",
             arrowsize="0.7",
