@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from .backward import BackwardStep, Trace, backward
+from .backward import BackwardStep, ForwardStep, Program, Recorder, Trace, backward, generate
 from .errors import ExecutionError, FeedError
 from .ops import OpDef, TensorSpec, format_shape
 
@@ -73,16 +73,30 @@ class GradResult:
         return self._repr_mimebundle_().get("image/svg+xml")
 
 
-@dataclass(frozen=True)
+#: Schedules with more steps than this run through the step-by-step interpreter
+#: instead of generated code: compiling the generated source costs about 10 µs per
+#: line, which is not worth it for one-off runs of huge graphs.
+CODEGEN_MAX_STEPS = 40_000
+
+
+@dataclass
 class _Schedule:
-    forward: tuple[tuple[Step, tuple[int, ...]], ...]  # (step, slots to drop after it)
+    forward: tuple[tuple[Step, tuple[int, ...]], ...]  # (step, slots to drop after it), for the interpreter
     outputs: tuple[int, ...]
     backward: tuple[BackwardStep, ...]
     grad_output: int
+    wrt: tuple[int, ...] = ()
+    bound: tuple[int, ...] = ()  # input/parameter/constant slots the pass reads
+    programs: dict[bool, Program] = field(default_factory=dict)  # generated code, by `record`
 
 
 class Plan:
     """A graph compiled for repeated ``run`` and ``grad`` calls.
+
+    Each distinct request (outputs, ``wrt``, output to differentiate) is
+    compiled once into straight-line Python code (see
+    :func:`graphengine.backward.generate`) and cached; later calls only bind
+    the feeds and call it.
 
     Parameters
     ----------
@@ -112,6 +126,12 @@ class Plan:
         ]
         self._producer = {step.out: k for k, step in enumerate(self.steps)}
         self._schedules: dict[Any, _Schedule] = {}
+        self._grad_requests: dict[Any, tuple[_Schedule, str]] = {}
+        slot = self.slot
+        self._input_slots = [(slot[name], name, info) for name, info in graph.inputs.items()]
+        self._param_slots = [(slot[name], name) for name in graph.parameters]
+        self._const_slots = [(slot[name], name) for name in graph.constants]
+        self._n_sources = len(graph.inputs) + len(graph.parameters) + len(graph.constants)
 
     def _cast_spec(self, spec: TensorSpec) -> TensorSpec:
         if self.dtype is not None and spec.dtype.kind == "f":
@@ -154,8 +174,12 @@ class Plan:
         names = tuple(outputs) if outputs is not None else tuple(self.graph.outputs)
         schedule = self._schedule(names, None, None)
         values = self._bind(feeds)
-        self._forward(schedule, values, None)
-        return {name: values[self.slot[name]] for name in names}
+        program = self._program(schedule, False)
+        if program is None:
+            self._forward(schedule, values, None)
+            return {name: values[self.slot[name]] for name in names}
+        outs, _ = program(values)
+        return dict(zip(names, outs))
 
     def run_all(self, feeds: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
         """Run forward and return every named value (for inspection and diagrams)."""
@@ -175,6 +199,22 @@ class Plan:
         See :meth:`value_and_grad` for the parameters.
         """
         return self.value_and_grad(feeds, wrt, output=output, cotangent=cotangent).gradients
+
+    def prepare(self, wrt: Sequence[str] | None = None, *, output: str | None = None, record: bool = False) -> None:
+        """Compile the code for a ``grad`` request now, so that the first call is not slower.
+
+        Parameters
+        ----------
+        wrt, output, record
+            As :meth:`value_and_grad`.
+
+        Raises
+        ------
+        FeedError
+            For an unknown name.
+        """
+        schedule, _, _ = self._grad_schedule(wrt, output)
+        self._program(schedule, record)
 
     def value_and_grad(
         self,
@@ -213,11 +253,81 @@ class Plan:
         ExecutionError
             An op or VJP failed or returned a wrong shape or dtype; names the node.
         """
-        output = self._grad_output(output)
-        wrt_names = tuple(wrt) if wrt is not None else tuple(self.graph.parameters)
-        self._check_names(wrt_names, "wrt")
-        schedule = self._schedule(tuple(self.graph.outputs), wrt_names, output)
+        schedule, wrt_names, output = self._grad_schedule(wrt, output)
         values = self._bind(feeds)
+        bound_ids = {id(values[s]) for s in schedule.bound}
+        program = self._program(schedule, record)
+        if program is None:
+            return self._value_and_grad_interpreted(schedule, values, wrt_names, output, cotangent, record, feeds)
+
+        def seed(out: Any) -> np.ndarray:
+            return self._seed(out, cotangent, output)
+
+        trace = recorder = None
+        if record:
+            trace = Trace(output, np.empty(0))
+            recorder = Recorder(schedule.backward, self.names, trace)
+
+            def seed(out: Any) -> np.ndarray:  # noqa: F811 - the recording variant keeps the seed
+                trace.seed = self._seed(out, cotangent, output)  # type: ignore[union-attr]
+                return trace.seed  # type: ignore[union-attr]
+
+        outs, grads = program(values, seed, recorder)
+        outputs = dict(zip(self.graph.outputs, outs))
+        gradients = {}
+        for name, slot, g in zip(wrt_names, schedule.wrt, grads):
+            # Never hand out a view, user data, a parameter or the same array twice.
+            if g.__class__ is not np.ndarray or g.base is not None or id(g) in bound_ids or not g.flags.writeable:
+                g = np.array(g, dtype=self.specs[slot].dtype)
+            bound_ids.add(id(g))
+            gradients[name] = g
+        return GradResult(outputs, gradients, recorder.finish() if recorder is not None else None, plan=self, feeds=feeds)
+
+    # --- internals ---------------------------------------------------------------------------
+
+    def _grad_schedule(self, wrt: Sequence[str] | None, output: str | None) -> tuple[_Schedule, tuple[str, ...], str]:
+        wrt_names = tuple(wrt) if wrt is not None else tuple(self.graph.parameters)
+        hit = self._grad_requests.get((wrt_names, output))  # names were checked when the entry was made
+        if hit is not None:
+            return hit[0], wrt_names, hit[1]
+        resolved = self._grad_output(output)
+        self._check_names(wrt_names, "wrt")
+        schedule = self._schedule(tuple(self.graph.outputs), wrt_names, resolved)
+        self._grad_requests[(wrt_names, output)] = (schedule, resolved)
+        return schedule, wrt_names, resolved
+
+    def _program(self, schedule: _Schedule, record: bool) -> Program | None:
+        """The generated code of ``schedule`` (made on first use), or None for huge schedules."""
+        program = schedule.programs.get(record)
+        if program is None:
+            if len(schedule.forward) + len(schedule.backward) > CODEGEN_MAX_STEPS:
+                return None
+            specs = self.specs
+            program = schedule.programs[record] = generate(
+                names=self.names,
+                bound=schedule.bound,
+                forward=[ForwardStep(s.node_id, s.op.name, s.op.forward, s.attrs, s.ins, s.out) for s, _ in schedule.forward],
+                outputs=schedule.outputs,
+                seed_slot=schedule.grad_output if schedule.grad_output >= 0 else None,
+                steps=schedule.backward,
+                wrt=schedule.wrt,
+                shapes=[None if any(d is None for d in spec.shape) else spec.shape for spec in specs],  # type: ignore[misc]
+                dtypes=[spec.dtype for spec in specs],
+                record=record,
+            )
+        return program
+
+    def _value_and_grad_interpreted(
+        self,
+        schedule: _Schedule,
+        values: list[Any],
+        wrt_names: tuple[str, ...],
+        output: str,
+        cotangent: Any,
+        record: bool,
+        feeds: Mapping[str, Any] | None,
+    ) -> GradResult:
+        """The step-by-step path, for schedules too large to be worth generating code for."""
         shapes: list[Any] = [None] * len(values)
         self._forward(schedule, values, shapes)
         outputs = {self.names[s]: values[s] for s in schedule.outputs}
@@ -237,8 +347,6 @@ class Plan:
                 g = np.array(g, dtype=self.specs[slot].dtype)  # never hand out a view of internal or user data
             gradients[name] = g
         return GradResult(outputs, gradients, trace, plan=self, feeds=feeds)
-
-    # --- internals ---------------------------------------------------------------------------
 
     def _grad_output(self, output: str | None) -> str:
         if output is None:
@@ -269,7 +377,7 @@ class Plan:
                     f"output {output!r} has shape {out.shape}, not a scalar; pass a cotangent of that shape (cotangent=...)"
                 )
             return np.ones(out.shape, dtype=out.dtype)
-        seed = np.asarray(cotangent, dtype=out.dtype)
+        seed = np.array(cotangent, dtype=out.dtype)  # a copy: it may come back as a gradient
         if seed.shape != out.shape:
             raise FeedError(f"cotangent has shape {seed.shape} but output {output!r} has shape {out.shape}")
         return seed
@@ -277,24 +385,27 @@ class Plan:
     def _bind(self, feeds: Mapping[str, Any] | None) -> list[Any]:
         values: list[Any] = [None] * len(self.names)
         graph = self.graph
-        feeds = feeds or {}
-        for name, value in feeds.items():
-            slot = self.slot.get(name)
-            if slot is None or name in graph.nodes:
-                self._check_names([name] if slot is None else [], "feed")
-                raise FeedError(f"feed: {name!r} is computed by the graph and cannot be fed")
-            values[slot] = self._coerce(name, value, self.specs[slot])
-        for name, info in graph.inputs.items():
-            slot = self.slot[name]
+        if feeds:
+            for name, value in feeds.items():
+                slot = self.slot.get(name)
+                if slot is None or slot >= self._n_sources:
+                    self._check_names([name] if slot is None else [], "feed")
+                    raise FeedError(f"feed: {name!r} is computed by the graph and cannot be fed")
+                values[slot] = self._coerce(name, value, self.specs[slot])
+        for slot, name, info in self._input_slots:
             if values[slot] is None:
                 if info.default is None:
                     raise FeedError(f"input {name!r} ({self.specs[slot]}) needs a value: feed it or give it a default")
                 values[slot] = self._cast(info.default)
-        for table in (graph.parameters, graph.constants):
-            for name, value in table.items():
-                slot = self.slot[name]
-                if values[slot] is None:
-                    values[slot] = self._cast(value)
+        for slots, table in ((self._param_slots, graph.parameters), (self._const_slots, graph.constants)):
+            if self.dtype is None:
+                for slot, name in slots:
+                    if values[slot] is None:
+                        values[slot] = table[name]
+            else:
+                for slot, name in slots:
+                    if values[slot] is None:
+                        values[slot] = self._cast(table[name])
         return values
 
     def _coerce(self, name: str, value: Any, spec: TensorSpec) -> np.ndarray:
@@ -342,7 +453,8 @@ class Plan:
         out_slots = [self.slot[o] for o in outputs]
         # Ancestors of everything we must compute, by one reverse sweep over the topological order.
         needed = [False] * n
-        for s in out_slots + ([self.slot[grad_output]] if grad_output else []):
+        wrt_slots = [self.slot[w] for w in wrt] if wrt is not None else []
+        for s in out_slots + ([self.slot[grad_output]] if grad_output else []) + wrt_slots:
             needed[s] = True
         for step in reversed(steps):
             if needed[step.out]:
@@ -370,6 +482,8 @@ class Plan:
             tuple(out_slots),
             tuple(backward_steps),
             self.slot[grad_output] if grad_output else -1,
+            tuple(wrt_slots),
+            tuple(s for s in range(self._n_sources) if needed[s]),
         )
 
     def _backward_steps(self, wrt: tuple[str, ...], output: str) -> tuple[list[BackwardStep], set[int]]:
@@ -429,6 +543,8 @@ class Plan:
                     grads,
                     step.out in wrt_slots,
                     tuple(release_at[k]),
+                    tuple(step.op.needs_input(p) for p in range(len(step.ins))),
+                    step.op.needs_output(),
                 )
             )
         return backward_steps, kept
