@@ -551,6 +551,7 @@ def _draw(graph: "Graph", picture: _Picture, on_path: set[Any] | None, highlight
         nodesep="0.25",
         ranksep="0.55",
         fontname="Helvetica",
+        fontsize="11",
         tooltip=name,
         label=_legend(name, picture, has_grad, highlight),
         labelloc="b",
@@ -592,7 +593,7 @@ def _draw(graph: "Graph", picture: _Picture, on_path: set[Any] | None, highlight
                                 same.attr(rank="same")
                                 same.node(leaf)
                                 same.node(reader)
-                    for box in reversed(boxes) if lr else boxes:  # LR stacks a rank bottom-up: keep x[0] on top
+                    for box in reversed(boxes) if lr and group else boxes:  # LR stacks a frame bottom-up: keep x[0] on top
                         dim = on_path is not None and box.id not in on_path
                         bold = on_path is not None and not dim
                         vg.node(box.id, label=_table(box, picture, dim, bold), tooltip=_box_tooltip(box, picture.output), **({"class": "highlight"} if bold else {"class": "dimmed"} if dim else {}))

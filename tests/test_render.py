@@ -382,3 +382,12 @@ def test_jupyter_display(seed) -> None:
     svg = result._repr_svg_()
     assert svg is not None and "Σ = c₁ + c₂" in svg and "∂loss/∂W_h[0,0]" in svg
     assert "plan" not in repr(result)  # the back-reference stays out of the repr
+
+
+def test_committed_seed_diagram_shows_the_hidden_unit_sum(seed) -> None:
+    """examples/seed_network.svg (linked from the README) carries today's numbers."""
+    svg = (SEED.parent / "seed_network.svg").read_text()
+    n = seed_numbers(seed)
+    line = f"Σ = c₁ + c₂ = {fmt(n['branch'][0, 0])} + (&#45;{fmt(-n['branch'][1, 0])}) = {fmt(n['dh'][0])}"
+    assert line in svg
+    assert "∂loss/∂W_h[0,0] = 0.0004386" in svg
