@@ -738,7 +738,7 @@ def _shape(shape: tuple[int, ...]) -> str:
 def _flat_text(a: np.ndarray) -> str:
     if a.ndim == 0:
         return _number(float(a)) if a.dtype.kind in "fc" else str(a.item())
-    text = np.array2string(a, separator=", ", max_line_width=10**6, threshold=10**6, formatter={"float_kind": _number})
+    text = np.array2string(a, separator=", ", max_line_width=10**6, threshold=10**6, formatter={"float_kind": _number})  # type: ignore[arg-type]
     return text.replace("\n", "")
 
 

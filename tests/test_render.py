@@ -391,3 +391,13 @@ def test_committed_seed_diagram_shows_the_hidden_unit_sum(seed) -> None:
     line = f"Σ = c₁ + c₂ = {fmt(n['branch'][0, 0])} + (&#45;{fmt(-n['branch'][1, 0])}) = {fmt(n['dh'][0])}"
     assert line in svg
     assert "∂loss/∂W_h[0,0] = 0.0004386" in svg
+
+
+def test_docstring_examples(monkeypatch) -> None:
+    import doctest
+
+    from graphengine import render
+
+    monkeypatch.chdir(SEED.parent.parent)
+    result = doctest.testmod(render, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
+    assert result.attempted >= 6 and result.failed == 0
