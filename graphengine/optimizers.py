@@ -15,8 +15,9 @@ Built in::
 Plugins add optimizers exactly as they add ops: a module (``--plugin`` file or
 module name, or the entry-point group ``graphengine.optimizers``) exports
 ``OPTIMIZERS``, a list of :class:`Optimizer` subclasses. A module may export
-both ``OPS`` and ``OPTIMIZERS``. Duplicate names are an error naming both
-sources.
+both ``OPS`` and ``OPTIMIZERS``; a ``--plugin`` module that brings only
+optimizers must still say ``OPS = []``, because the op loader reads every
+``--plugin``. Duplicate names are an error naming both sources.
 
 Examples
 --------
@@ -170,7 +171,7 @@ class Adam(Optimizer):
     def update(self, params: dict[str, Array], grads: Mapping[str, Array]) -> None:
         h: Any = self.hyper
         self.t += 1
-        scale = h.lr * np.sqrt(1 - h.beta2**self.t) / (1 - h.beta1**self.t)
+        correct1, correct2 = 1 - h.beta1**self.t, np.sqrt(1 - h.beta2**self.t)
         for name, g in grads.items():
             p, s = params[name], self.state[name]
             if h.weight_decay:
@@ -179,7 +180,8 @@ class Adam(Optimizer):
             s["m"] += (1 - h.beta1) * g
             s["v"] *= h.beta2
             s["v"] += (1 - h.beta2) * (g * g)
-            p -= (scale * s["m"] / (np.sqrt(s["v"]) + h.eps)).astype(p.dtype, copy=False)
+            # lr * m_hat / (sqrt(v_hat) + eps), with the bias corrections folded in as PyTorch does
+            p -= ((h.lr / correct1) * s["m"] / (np.sqrt(s["v"]) / correct2 + h.eps)).astype(p.dtype, copy=False)
 
 
 #: The built-in optimizers (what a plugin module exports, too).

@@ -43,6 +43,7 @@ import numpy as np
 from .data import Dataset, load_data
 from .errors import DataError, NonFiniteError, SaveError, TrainingError
 from .graph import Graph, load
+from .ops import format_shape
 from .optimizers import Optimizer, default_optimizers, describe, make_optimizer
 from .save import SavedGraph, atomic_write, atomic_write_bytes, check_writable, format_document, save
 
@@ -500,7 +501,7 @@ def train(
     if dataset.per_example and batch_size != 1:
         name = next(n for n, b in dataset.batched.items() if not b)
         raise TrainingError(
-            f"input {name!r} is declared {list(graph.inputs[name].spec.shape)} with no free first dimension, so it takes "
+            f"input {name!r} is declared {format_shape(graph.inputs[name].spec.shape)} with no free first dimension, so it takes "
             f"one example per step: use batch size 1, or declare it with a leading null dimension"
         )
     batches_per_epoch = math.ceil(dataset.size / batch_size)
@@ -556,7 +557,8 @@ def train(
             batches = list(dataset.batches(batch_size, order))
             for b in range(state.batch, len(batches)):
                 feeds = dataset.feeds(batches[b])
-                result = plan.value_and_grad(feeds, wrt=names)
+                with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, by step number
+                    result = plan.value_and_grad(feeds, wrt=names)
                 loss = float(result.outputs[loss_name])
                 _check_finite(loss, result.gradients, state.step + 1, epoch, b + 1, len(batches), last_checkpoint, ckpt_path)
                 opt.update(graph.parameters, result.gradients)
