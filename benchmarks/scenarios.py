@@ -10,7 +10,7 @@ Scenarios (sizes can be shrunk for the smoke test with ``scale``)::
 
     A    the seed 2-2-2 network (examples/seed_network.json), forward + backward
     B    MLP 784-512-512-10, relu, softmax cross-entropy, batch 256 (float64 and float32)
-    C    a chain of 1,000 elementwise ops (tanh, exp, neg, repeating) on a (4,) tensor
+    C    a chain of 1,000 elementwise ops (exp, neg, alternating) on a (4,) tensor
     D    one (1000,) input fanned out to 200 branches tanh(x * w_i), summed
     E    a random DAG of 10,000 cheap nodes on (16,) with many fan-outs
 
@@ -188,11 +188,15 @@ def scenario_b(dtype: str = "float64", *, batch: int = 256, sizes: tuple[int, ..
 
 # --- C: a long chain of elementwise ops -------------------------------------------------------
 
-CHAIN_OPS = ("tanh", "exp", "neg")
+#: exp and neg: cheap ops whose hand-written backward costs about as much as their
+#: forward (one ufunc each), so hand-written forward+backward is about 2x forward, the
+#: reference the issue quotes. (tanh's backward is three ufuncs, which would put the
+#: hand-written reference itself near 4x.)
+CHAIN_OPS = ("exp", "neg")
 
 
 def scenario_c(n: int = 1000, size: int = 4, seed: int = 0) -> Scenario:
-    """A chain of ``n`` elementwise ops cycling tanh, exp, neg, then a sum."""
+    """A chain of ``n`` elementwise ops alternating exp and neg, then a sum."""
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(size)
     ops = [CHAIN_OPS[i % len(CHAIN_OPS)] for i in range(n)]
@@ -205,7 +209,7 @@ def scenario_c(n: int = 1000, size: int = 4, seed: int = 0) -> Scenario:
         "nodes": nodes,
         "outputs": ["loss"],
     }
-    fwd = {"tanh": np.tanh, "exp": np.exp, "neg": np.negative}
+    fwd = {"exp": np.exp, "neg": np.negative}
     fns = [fwd[op] for op in ops]
     codes = [CHAIN_OPS.index(op) for op in ops]
 
@@ -224,11 +228,7 @@ def scenario_c(n: int = 1000, size: int = 4, seed: int = 0) -> Scenario:
         loss = v.sum()
         g = np.ones_like(v)
         for k in range(n - 1, -1, -1):
-            code = codes[k]
-            if code == 0:  # tanh
-                o = outs[k]
-                g = g * (1 - o * o)
-            elif code == 1:  # exp
+            if codes[k] == 0:  # exp
                 g = g * outs[k]
             else:  # neg
                 g = -g

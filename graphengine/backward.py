@@ -12,6 +12,7 @@ Nothing here knows about particular ops; everything comes from the step.
 
 from __future__ import annotations
 
+import types
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -240,7 +241,10 @@ class Program:
             return ExecutionError(f"graph execution failed: {detail}")
         if info[0] == "forward":
             return ExecutionError(f"node {info[1]!r} (op {info[2]!r}) failed: {detail}")
-        return ExecutionError(f"{_where(info[1], info[2], info[3], self.names[info[4]])}: VJP raised {detail}")
+        where = _where(info[1], info[2], info[3], self.names[info[4]])
+        if info[0] == "check":
+            return ExecutionError(f"{where}: VJP returned a value that is not a numpy array ({detail})")
+        return ExecutionError(f"{where}: VJP raised {detail}")
 
 
 def _where(node_id: str, op_name: str, position: int, input_name: str) -> str:
@@ -403,9 +407,9 @@ def generate(
                     f"{c} = v{j}_{n_grad}(g{step.out}, {out_arg}, {in_args}, attrs=b{j})",
                     ("vjp", step.node_id, step.op_name, position, slot),
                 )
-                emit(
-                    f"if {c}.__class__ is not _nd or {c}.shape != {shape} or {c}.dtype is not D{slot}: "
-                    f"{c} = _fix({c}, {len(contexts) - 1}, {shape}, D{slot})"
+                emit(  # numpy scalars pass as they are; anything without .shape fails here, named
+                    f"if {c}.shape != {shape} or {c}.dtype is not D{slot}: {c} = _fix({c}, {len(contexts) - 1}, {shape}, D{slot})",
+                    ("check", step.node_id, step.op_name, position, slot),
                 )
                 n = received[slot] = received.get(slot, 0) + 1
                 if n == 1:
@@ -438,9 +442,10 @@ def generate(
     emit(f"return ({''.join(f's{s}, ' for s in outputs)}), {grad_tuple}")
     source = "def _program(values, seed, recorder):\n" + "\n".join(lines) + "\n"
     where.insert(0, None)  # the def line
-    code = compile(source, "<graphengine plan>", "exec")
-    exec(code, ns)
-    return Program(ns["_program"], source, where, names)
+    module = compile(source, "<graphengine plan>", "exec")
+    # Build the function from its code object directly: no exec of a module body.
+    (code,) = [c for c in module.co_consts if isinstance(c, types.CodeType)]
+    return Program(types.FunctionType(code, ns, "_program"), source, where, names)
 
 
 class Recorder:
