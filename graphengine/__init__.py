@@ -31,6 +31,7 @@ from .errors import (
     OpAttributeError,
     PluginError,
     PluginImportError,
+    RenderError,
     SchemaError,
     ShapeError,
     UnknownOpError,

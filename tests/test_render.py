@@ -401,3 +401,9 @@ def test_docstring_examples(monkeypatch) -> None:
     monkeypatch.chdir(SEED.parent.parent)
     result = doctest.testmod(render, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
     assert result.attempted >= 6 and result.failed == 0
+
+
+def test_render_error_is_public() -> None:
+    namespace: dict[str, Any] = {}
+    exec("from graphengine import *", namespace)  # every name in __all__ must exist
+    assert namespace["RenderError"] is RenderError and issubclass(RenderError, graphengine.GraphEngineError)
