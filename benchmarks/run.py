@@ -340,8 +340,8 @@ def markdown(results: dict[str, Any], load_rows: list[dict[str, Any]] | None) ->
         for c in cols:
             v = row["impls"].get(c)
             if v is None:
-                note = row["notes"].get(c, "n/a")
-                cells.append("n/a" if "not installed" in note else "skipped")
+                note = row["notes"].get(c)
+                cells.append("not run" if note is None else "not installed" if "not installed" in note else "skipped")
             else:
                 cells.append(f"{v['ratio']:.2f} [{v['ratio_min']:.2f}-{v['ratio_max']:.2f}]")
         ref = row["impls"]["numpy forward" if row["reference"] != "numpy" else "numpy"]["median_s"]
