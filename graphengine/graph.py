@@ -543,7 +543,8 @@ class _Builder:
             cls = LimitError if "limit" in detail else SchemaError
             raise self.error(cls, detail, path if deep else path + _index_path(where[1:]), name)
         try:
-            array = np.array(value, dtype=dtype)
+            with np.errstate(over="ignore"):  # a value too big for float32 becomes inf: reported below, by index
+                array = np.array(value, dtype=dtype)
         except (ValueError, TypeError, OverflowError) as exc:
             raise self.error(
                 SchemaError, f"not a rectangular array of numbers ({exc})".replace("\n", " "), path, name
@@ -859,8 +860,8 @@ def safe_data_path(base_dir: Path | None, relative: str, *, error: Any) -> Path:
     if "\\" in relative or (len(relative) >= 2 and relative[1] == ":"):
         raise error(f"path {_show(relative)} must use '/' and be relative to the graph's folder")
     parts = relative.split("/")
-    if relative.startswith("/") or any(p in ("..", "", ".") for p in parts):
-        raise error(f"path {_show(relative)} must stay inside the graph's folder (no absolute paths, '.', '..' or empty parts)")
+    if relative.startswith("/") or any(p in ("..", "") for p in parts):
+        raise error(f"path {_show(relative)} must stay inside the graph's folder (no absolute paths, '..' or empty parts)")
     base = base_dir.resolve()
     current = base
     for part in parts:
@@ -922,7 +923,7 @@ def read_data_file(
             raise error(f"{_show(relative)} changed while it was being opened; refusing it")
         with os.fdopen(fd, "rb") as fh:
             fd = -1
-            data = fh.read(max_bytes + 1)
+            data = fh.read(info.st_size + 1)  # read(n) reserves n bytes up front: ask for what the file holds
     except OSError as exc:  # e.g. ELOOP: a component became a symlink after the check
         raise read_error(f"cannot read {_show(relative)}: {exc.strerror or exc}") from None
     finally:
