@@ -111,7 +111,10 @@ def _mode_for(target: Path) -> int:
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """:func:`atomic_write` of a bytes object."""
-    atomic_write(path, lambda f: f.write(data))
+    def write(f: IO[bytes]) -> None:
+        f.write(data)
+
+    atomic_write(path, write)
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -130,7 +133,8 @@ def _fsync_dir(folder: Path) -> None:
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
     """The bytes of an uncompressed .npz holding ``arrays`` (deterministic for equal input)."""
     buffer = io.BytesIO()
-    np.savez(buffer, **{k: np.asarray(v, order="C") for k, v in arrays.items()})  # ascontiguousarray would make 0-d arrays 1-d
+    savez: Any = np.savez  # numpy's stubs do not type **arrays
+    savez(buffer, **{k: np.asarray(v, order="C") for k, v in arrays.items()})  # ascontiguousarray would make 0-d arrays 1-d
     return buffer.getvalue()
 
 

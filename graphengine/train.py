@@ -41,11 +41,12 @@ from typing import IO, Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .data import Dataset, load_data
-from .errors import DataError, NonFiniteError, SaveError, TrainingError
+from .errors import NonFiniteError, SaveError, TrainingError
 from .graph import Graph, load
 from .ops import format_shape
 from .optimizers import Optimizer, default_optimizers, describe, make_optimizer
-from .save import SavedGraph, atomic_write, atomic_write_bytes, check_writable, format_document, save
+from .progress import Reporter, fmt_metrics, plot_history, require_matplotlib
+from .save import SavedGraph, atomic_write_bytes, check_writable, format_document, save
 
 __all__ = ["train", "evaluate", "TrainResult", "Accuracy", "read_checkpoint", "write_checkpoint"]
 
@@ -143,12 +144,12 @@ class TrainResult:
         """A few lines for people: status, final and best losses and metrics, files written."""
         opt = ", ".join(f"{k}={v}" for k, v in self.optimizer.items() if k != "name")
         lines = [f"training {self.status}: {self.epochs} epoch(s), {self.steps} step(s) in {self.seconds:.2f}s; {self.optimizer['name']} ({opt})"]
-        lines.append("  final (trained parameters, training data): " + _fmt_metrics(self.final))
+        lines.append("  final (trained parameters, training data): " + fmt_metrics(self.final))
         if self.history and "val_loss" in self.history[-1]:
             best = min(self.history, key=lambda r: r["val_loss"])
-            lines.append(f"  best val_loss {best['val_loss']:.6g} at epoch {best['epoch']}; last: " + _fmt_metrics({k[4:]: v for k, v in self.history[-1].items() if k.startswith("val_")}))
+            lines.append(f"  best val_loss {best['val_loss']:.6g} at epoch {best['epoch']}; last: " + fmt_metrics({k[4:]: v for k, v in self.history[-1].items() if k.startswith("val_")}))
         if self.test is not None:
-            lines.append("  test: " + _fmt_metrics(self.test))
+            lines.append("  test: " + fmt_metrics(self.test))
         for label, path in (("trained graph", self.output and self.output.path), ("checkpoint", self.checkpoint and self.checkpoint.path), ("history", self.history_path), ("plot", self.plot_path)):
             if path is not None:
                 lines.append(f"  {label}: {path}")
@@ -167,75 +168,6 @@ class TrainResult:
             "test": self.test,
             "seconds": self.seconds,
         }
-
-
-def _fmt_metrics(values: Mapping[str, float]) -> str:
-    return "  ".join(f"{k} {v:.6g}" for k, v in values.items())
-
-
-# --- progress ----------------------------------------------------------------------------
-
-
-class Reporter:
-    """Progress output: ``bar`` (terminal), ``log`` (plain lines), ``json`` (JSON lines), ``quiet``, ``none``."""
-
-    def __init__(self, mode: str, epochs: int, log_every: int, stream: IO[str] | None) -> None:
-        self.mode = mode
-        self.epochs = epochs
-        self.log_every = log_every
-        self.out = stream or sys.stdout
-        self.bar_out = stream or sys.stderr
-        self._last_draw = 0.0
-
-    def logged(self, epoch: int) -> bool:
-        return epoch % self.log_every == 0 or epoch == self.epochs or epoch == 1
-
-    def step(self, epoch: int, batch: int, batches: int, loss: float) -> None:
-        if self.mode != "bar":
-            return
-        now = time.perf_counter()
-        if batch < batches and now - self._last_draw < 0.1:
-            return
-        self._last_draw = now
-        width = 24
-        done = width * batch // batches
-        bar = "=" * done + (">" if done < width else "") + " " * (width - done - 1)
-        self.bar_out.write(f"\repoch {epoch}/{self.epochs} [{bar[:width]}] {batch}/{batches} loss {loss:.4g}   ")
-        self.bar_out.flush()
-
-    def epoch(self, record: Mapping[str, Any]) -> None:
-        if self.mode in ("quiet", "none") or not self.logged(record["epoch"]):
-            return
-        if self.mode == "json":
-            self.out.write(json.dumps({"event": "epoch", **record}) + "\n")
-        else:
-            text = f"epoch {record['epoch']}/{self.epochs}  step {record['step']}  " + _fmt_metrics(
-                {k: v for k, v in record.items() if k not in ("epoch", "step", "seconds")}
-            ) + f"  ({record['seconds']:.2f}s)"
-            if self.mode == "bar":
-                self.bar_out.write("\r" + text + " " * 8 + "\n")
-                self.bar_out.flush()
-                return
-            self.out.write(text + "\n")
-        self.out.flush()
-
-    def note(self, text: str) -> None:
-        if self.mode == "none":
-            return
-        if self.mode == "json":
-            self.out.write(json.dumps({"event": "note", "message": text}) + "\n")
-        else:
-            (self.bar_out if self.mode == "bar" else self.out).write(("\n" if self.mode == "bar" else "") + text + "\n")
-        self.out.flush()
-
-    def summary(self, result: TrainResult) -> None:
-        if self.mode == "none":
-            return
-        if self.mode == "json":
-            self.out.write(json.dumps({"event": "summary", **{k: v for k, v in result.to_json().items() if k != "epochs"}}) + "\n")
-        else:
-            self.out.write(result.summary() + "\n")
-        self.out.flush()
 
 
 # --- checkpoints -------------------------------------------------------------------------
@@ -485,7 +417,7 @@ def train(
     if checkpoint_every and ckpt_path is None:
         raise TrainingError("checkpoint_every needs a checkpoint path (or an output to derive it from)")
     if plot is not None:
-        _require_matplotlib()
+        require_matplotlib()
 
     dataset = load_data(data, graph)
     val = load_data(validation_data, graph, what="validation data") if validation_data is not None else None
@@ -558,15 +490,15 @@ def train(
             for b in range(state.batch, len(batches)):
                 feeds = dataset.feeds(batches[b])
                 with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, by step number
-                    result = plan.value_and_grad(feeds, wrt=names)
-                loss = float(result.outputs[loss_name])
-                _check_finite(loss, result.gradients, state.step + 1, epoch, b + 1, len(batches), last_checkpoint, ckpt_path)
-                opt.update(graph.parameters, result.gradients)
+                    grad = plan.value_and_grad(feeds, wrt=names)
+                loss = float(grad.outputs[loss_name])
+                _check_finite(loss, grad.gradients, state.step + 1, epoch, b + 1, len(batches), last_checkpoint, ckpt_path)
+                opt.update(graph.parameters, grad.gradients)
                 n = len(batches[b])
                 state.step, state.batch = state.step + 1, b + 1
                 state.loss_sum, state.examples = state.loss_sum + loss * n, state.examples + n
                 if acc is not None:
-                    logits = plan.run(feeds, outputs=[acc.logits])[acc.logits] if need_logits_run else result.outputs[acc.logits]
+                    logits = plan.run(feeds, outputs=[acc.logits])[acc.logits] if need_logits_run else grad.outputs[acc.logits]
                     c, k = acc.count(logits, feeds[acc.labels] if acc.labels in feeds else _default(graph, acc.labels))
                     state.correct, state.counted = state.correct + c, state.counted + k
                 reporter.step(epoch, b + 1, len(batches), state.loss_sum / state.examples)
@@ -718,54 +650,6 @@ def _write_history(
     }
     atomic_write_bytes(path, format_document(content).encode())  # one line per epoch
     return Path(path)
-
-
-def _require_matplotlib() -> None:
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise TrainingError("--plot needs matplotlib, which is not installed: pip install 'graphengine[plot]'") from None
-
-
-def plot_history(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
-    """Draw loss (and metric) curves per epoch to an image file (format from its suffix).
-
-    Raises
-    ------
-    TrainingError
-        When matplotlib is missing.
-    SaveError
-        When the file cannot be written.
-    """
-    _require_matplotlib()
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    keys = [k for k in history[0] if k not in ("epoch", "step", "seconds") and not k.startswith("val_")]
-    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.6), squeeze=False)
-    epochs = [r["epoch"] for r in history]
-    for ax, key in zip(axes[0], keys):
-        ax.plot(epochs, [r[key] for r in history], label=f"train {key}")
-        if f"val_{key}" in history[0]:
-            ax.plot(epochs, [r[f"val_{key}"] for r in history], label=f"validation {key}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(key)
-        if key == "loss" and min(r[key] for r in history) > 0:
-            ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    target = Path(path)
-    fmt = target.suffix[1:].lower() or "png"
-    try:
-        atomic_write(target, lambda f: fig.savefig(f, format=fmt))
-    except ValueError as exc:  # unknown image format
-        raise SaveError(f"cannot write plot {str(target)!r}: {exc}") from None
-    finally:
-        plt.close(fig)
-    return target
 
 
 # --- command line ------------------------------------------------------------------------
