@@ -20,6 +20,7 @@ median). Scenario C's reference is numpy *forward only*, as in the issue.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import gc
 import json
@@ -326,7 +327,8 @@ def markdown(results: dict[str, Any], load_rows: list[dict[str, Any]] | None) ->
         f"Date {env['date']}; {env['machine']}; Python {env['python']}, numpy {env['numpy']}; "
         f"torch {env['torch']}, autograd {env['autograd']}, jax {env['jax']}.",
         "",
-        f"BLAS: {_blas_line(env['blas'])}; OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']}.",
+        f"BLAS: {_blas_line(env['blas'])}; OPENBLAS_CORETYPE={env['OPENBLAS_CORETYPE']}"
+        + (f"; limited to {env['threads_limit']} thread(s) (--threads)." if env.get("threads_limit") else "."),
         "",
         "Ratios of median time to hand-written numpy (lower is better; [min-max] over rounds). "
         "C is relative to numpy forward only.",
@@ -393,12 +395,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="5 rounds of 0.02 s: a rough look")
     parser.add_argument("--no-load", action="store_true", help="skip the load/validate/compile timing")
     parser.add_argument("--jax-large", action="store_true", help=f"also jit graphs over {JAX_MAX_NODES:,} nodes with jax")
+    parser.add_argument("--threads", type=int, metavar="N",
+                        help="limit BLAS (threadpoolctl) and torch to N threads: steadier ratios on a busy machine")
     parser.add_argument("--json", metavar="FILE", help="also write the results as JSON ('-' for stdout only)")
     args = parser.parse_args(argv)
     if args.quick:
         args.rounds, args.target = 5, 0.02
     log = (lambda s: print(s, file=sys.stderr)) if args.json == "-" else print
-    results = run_suite(args.only, args.peers, args.rounds, args.target, args.jax_large, log=log)
+    with contextlib.ExitStack() as stack:
+        if args.threads:
+            from threadpoolctl import threadpool_limits
+
+            stack.enter_context(threadpool_limits(limits=args.threads, user_api="blas"))
+            if available("torch"):
+                import torch
+
+                torch.set_num_threads(args.threads)
+        results = run_suite(args.only, args.peers, args.rounds, args.target, args.jax_large, log=log)
+        results["environment"]["threads_limit"] = args.threads
     load_rows = None if args.no_load else load_timings()
     results["load"] = load_rows
     if args.json == "-":
