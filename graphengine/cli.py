@@ -193,6 +193,8 @@ def build_parser() -> argparse.ArgumentParser:
     graph_args.add_argument("--max-nodes", type=int, help="limit on entries in the graph")
     graph_args.add_argument("--max-elements", type=int, help="limit on elements of one tensor")
     graph_args.add_argument("--max-total-bytes", type=int, help="limit on bytes of all parameters and constants")
+    graph_args.add_argument("--max-ndim", type=int, help="limit on dimensions of one tensor")
+    graph_args.add_argument("--max-file-bytes", type=int, help="limit on the size of the graph file")
 
     feed_args = argparse.ArgumentParser(add_help=False)
     feed_args.add_argument("--feed", action="append", default=[], metavar="NAME=VALUE", help="input value: inline JSON or a .npy file (repeatable)")

@@ -15,9 +15,7 @@ Built in::
 Plugins add optimizers exactly as they add ops: a module (``--plugin`` file or
 module name, or the entry-point group ``graphengine.optimizers``) exports
 ``OPTIMIZERS``, a list of :class:`Optimizer` subclasses. A module may export
-both ``OPS`` and ``OPTIMIZERS``; a ``--plugin`` module that brings only
-optimizers must still say ``OPS = []``, because the op loader reads every
-``--plugin``. Duplicate names are an error naming both sources.
+both ``OPS`` and ``OPTIMIZERS``, or only one of them. Duplicate names are an error naming both sources.
 
 Examples
 --------

@@ -130,9 +130,11 @@ def _ops_of(exported: Any, source: str) -> Iterable[OpDef]:
         return [exported]
     if hasattr(exported, "OPS"):
         return exported.OPS  # type: ignore[no-any-return]
+    if hasattr(exported, "OPTIMIZERS"):
+        return []  # an optimizer-only plugin (see graphengine.optimizers) brings no ops, and that is fine
     if hasattr(exported, "__iter__") and not isinstance(exported, (str, bytes)):
         return exported  # type: ignore[no-any-return]
-    raise PluginImportError(f"{source} exports no OPS (expected a list of graphengine.OpDef)")
+    raise PluginImportError(f"{source} exports neither OPS (a list of graphengine.OpDef) nor OPTIMIZERS")
 
 
 def _import_plugin(spec: str) -> Any:

@@ -117,7 +117,7 @@ def test_plugin_that_fails_to_import_names_plugin_and_reason(tmp_path) -> None:
 def test_plugin_without_ops(tmp_path) -> None:
     path = tmp_path / "empty.py"
     path.write_text("X = 1\n")
-    with pytest.raises(PluginImportError, match="exports no OPS"):
+    with pytest.raises(PluginImportError, match="exports neither OPS"):
         graphengine.default_registry([str(path)])
 
 
@@ -143,3 +143,10 @@ def test_custom_op_example_end_to_end() -> None:
     assert g.grad()["w"] == pytest.approx(expected, rel=1e-12)
     graphengine.gradcheck(g.compile())
     assert graphengine.check_op_samples("sin", registry=g.registry) == 2
+
+
+def test_optimizer_only_plugin_is_accepted_by_the_op_loader(tmp_path) -> None:
+    path = tmp_path / "opt_only.py"
+    path.write_text("OPTIMIZERS = []\n")
+    reg = graphengine.default_registry([str(path)])
+    assert "linear" in reg

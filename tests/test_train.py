@@ -175,7 +175,6 @@ class SignSGD(Optimizer):
             params[k] -= self.hyper.lr * np.sign(g)
 
 OPTIMIZERS = [SignSGD]
-OPS = []  # the op loader (--plugin) requires OPS, even when a plugin brings only optimizers
 '''
 
 
