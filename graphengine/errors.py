@@ -32,6 +32,8 @@ Hierarchy::
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
     "GraphEngineError",
     "GraphFileError",
@@ -200,3 +202,20 @@ class NonFiniteError(TrainingError):
 
 class SaveError(GraphEngineError):
     """A graph, checkpoint or history file could not be written (the old file, if any, is intact)."""
+
+
+# --- quoting text from a file in a message -------------------------------------------------
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """``text``, cut to ``limit`` characters with a note of its full length."""
+    return text if len(text) <= limit else text[:limit] + f"...({len(text)} characters)"
+
+
+def show(value: Any) -> str:
+    """A value from a file for a message: quoted, escaped, and at most ~80 characters."""
+    if isinstance(value, str):
+        return repr(clip(value))
+    if value is None or isinstance(value, (bool, int, float)):
+        return clip(repr(value) if not isinstance(value, int) or abs(value) < 10**40 else "a huge integer")
+    return f"a JSON {'array' if isinstance(value, list) else 'object' if isinstance(value, dict) else type(value).__name__}"

@@ -10,13 +10,10 @@ cycles, file paths, and every op's shape/dtype rule.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import math
 import os
 import re
-import stat
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
@@ -25,6 +22,8 @@ import networkx as nx
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
+from .errors import clip as _clip
+from .errors import show as _show
 from .errors import (
     ArityError,
     CycleError,
@@ -41,6 +40,7 @@ from .errors import (
 from .ops import OpDef, TensorSpec, format_shape
 from .registry import Registry, default_registry
 from .schema import FORMAT_V1, GraphV1, TensorDecl
+from .weights import NPY_HEADER_ROOM, npy_header, npz_member, read_data_file
 
 if TYPE_CHECKING:
     from .plan import GradResult, Plan
@@ -383,28 +383,11 @@ def json_path(loc: Iterable[Any]) -> str:
     return out
 
 
-def _clip(text: str, limit: int = 80) -> str:
-    return text if len(text) <= limit else text[:limit] + f"...({len(text)} characters)"
-
-
-def _show(value: Any) -> str:
-    """A value from the file for a message: quoted, escaped, and at most ~80 characters."""
-    if isinstance(value, str):
-        return repr(_clip(value))
-    if value is None or isinstance(value, (bool, int, float)):
-        return _clip(repr(value) if not isinstance(value, int) or abs(value) < 10**40 else "a huge integer")
-    return f"a JSON {'array' if isinstance(value, list) else 'object' if isinstance(value, dict) else type(value).__name__}"
-
-
 _PLAIN_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,63}\Z")
 _SECTIONS = ("inputs", "parameters", "constants", "nodes")
 
 
 _DTYPES = {name: np.dtype(name) for name in ("float32", "float64", "int32", "int64")}
-
-#: Room for a .npy header (numpy caps headers at 10,000 bytes) on top of the data it describes.
-_NPY_HEADER_ROOM = 16 * 1024
-
 
 class _Builder:
     """One graph build; holds the context every error message needs."""
@@ -619,7 +602,7 @@ class _Builder:
         data = read_data_file(
             self.base_dir,
             decl.file,
-            max_bytes=budget + _NPY_HEADER_ROOM,
+            max_bytes=budget + NPY_HEADER_ROOM,
             error=lambda d: fail(d, cls=UnsafePathError),
             limit_error=lambda d: fail(f"{d} (max_total_bytes={self.limits.max_total_bytes})", cls=LimitError),
             read_error=fail,
@@ -629,13 +612,13 @@ class _Builder:
             if digest != decl.sha256.lower():
                 raise fail(f"{shown} has sha256 {digest}, but {decl.sha256.lower()} is declared", ".sha256")
         if data[:4] == b"PK\x03\x04":
-            data = self._npz_member(data, decl, budget, fail)
+            data = npz_member(data, decl, budget, self.limits.max_total_bytes, fail)
         elif decl.key is not None:
             raise fail("'key' only applies to .npz files", ".key")
         if data[:6] != b"\x93NUMPY":
             raise fail(f"{shown} is not a .npy or .npz file")
         try:
-            shape, fortran, stored, offset = _npy_header(data)
+            shape, fortran, stored, offset = npy_header(data)
         except Exception as exc:  # numpy raises several types for corrupt headers
             raise fail(f"{shown} has a corrupt .npy header: {_clip(str(exc), 160)}") from None
         if stored.hasobject or stored.kind not in "fiu":
@@ -653,36 +636,6 @@ class _Builder:
         if dtype.kind in "iu" and stored != dtype and not np.array_equal(flat, array.reshape(-1, order="F" if fortran else "C")):
             raise fail(f"{shown} holds {stored} values that do not fit {dtype.name}")
         return array
-
-    def _npz_member(self, data: bytes, decl: TensorDecl, budget: int, fail: Any) -> bytes:
-        """The bytes of one array of a .npz archive, decompressing at most ``budget`` bytes."""
-        shown = _show(decl.file)
-        key = decl.key or decl.name
-        try:
-            with zipfile.ZipFile(io.BytesIO(data)) as archive:
-                names = archive.namelist()
-                member = key + ".npy"
-                if member not in names:
-                    have = [n[:-4] for n in names if n.endswith(".npy")]
-                    listed = ", ".join(_show(n) for n in have[:10]) + (", ..." if len(have) > 10 else "")
-                    raise fail(f"{shown} has no array {_show(key)} (it has {listed or 'none'})", ".key")
-                info = archive.getinfo(member)
-                if info.file_size > budget + _NPY_HEADER_ROOM:
-                    raise fail(
-                        f"array {_show(key)} of {shown} unpacks to {info.file_size} bytes, "
-                        f"over what is left of max_total_bytes={self.limits.max_total_bytes}",
-                        cls=LimitError,
-                    )
-                with archive.open(info) as stream:
-                    # Read one byte past the declared size: a lying size is caught without unpacking a bomb.
-                    content = stream.read(info.file_size + 1)
-        except GraphFileError:
-            raise
-        except Exception as exc:  # zipfile raises several types for corrupt or exotic archives
-            raise fail(f"cannot read {shown} as .npz: {type(exc).__name__}: {_clip(str(exc), 160)}") from None
-        if len(content) != info.file_size:
-            raise fail(f"array {_show(key)} of {shown} does not match its declared size")
-        return content
 
     def _resolve_node(self, index: int) -> tuple[str, OpDef, BaseModel, str]:
         decl = self.doc.nodes[index]
@@ -831,104 +784,3 @@ def _first_nonfinite(value: Any) -> tuple[Any, ...] | None:
         elif isinstance(item, list):
             stack.extend((v, where + (i,)) for i, v in enumerate(item))
     return None
-
-
-def _npy_header(data: bytes) -> tuple[tuple[int, ...], bool, np.dtype, int]:
-    """(shape, fortran_order, dtype, data offset) from a .npy header, read by numpy's literal-only parser."""
-    stream = io.BytesIO(data)
-    version = np.lib.format.read_magic(stream)
-    if version == (1, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
-    elif version == (2, 0):
-        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
-    else:
-        raise ValueError(f".npy format version {version[0]}.{version[1]} is not supported (1.0 and 2.0 are)")
-    return shape, fortran, dtype, stream.tell()
-
-
-def safe_data_path(base_dir: Path | None, relative: str, *, error: Any) -> Path:
-    """Resolve ``relative`` inside ``base_dir``, refusing anything that could leave it.
-
-    Checked before any ``open()``: absolute paths, drive letters, backslashes,
-    NUL bytes, ``..`` components, symlinks anywhere on the way, and hard links.
-    ``error(detail)`` builds the exception to raise.
-    """
-    if base_dir is None:
-        raise error(f"file {_show(relative)} cannot be read: the graph was not loaded from a file")
-    if "\x00" in relative:
-        raise error("path contains a NUL byte")
-    if "\\" in relative or (len(relative) >= 2 and relative[1] == ":"):
-        raise error(f"path {_show(relative)} must use '/' and be relative to the graph's folder")
-    parts = relative.split("/")
-    if relative.startswith("/") or any(p in ("..", "") for p in parts):
-        raise error(f"path {_show(relative)} must stay inside the graph's folder (no absolute paths, '..' or empty parts)")
-    base = base_dir.resolve()
-    current = base
-    for part in parts:
-        current = current / part
-        try:
-            info = os.lstat(current)
-        except OSError:
-            raise error(f"file {_show(relative)} does not exist in {str(base_dir)!r}") from None
-        if stat.S_ISLNK(info.st_mode):
-            raise error(f"path {_show(relative)} goes through a symlink ({_show(part)}); symlinks are not followed")
-    if not stat.S_ISREG(info.st_mode):
-        raise error(f"{_show(relative)} is not a regular file")
-    if info.st_nlink > 1:
-        raise error(f"{_show(relative)} is a hard link; copy the file instead")
-    return current
-
-
-def read_data_file(
-    base_dir: Path | None, relative: str, *, max_bytes: int, error: Any, limit_error: Any = None, read_error: Any = None
-) -> bytes:
-    """Read a file named by a graph, inside ``base_dir``, at most ``max_bytes`` long.
-
-    :func:`safe_data_path` checks the path first. The file is then opened
-    without following symlinks, one folder at a time where the OS allows it,
-    and must be the same regular, single-link file that was checked, so a
-    link swapped in after the check is refused too.
-
-    Raises
-    ------
-    GraphFileError
-        What ``error(detail)`` builds for an unsafe path, ``limit_error`` for
-        a file over ``max_bytes``, ``read_error`` when reading fails (both
-        default to ``error``).
-    """
-    limit_error, read_error = limit_error or error, read_error or error
-    checked = safe_data_path(base_dir, relative, error=error)
-    assert base_dir is not None
-    before = os.lstat(checked)
-    if before.st_size > max_bytes:
-        raise limit_error(f"{_show(relative)} is {before.st_size} bytes, more than the {max_bytes} left under the byte limit")
-    nofollow = getattr(os, "O_NOFOLLOW", 0)
-    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0) | nofollow
-    fd = -1
-    try:
-        if os.open in os.supports_dir_fd and nofollow and hasattr(os, "O_DIRECTORY"):
-            fd = os.open(base_dir.resolve(), os.O_RDONLY | os.O_DIRECTORY)
-            for part in relative.split("/")[:-1]:
-                next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | nofollow, dir_fd=fd)
-                os.close(fd)
-                fd = next_fd
-            file_fd = os.open(relative.split("/")[-1], flags, dir_fd=fd)
-            os.close(fd)
-            fd = file_fd
-        else:
-            fd = os.open(checked, flags)
-        info = os.fstat(fd)
-        same = (info.st_dev, info.st_ino) == (before.st_dev, before.st_ino)
-        if not same or not stat.S_ISREG(info.st_mode) or info.st_nlink > 1 or info.st_size > max_bytes:
-            raise error(f"{_show(relative)} changed while it was being opened; refusing it")
-        with os.fdopen(fd, "rb") as fh:
-            fd = -1
-            data = fh.read(info.st_size + 1)  # read(n) reserves n bytes up front: ask for what the file holds
-    except OSError as exc:  # e.g. ELOOP: a component became a symlink after the check
-        raise read_error(f"cannot read {_show(relative)}: {exc.strerror or exc}") from None
-    finally:
-        if fd >= 0:
-            os.close(fd)
-    if len(data) > max_bytes:
-        raise limit_error(f"{_show(relative)} grew past the byte limit while being read")
-    return data
