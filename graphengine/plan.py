@@ -49,7 +49,8 @@ class GradResult:
     Attributes
     ----------
     outputs : dict of str to ndarray
-        The graph's outputs from the same forward pass.
+        The graph's outputs from the same forward pass, and the differentiated
+        value (the loss) even when the file does not list it as an output.
     gradients : dict of str to ndarray
         One per ``wrt`` name, with that value's shape and dtype.
     trace : Trace or None
@@ -87,6 +88,7 @@ class _Schedule:
     grad_output: int
     wrt: tuple[int, ...] = ()
     bound: tuple[int, ...] = ()  # input/parameter/constant slots the pass reads
+    required: frozenset[int] = frozenset()  # the same, as a set: inputs outside it need no value
     programs: dict[bool, Program] = field(default_factory=dict)  # generated code, by `record`
 
 
@@ -173,7 +175,7 @@ class Plan:
         """
         names = tuple(outputs) if outputs is not None else tuple(self.graph.outputs)
         schedule = self._schedule(names, None, None)
-        values = self._bind(feeds)
+        values = self._bind(feeds, schedule)
         program = self._program(schedule, False)
         if program is None:
             self._forward(schedule, values, None)
@@ -254,7 +256,7 @@ class Plan:
             An op or VJP failed or returned a wrong shape or dtype; names the node.
         """
         schedule, wrt_names, output = self._grad_schedule(wrt, output)
-        values = self._bind(feeds)
+        values = self._bind(feeds, schedule)
         bound_ids = {id(values[s]) for s in schedule.bound}
         program = self._program(schedule, record)
         if program is None:
@@ -273,7 +275,7 @@ class Plan:
                 return trace.seed  # type: ignore[union-attr]
 
         outs, grads = program(values, seed, recorder)
-        outputs = dict(zip(self.graph.outputs, outs))
+        outputs = {self.names[s]: value for s, value in zip(schedule.outputs, outs)}
         gradients = {}
         for name, slot, g in zip(wrt_names, schedule.wrt, grads):
             # Never hand out a view, user data, a parameter or the same array twice.
@@ -292,7 +294,9 @@ class Plan:
             return hit[0], wrt_names, hit[1]
         resolved = self._grad_output(output)
         self._check_names(wrt_names, "wrt")
-        schedule = self._schedule(tuple(self.graph.outputs), wrt_names, resolved)
+        # The differentiated value is returned too, even when the file does not list it as an output.
+        outputs = tuple(self.graph.outputs) + (() if resolved in self.graph.outputs else (resolved,))
+        schedule = self._schedule(outputs, wrt_names, resolved)
         self._grad_requests[(wrt_names, output)] = (schedule, resolved)
         return schedule, wrt_names, resolved
 
@@ -382,7 +386,7 @@ class Plan:
             raise FeedError(f"cotangent has shape {seed.shape} but output {output!r} has shape {out.shape}")
         return seed
 
-    def _bind(self, feeds: Mapping[str, Any] | None) -> list[Any]:
+    def _bind(self, feeds: Mapping[str, Any] | None, schedule: _Schedule) -> list[Any]:
         values: list[Any] = [None] * len(self.names)
         graph = self.graph
         if feeds:
@@ -392,8 +396,9 @@ class Plan:
                     self._check_names([name] if slot is None else [], "feed")
                     raise FeedError(f"feed: {name!r} is computed by the graph and cannot be fed")
                 values[slot] = self._coerce(name, value, self.specs[slot])
+        required = schedule.required
         for slot, name, info in self._input_slots:
-            if values[slot] is None:
+            if values[slot] is None and slot in required:
                 if info.default is None:
                     raise FeedError(f"input {name!r} ({self.specs[slot]}) needs a value: feed it or give it a default")
                 values[slot] = self._cast(info.default)
@@ -484,6 +489,7 @@ class Plan:
             self.slot[grad_output] if grad_output else -1,
             tuple(wrt_slots),
             tuple(s for s in range(self._n_sources) if needed[s]),
+            frozenset(s for s in range(self._n_sources) if needed[s]),
         )
 
     def _backward_steps(self, wrt: tuple[str, ...], output: str) -> tuple[list[BackwardStep], set[int]]:

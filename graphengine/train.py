@@ -261,8 +261,6 @@ def _default(graph: Graph, name: str) -> np.ndarray:
 def _loss_name(graph: Graph) -> str:
     if graph.loss is None:
         raise TrainingError(f"the graph has several outputs {graph.outputs} and no 'loss'; name the scalar to minimize in its \"loss\" field")
-    if graph.loss not in graph.outputs:
-        raise TrainingError(f"the loss {graph.loss!r} must also be listed in the graph's outputs, so training can report it")
     return graph.loss
 
 
@@ -325,7 +323,7 @@ def train(
     Parameters
     ----------
     graph : Graph or path
-        Its ``loss`` must be a scalar listed in its ``outputs``. Updated in place.
+        Its ``loss`` must be a scalar. Updated in place.
     data : path, mapping or None
         ``.npz``/``.csv`` file or arrays named after the inputs (see
         :mod:`graphengine.data`); None trains on the inputs' defaults.

@@ -257,3 +257,23 @@ def test_check_op_catches_an_incomplete_vjp_needs() -> None:
         graphengine.check_op(lying, [np.array([0.1, 0.2])])
     honest = OpDef("tanh2", fwd, (vjp,), elementwise_rule, vjp_needs=frozenset({"out"}))
     graphengine.check_op(honest, [np.array([0.1, 0.2])])
+
+
+def test_inputs_the_request_does_not_read_need_no_value() -> None:
+    d = doc([{"id": "y", "op": "neg", "inputs": ["x"]}, {"id": "z", "op": "neg", "inputs": ["label"]}], ["y", "z"], x=[1.0])
+    d["inputs"].append({"name": "label", "shape": [1]})  # no default
+    g = graphengine.load_dict(d)
+    assert g.run(outputs=["y"])["y"].tolist() == [-1.0]
+    with pytest.raises(graphengine.FeedError, match="input 'label'"):
+        g.run()
+
+
+def test_the_loss_is_returned_even_when_not_an_output() -> None:
+    d = doc(
+        [{"id": "y", "op": "mul", "inputs": ["x", "x"]}, {"id": "loss", "op": "sum", "inputs": ["y"]}],
+        ["y"],
+        x=[1.0, 2.0],
+        loss="loss",
+    )
+    result = graphengine.load_dict(d).value_and_grad(wrt=["x"])
+    assert float(result.outputs["loss"]) == 5.0 and set(result.outputs) == {"y", "loss"}
