@@ -19,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .errors import ExecutionError, FeedError
-from .ops import unbroadcast
+from .ops import format_shape, unbroadcast
 
 __all__ = ["BackwardStep", "Trace", "TraceStep", "FanIn", "backward", "ForwardStep", "Program", "generate", "Recorder"]
 
@@ -241,10 +241,30 @@ class Program:
             return ExecutionError(f"graph execution failed: {detail}")
         if info[0] == "forward":
             return ExecutionError(f"node {info[1]!r} (op {info[2]!r}) failed: {detail}")
+        if info[0] == "output":
+            return ExecutionError(f"node {info[1]!r} (op {info[2]!r}) did not return a numpy array ({detail})")
         where = _where(info[1], info[2], info[3], self.names[info[4]])
         if info[0] == "check":
             return ExecutionError(f"{where}: VJP returned a value that is not a numpy array ({detail})")
         return ExecutionError(f"{where}: VJP raised {detail}")
+
+
+def check_forward_output(value: Any, spec: Any, node_id: str, op_name: str) -> None:
+    """Raise, naming the node, when ``value`` breaks the op's shape rule (``spec``)."""
+    shape = getattr(value, "shape", None)
+    dtype = getattr(value, "dtype", None)
+    fits = (
+        shape is not None
+        and dtype == spec.dtype
+        and len(shape) == len(spec.shape)
+        and all(d is None or d == n for n, d in zip(shape, spec.shape))
+    )
+    if not fits:
+        got = f"{dtype} {format_shape(shape)}" if shape is not None else f"a {type(value).__name__}, not an array"
+        promised = f"{spec.dtype.name} {format_shape(spec.shape)}"
+        exc = ExecutionError(f"node {node_id!r} (op {op_name!r}) returned {got}, but its shape rule promised {promised}")
+        exc._checked = True  # type: ignore[attr-defined]
+        raise exc
 
 
 def _where(node_id: str, op_name: str, position: int, input_name: str) -> str:
@@ -285,6 +305,7 @@ def generate(
     wrt: Sequence[int],
     shapes: Sequence[tuple[int, ...] | None],
     dtypes: Sequence[np.dtype],
+    specs: Sequence[Any] | None = None,
     record: bool = False,
 ) -> Program:
     """Write the forward pass, and the reverse pass from ``seed_slot``, as one Python function.
@@ -308,6 +329,10 @@ def generate(
     shapes : sequence of tuple or None
         Static shape per slot, or None where a dimension is free (read at run time).
     dtypes : sequence of numpy.dtype
+    specs : sequence of TensorSpec, optional
+        Static spec per slot: each forward output is checked against it (dtype,
+        rank, known dimensions), so an op that breaks its own shape rule is
+        named where it happens rather than downstream.
     record : bool
         Call ``recorder(step_index, g, contributions)`` after each backward step.
 
@@ -378,6 +403,19 @@ def generate(
         ns[f"f{k}"], ns[f"a{k}"] = fs.forward, fs.attrs
         args = ", ".join(f"s{i}" for i in fs.ins)
         emit(f"s{fs.out} = f{k}({args}, attrs=a{k})", ("forward", fs.node_id, fs.op_name))
+        if specs is not None:
+            o = fs.out
+            ns[f"D{o}"], ns[f"T{o}"] = dtypes[o], specs[o]
+            if shapes[o] is not None:
+                ns[f"S{o}"] = tuple(shapes[o])  # type: ignore[arg-type]
+                test = f"s{o}.shape != S{o}"
+            else:
+                test = f"s{o}.ndim != {len(specs[o].shape)}"
+            ns["_bad_out"], ns[f"N{k}"], ns[f"O{k}"] = check_forward_output, fs.node_id, fs.op_name
+            emit(  # one cheap test; the slow path re-checks exactly and raises naming the node
+                f"if s{o}.dtype is not D{o} or {test}: _bad_out(s{o}, T{o}, N{k}, O{k})",
+                ("output", fs.node_id, fs.op_name),
+            )
         if fs.out in need_shape:
             emit(f"h{fs.out} = _shape(s{fs.out})")
         free(k + 1)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 from pydantic import BaseModel
 
-from .backward import BackwardStep, ForwardStep, Program, Recorder, Trace, backward, generate
+from .backward import BackwardStep, ForwardStep, Program, Recorder, Trace, backward, check_forward_output, generate
 from .errors import ExecutionError, FeedError
 from .ops import OpDef, TensorSpec, format_shape
 
@@ -89,7 +89,7 @@ class _Schedule:
     wrt: tuple[int, ...] = ()
     bound: tuple[int, ...] = ()  # input/parameter/constant slots the pass reads
     required: frozenset[int] = frozenset()  # the same, as a set: inputs outside it need no value
-    programs: dict[bool, Program] = field(default_factory=dict)  # generated code, by `record`
+    programs: dict[Any, Any] = field(default_factory=dict)  # generated code by `record`, and its checked first-call variant
 
 
 class Plan:
@@ -181,6 +181,7 @@ class Plan:
             self._forward(schedule, values, None)
             return {name: values[self.slot[name]] for name in names}
         outs, _ = program(values)
+        self._verified(schedule, False)
         return dict(zip(names, outs))
 
     def run_all(self, feeds: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
@@ -275,6 +276,7 @@ class Plan:
                 return trace.seed  # type: ignore[union-attr]
 
         outs, grads = program(values, seed, recorder)
+        self._verified(schedule, record)
         outputs = {self.names[s]: value for s, value in zip(schedule.outputs, outs)}
         gradients = {}
         for name, slot, g in zip(wrt_names, schedule.wrt, grads):
@@ -301,13 +303,23 @@ class Plan:
         return schedule, wrt_names, resolved
 
     def _program(self, schedule: _Schedule, record: bool) -> Program | None:
-        """The generated code of ``schedule`` (made on first use), or None for huge schedules."""
+        """The generated code of ``schedule``, or None for huge schedules.
+
+        The first successful call of a request runs a variant that also checks
+        every op's output against its shape rule (naming an op that breaks it);
+        later calls run without those checks, which cost about a tenth of a
+        small op. VJP results are checked on every call.
+        """
         program = schedule.programs.get(record)
-        if program is None:
-            if len(schedule.forward) + len(schedule.backward) > CODEGEN_MAX_STEPS:
-                return None
+        if program is not None:
+            return program
+        if len(schedule.forward) + len(schedule.backward) > CODEGEN_MAX_STEPS:
+            return None
+        verified = schedule.programs.get((record, "verified"), False)
+        program = schedule.programs.get((record, "checked"))
+        if program is None or verified:
             specs = self.specs
-            program = schedule.programs[record] = generate(
+            program = generate(
                 names=self.names,
                 bound=schedule.bound,
                 forward=[ForwardStep(s.node_id, s.op.name, s.op.forward, s.attrs, s.ins, s.out) for s, _ in schedule.forward],
@@ -317,9 +329,17 @@ class Plan:
                 wrt=schedule.wrt,
                 shapes=[None if any(d is None for d in spec.shape) else spec.shape for spec in specs],  # type: ignore[misc]
                 dtypes=[spec.dtype for spec in specs],
+                specs=None if verified else specs,
                 record=record,
             )
+            schedule.programs[record if verified else (record, "checked")] = program
         return program
+
+    @staticmethod
+    def _verified(schedule: _Schedule, record: bool) -> None:
+        """Note that a request ran once with output checks: later calls may skip them."""
+        if (record, "checked") in schedule.programs:
+            schedule.programs[(record, "verified")] = True
 
     def _value_and_grad_interpreted(
         self,
@@ -438,6 +458,7 @@ class Plan:
                 raise ExecutionError(
                     f"node {step.node_id!r} (op {step.op.name!r}) failed: {type(exc).__name__}: {exc}"
                 ) from exc
+            check_forward_output(out, self.specs[step.out], step.node_id, step.op.name)
             values[step.out] = out
             if shapes is not None:
                 shapes[step.out] = np.shape(out)

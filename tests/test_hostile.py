@@ -505,12 +505,16 @@ def test_plugin_that_raises_is_named() -> None:
 LIAR = OpDef("liar", lambda x, *, attrs: np.ones(5), (lambda g, out, x, *, attrs: g,), lambda x, *, attrs: TensorSpec(x.shape, x.dtype))
 
 
-def test_plugin_forward_that_breaks_its_shape_rule_fails_typed_in_backprop() -> None:
-    with pytest.raises(errors.ExecutionError, match=r"VJP returned shape \(5,\)"):
-        plugin_graph(LIAR).grad(wrt=["x"])
-
-
-@pytest.mark.xfail(strict=True, reason="plan.py does not yet check forward outputs against the op's shape rule")
 def test_plugin_forward_that_breaks_its_shape_rule_is_named() -> None:
-    with pytest.raises(errors.ExecutionError, match=r"node 'e' \(op 'liar'\)"):
+    """Caught where it happens, in run and in grad, on the generated and the interpreted path."""
+    message = r"node 'e' \(op 'liar'\) returned float64 \(5,\), but its shape rule promised float64 \(2,\)"
+    with pytest.raises(errors.ExecutionError, match=message):
         plugin_graph(LIAR).run()
+    with pytest.raises(errors.ExecutionError, match=message):
+        plugin_graph(LIAR).grad(wrt=["x"])
+    plan = plugin_graph(LIAR).compile()
+    with pytest.raises(errors.ExecutionError, match=message):
+        plan._forward(plan._schedule(("e",), None, None), plan._bind({}, plan._schedule(("e",), None, None)), None)
+    not_an_array = OpDef("floaty", lambda x, *, attrs: 1.5, (None,), lambda x, *, attrs: TensorSpec((), x.dtype))
+    with pytest.raises(errors.ExecutionError, match=r"node 'e' \(op 'floaty'\) did not return a numpy array"):
+        plugin_graph(not_an_array).run()
