@@ -174,6 +174,18 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_render(args: argparse.Namespace) -> int:
+    from .render import cmd_render as run  # lazy: the rendering code only for this command
+
+    return run(args)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .train import cmd_train as run
+
+    return run(args)
+
+
 # --- parser ----------------------------------------------------------------------------------
 
 
@@ -218,25 +230,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="op name")
     p.add_argument("--seed", type=int, default=0)
     add("schema", cmd_schema, "print the JSON Schema of graph files (with the registered ops)", [common])
-    # --- render command ---
-    def cmd_render(args: argparse.Namespace) -> int:
-        from .render import cmd_render as run  # lazy: graphviz only for this command
-
-        return run(args)
-
-    p = add("render", cmd_render, "draw the graph with forward values and (--grad) the backward pass: SVG, PNG, PDF or DOT", [graph_args])
     from .render import add_arguments as add_render_arguments
-
-    add_render_arguments(p)
-    # --- train command ---
-    def cmd_train(args: argparse.Namespace) -> int:
-        from .train import cmd_train as run
-
-        return run(args)
-
-    p = add("train", cmd_train, "train the parameters on data and write the trained graph", [graph_args])
     from .train import add_arguments as add_train_arguments
 
+    p = add("render", cmd_render, "draw the graph with forward values and (--grad) the backward pass: SVG, PNG, PDF or DOT", [graph_args])
+    add_render_arguments(p)
+    p = add("train", cmd_train, "train the parameters on data and write the trained graph", [graph_args])
     add_train_arguments(p)
     return parser
 
