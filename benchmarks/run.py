@@ -314,7 +314,7 @@ def run_suite(keys: list[str] | None, peers: list[str], rounds: int, target: flo
             }
             row["peak_memory"]["ratio"] = row["peak_memory"]["graphengine_bytes"] / row["peak_memory"]["numpy_bytes"]
         results["scenarios"].append(row)
-        log(f"  " + ", ".join(f"{n} {v['ratio']:.2f}" for n, v in row["impls"].items()))
+        log("  " + ", ".join(f"{n} {v['ratio']:.2f}" for n, v in row["impls"].items()))
     return results
 
 

@@ -263,17 +263,14 @@ class Plan:
         if program is None:
             return self._value_and_grad_interpreted(schedule, values, wrt_names, output, cotangent, record, feeds)
 
-        def seed(out: Any) -> np.ndarray:
-            return self._seed(out, cotangent, output)
+        trace = Trace(output, np.empty(0)) if record else None
+        recorder = Recorder(schedule.backward, self.names, trace) if trace is not None else None
 
-        trace = recorder = None
-        if record:
-            trace = Trace(output, np.empty(0))
-            recorder = Recorder(schedule.backward, self.names, trace)
-
-            def seed(out: Any) -> np.ndarray:  # noqa: F811 - the recording variant keeps the seed
-                trace.seed = self._seed(out, cotangent, output)  # type: ignore[union-attr]
-                return trace.seed  # type: ignore[union-attr]
+        def seed(out: Any) -> np.ndarray:  # called by the program once the output is known
+            value = self._seed(out, cotangent, output)
+            if trace is not None:
+                trace.seed = value
+            return value
 
         outs, grads = program(values, seed, recorder)
         self._verified(schedule, record)

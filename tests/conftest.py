@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,3 +36,29 @@ def graph_doc(nodes: list[dict[str, Any]], outputs: list[str], **extra: Any) -> 
     }
     doc.update(extra)
     return doc
+
+
+def random_graph_doc(rng: np.random.Generator, n_nodes: int) -> dict[str, Any]:
+    """A random DAG of cheap smooth ops with fan-out, over an input and two broadcasting parameters."""
+    unary = ["tanh", "sigmoid", "exp", "neg", "softplus"]
+    binary = ["add", "mul", "sub"]
+    names = ["x", "p0", "p1"]
+    nodes = []
+    for i in range(n_nodes):
+        if rng.random() < 0.5:
+            op, ins = rng.choice(unary), [names[rng.integers(len(names))]]
+        else:
+            op, ins = rng.choice(binary), [names[rng.integers(len(names))] for _ in range(2)]
+        nodes.append({"id": f"n{i}", "op": str(op), "inputs": ins})
+        names.append(f"n{i}")
+    nodes.append({"id": "loss", "op": "mean", "inputs": [names[-1]]})
+    return {
+        "format": "graphengine/v1",
+        "inputs": [{"name": "x", "shape": [None, 3], "default": (rng.standard_normal((2, 3)) * 0.5).tolist()}],
+        "parameters": [
+            {"name": "p0", "value": (rng.standard_normal(3) * 0.5).tolist()},
+            {"name": "p1", "value": (rng.standard_normal((2, 1)) * 0.5).tolist()},
+        ],
+        "nodes": nodes,
+        "outputs": ["loss"],
+    }

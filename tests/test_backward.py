@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import graphengine
-from graphengine import NoAttrs, OpDef, Registry, default_registry, elementwise_rule
-from conftest import SINE_PLUGIN
+from graphengine import OpDef, Registry, default_registry, elementwise_rule
+from conftest import SINE_PLUGIN, random_graph_doc
 
 
 def doc(nodes: list[dict[str, Any]], outputs: list[str], *, x: Any = 0.7, shape: list[int] | None = None, **extra: Any) -> dict[str, Any]:
@@ -73,35 +73,10 @@ def test_recorded_fan_in_sums_to_the_gradient() -> None:
     assert result.trace.to_json()["fan_in"]["x"]["total"] == pytest.approx(result.gradients["x"].tolist())
 
 
-def _random_graph(rng: np.random.Generator, n_nodes: int) -> dict[str, Any]:
-    unary = ["tanh", "sigmoid", "exp", "neg", "softplus"]
-    binary = ["add", "mul", "sub"]
-    names = ["x", "p0", "p1"]
-    nodes = []
-    for i in range(n_nodes):
-        if rng.random() < 0.5:
-            op, ins = rng.choice(unary), [names[rng.integers(len(names))]]
-        else:
-            op, ins = rng.choice(binary), [names[rng.integers(len(names))] for _ in range(2)]
-        nodes.append({"id": f"n{i}", "op": str(op), "inputs": ins})
-        names.append(f"n{i}")
-    nodes.append({"id": "loss", "op": "mean", "inputs": [names[-1]]})
-    return {
-        "format": "graphengine/v1",
-        "inputs": [{"name": "x", "shape": [None, 3], "default": (rng.standard_normal((2, 3)) * 0.5).tolist()}],
-        "parameters": [
-            {"name": "p0", "value": (rng.standard_normal(3) * 0.5).tolist()},
-            {"name": "p1", "value": (rng.standard_normal((2, 1)) * 0.5).tolist()},
-        ],
-        "nodes": nodes,
-        "outputs": ["loss"],
-    }
-
-
 @pytest.mark.parametrize("seed", range(8))
 def test_random_dags_agree_with_finite_differences(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    g = graphengine.load_dict(_random_graph(rng, 12))
+    g = graphengine.load_dict(random_graph_doc(rng, 12))
     wrt = ["p0", "p1", "x"]
     results = graphengine.gradcheck(g.compile(), wrt=wrt, rng=rng)
     assert set(results) == set(wrt)

@@ -18,7 +18,7 @@ from graphengine import Trace
 from graphengine.errors import RenderError
 from graphengine.cli import main
 from graphengine.render import FULL_ELEMENTS, diagram, to_dot, write
-from conftest import SEED, SINE_PLUGIN
+from conftest import SEED, SINE_PLUGIN, random_graph_doc
 
 FANOUT = SEED.parent / "custom_op" / "fanout.json"
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="the Graphviz 'dot' program is not installed (apt-get install graphviz)")
@@ -190,35 +190,10 @@ def test_layers_become_clusters_and_big_graphs_go_top_to_bottom(seed) -> None:
 # --- the trace the diagrams draw --------------------------------------------------------------
 
 
-def _random_graph(rng: np.random.Generator, n_nodes: int) -> dict[str, Any]:
-    unary = ["tanh", "sigmoid", "exp", "neg", "softplus"]
-    binary = ["add", "mul", "sub"]
-    names = ["x", "p0", "p1"]
-    nodes = []
-    for i in range(n_nodes):
-        if rng.random() < 0.5:
-            op, ins = rng.choice(unary), [names[rng.integers(len(names))]]
-        else:
-            op, ins = rng.choice(binary), [names[rng.integers(len(names))] for _ in range(2)]
-        nodes.append({"id": f"n{i}", "op": str(op), "inputs": ins})
-        names.append(f"n{i}")
-    nodes.append({"id": "loss", "op": "mean", "inputs": [names[-1]]})
-    return {
-        "format": "graphengine/v1",
-        "inputs": [{"name": "x", "shape": [None, 3], "default": (rng.standard_normal((2, 3)) * 0.5).tolist()}],
-        "parameters": [
-            {"name": "p0", "value": (rng.standard_normal(3) * 0.5).tolist()},
-            {"name": "p1", "value": (rng.standard_normal((2, 1)) * 0.5).tolist()},
-        ],
-        "nodes": nodes,
-        "outputs": ["loss"],
-    }
-
-
 @pytest.mark.parametrize("seed_", range(10))
 def test_trace_sums_equal_gradients_on_random_graphs(seed_: int) -> None:
     rng = np.random.default_rng(seed_)
-    g = graphengine.load_dict(_random_graph(rng, 14))
+    g = graphengine.load_dict(random_graph_doc(rng, 14))
     wrt = ["x", "p0", "p1"]
     result = g.value_and_grad(wrt=wrt, record=True)
     trace = result.trace
@@ -251,7 +226,7 @@ def test_unit_split_adds_up_to_the_recorded_contributions(seed_: int) -> None:
     from graphengine import render
 
     rng = np.random.default_rng(100 + seed_)
-    g = graphengine.load_dict(_random_graph(rng, 8))
+    g = graphengine.load_dict(random_graph_doc(rng, 8))
     plan = g.compile()
     values = plan.run_all()
     result = plan.value_and_grad(wrt=["x", "p0", "p1"], record=True)
