@@ -305,7 +305,8 @@ def generate(
     wrt: Sequence[int],
     shapes: Sequence[tuple[int, ...] | None],
     dtypes: Sequence[np.dtype],
-    specs: Sequence[Any] | None = None,
+    specs: Sequence[Any],
+    verified: bool = False,
     record: bool = False,
 ) -> Program:
     """Write the forward pass, and the reverse pass from ``seed_slot``, as one Python function.
@@ -329,10 +330,17 @@ def generate(
     shapes : sequence of tuple or None
         Static shape per slot, or None where a dimension is free (read at run time).
     dtypes : sequence of numpy.dtype
-    specs : sequence of TensorSpec, optional
+    specs : sequence of TensorSpec
         Static spec per slot: each forward output is checked against it (dtype,
         rank, known dimensions), so an op that breaks its own shape rule is
         named where it happens rather than downstream.
+    verified : bool
+        The same request already ran once with every check. Then the forward
+        output checks are left out, and so are the checks of contributions to
+        inputs whose static shape equals the node's output shape (nothing to
+        unbroadcast; shape and dtype were verified). Contributions that may
+        need unbroadcasting, or whose shape is only known at run time, are
+        always checked.
     record : bool
         Call ``recorder(step_index, g, contributions)`` after each backward step.
 
@@ -403,7 +411,7 @@ def generate(
         ns[f"f{k}"], ns[f"a{k}"] = fs.forward, fs.attrs
         args = ", ".join(f"s{i}" for i in fs.ins)
         emit(f"s{fs.out} = f{k}({args}, attrs=a{k})", ("forward", fs.node_id, fs.op_name))
-        if specs is not None:
+        if not verified:
             o = fs.out
             ns[f"D{o}"], ns[f"T{o}"] = dtypes[o], specs[o]
             if shapes[o] is not None:
@@ -445,10 +453,13 @@ def generate(
                     f"{c} = v{j}_{n_grad}(g{step.out}, {out_arg}, {in_args}, attrs=b{j})",
                     ("vjp", step.node_id, step.op_name, position, slot),
                 )
-                emit(  # numpy scalars pass as they are; anything without .shape fails here, named
-                    f"if {c}.shape != {shape} or {c}.dtype is not D{slot}: {c} = _fix({c}, {len(contexts) - 1}, {shape}, D{slot})",
-                    ("check", step.node_id, step.op_name, position, slot),
-                )
+                # After a checked first call, a contribution whose input has the output's static
+                # shape needs no test: no broadcasting to undo, and its shape and dtype were verified.
+                if not (verified and shapes[slot] is not None and shapes[slot] == shapes[step.out]):
+                    emit(  # numpy scalars pass as they are; anything without .shape fails here, named
+                        f"if {c}.shape != {shape} or {c}.dtype is not D{slot}: {c} = _fix({c}, {len(contexts) - 1}, {shape}, D{slot})",
+                        ("check", step.node_id, step.op_name, position, slot),
+                    )
                 n = received[slot] = received.get(slot, 0) + 1
                 if n == 1:
                     emit(f"g{slot} = {c}")

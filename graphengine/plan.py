@@ -326,7 +326,8 @@ class Plan:
                 wrt=schedule.wrt,
                 shapes=[None if any(d is None for d in spec.shape) else spec.shape for spec in specs],  # type: ignore[misc]
                 dtypes=[spec.dtype for spec in specs],
-                specs=None if verified else specs,
+                specs=specs,
+                verified=verified,
                 record=record,
             )
             schedule.programs[record if verified else (record, "checked")] = program

@@ -252,3 +252,32 @@ def test_the_loss_is_returned_even_when_not_an_output() -> None:
     )
     result = graphengine.load_dict(d).value_and_grad(wrt=["x"])
     assert float(result.outputs["loss"]) == 5.0 and set(result.outputs) == {"y", "loss"}
+
+
+def test_repeated_calls_agree_and_keep_checking_what_may_need_unbroadcasting() -> None:
+    """The first call runs every check; later calls keep those that broadcasting or free dims need."""
+    calls: list[int] = []
+
+    def fwd(a, b, *, attrs):
+        return a + b
+
+    def vjp_a(g, out, a, b, *, attrs):
+        calls.append(1)
+        return g if len(calls) < 3 else g[..., :1]  # turns wrong on the third call
+
+    def vjp_b(g, out, a, b, *, attrs):
+        return g
+
+    reg = default_registry()
+    reg.register(OpDef("add2", fwd, (vjp_a, vjp_b), elementwise_rule, inputs=("a", "b")), "test")
+    d = doc(
+        [{"id": "s", "op": "add2", "inputs": ["p", "x"]}, {"id": "loss", "op": "sum", "inputs": ["s"]}],
+        ["loss"],
+        x=[[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]],
+        parameters=[{"name": "p", "value": [0.1, 0.2, 0.3]}],
+    )
+    plan = graphengine.load_dict(d, registry=reg).compile()
+    for _ in range(2):
+        np.testing.assert_array_equal(plan.grad()["p"], [2.0, 2.0, 2.0])
+    with pytest.raises(graphengine.ExecutionError, match=r"node 's' \(op 'add2'\), input 0 \('p'\).*\(2, 1\)"):
+        plan.grad()
