@@ -273,10 +273,14 @@ def unbroadcast(cotangent: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if lead < 0:
         raise ValueError(f"cotangent shape {cotangent.shape} has fewer dimensions than input shape {shape}")
     axes = list(range(lead))
+    stretched = False
     for i, n in enumerate(shape):
         m = cotangent.shape[lead + i]
         if n == 1 and m != 1:
             axes.append(lead + i)
+            stretched = True
         elif n != m:
             raise ValueError(f"cotangent shape {cotangent.shape} does not broadcast from input shape {shape}")
-    return cotangent.sum(axis=tuple(axes)).reshape(shape)
+    # np.add.reduce directly: ndarray.sum's Python wrappers cost more than the sum of a small array.
+    reduced = np.add.reduce(cotangent, axis=tuple(axes))
+    return np.reshape(reduced, shape) if stretched else np.asarray(reduced)  # a full reduction gives a scalar

@@ -92,6 +92,16 @@ class _Schedule:
     programs: dict[Any, Any] = field(default_factory=dict)  # generated code by `record`, and its checked first-call variant
 
 
+def _read_only_one(dtype: str) -> np.ndarray:
+    one = np.ones((), dtype=dtype)
+    one.flags.writeable = False
+    return one
+
+
+#: The cotangent of a scalar output, one per float dtype, shared by every call.
+_ONE = {np.dtype(name): _read_only_one(name) for name in ("float32", "float64")}
+
+
 class Plan:
     """A graph compiled for repeated ``run`` and ``grad`` calls.
 
@@ -398,6 +408,10 @@ class Plan:
                 raise FeedError(
                     f"output {output!r} has shape {out.shape}, not a scalar; pass a cotangent of that shape (cotangent=...)"
                 )
+            if out.shape == ():
+                one = _ONE.get(out.dtype)  # read-only, so it is copied if it ever comes back as a gradient
+                if one is not None:
+                    return one
             return np.ones(out.shape, dtype=out.dtype)
         seed = np.array(cotangent, dtype=out.dtype)  # a copy: it may come back as a gradient
         if seed.shape != out.shape:
