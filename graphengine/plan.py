@@ -1,13 +1,18 @@
 """Compiled execution plans.
 
 A :class:`Plan` turns a :class:`~graphengine.graph.Graph` into a flat list of
-steps over integer *slots* (one per named value). ``run`` and ``grad`` then
-loop over plain lists; they never touch networkx or pydantic objects.
+steps over integer *slots* (one per named value). ``run`` and ``grad`` never
+touch networkx or pydantic objects.
 
 Each distinct request (which outputs, which ``wrt``) gets a *schedule*,
 computed once and cached: the forward steps it needs, the backward steps on a
 path from a ``wrt`` name to the output, and after which step each forward
-value can be dropped because no later forward step or VJP reads it.
+value can be dropped because no later forward step or VJP reads it. The
+schedule is then written out as straight-line Python
+(:func:`graphengine.backward.generate`); schedules of more than
+``CODEGEN_MAX_STEPS`` steps run on the step interpreter
+(:func:`graphengine.backward.backward`) instead, where generating code would
+cost more than it saves.
 """
 
 from __future__ import annotations
