@@ -642,7 +642,11 @@ class _Builder:
         path = f"$.nodes[{index}]"
         if decl.op not in self.registry:
             close = self.registry.suggest(decl.op) if len(decl.op) <= 128 else []
-            hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "; see `graphengine ops`"
+            hint = (
+                f"; did you mean {' or '.join(repr(c) for c in close)}?"
+                if close
+                else "; if a plugin defines it, load the plugin (--plugin FILE_OR_MODULE, or plugins=[...]); `graphengine ops` lists the ops"
+            )
             raise self.error(UnknownOpError, f"unknown op {_show(decl.op)}{hint}", f"{path}.op", decl.id)
         op = self.registry[decl.op]
         low, high = op.arity

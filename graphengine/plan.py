@@ -411,7 +411,7 @@ class Plan:
         if cotangent is None:
             if out.size != 1:
                 raise FeedError(
-                    f"output {output!r} has shape {out.shape}, not a scalar; pass a cotangent of that shape (cotangent=...)"
+                    f"output {output!r} has shape {out.shape}, not a scalar; pass a cotangent of that shape (cotangent=... in Python, --cotangent on the command line)"
                 )
             if out.shape == ():
                 one = _ONE.get(out.dtype)  # read-only, so it is copied if it ever comes back as a gradient
