@@ -121,7 +121,7 @@ def backward(
         if g is not None:
             out = values[step.out]
             args = [values[i] for i in step.ins]
-            sent = [] if trace is not None else None
+            sent: list[tuple[str, int, np.ndarray]] | None = [] if trace is not None else None
             for position, slot, vjp in step.grads:
                 contribution = _contribution(step, position, slot, vjp, g, out, args, shapes[slot], dtypes[slot], names)
                 if sent is not None and received is not None:

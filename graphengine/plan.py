@@ -564,7 +564,7 @@ class Plan:
             reads = [i for p, i in enumerate(step.ins) if op.needs_input(p)]
             if op.needs_output():
                 reads.append(step.out)
-            prepared.append((step, tuple(grads), reads))
+            prepared.append((step, grads, reads))
             kept.update(reads)
         # Release each forward value after the last backward step that reads it.
         backward_steps = []
@@ -584,7 +584,7 @@ class Plan:
                     step.attrs,
                     step.out,
                     step.ins,
-                    grads,
+                    tuple(grads),
                     step.out in wrt_slots,
                     tuple(release_at[k]),
                     tuple(step.op.needs_input(p) for p in range(len(step.ins))),

@@ -156,7 +156,7 @@ def reduce_samples(rng: np.random.Generator) -> list[Sample]:
 
 def max_samples(rng: np.random.Generator) -> list[Sample]:
     """Distinct values 1 apart, so a finite-difference step never changes the argmax."""
-    cases = []
+    cases: list[Sample] = []
     for shape, attrs in _CASES:
         size = math.prod(shape)
         x = rng.permutation(size).reshape(shape) + rng.uniform(0.0, 0.5, size=shape)

@@ -156,6 +156,7 @@ def transpose_rule(x: TensorSpec, *, attrs: TransposeAttrs) -> TensorSpec:
 def transpose_vjp(g: Array, out: Array, x: Array, *, attrs: TransposeAttrs) -> Array:
     """x_bar = g transposed by the inverse permutation."""
     perm = _permutation(attrs.axes, g.ndim)
+    assert perm is not None  # the shape rule accepted these axes at load time
     return np.transpose(g, np.argsort(perm))
 
 
