@@ -142,10 +142,11 @@ class GraphV1(_Strict):
 
 def _node_model_for(op_name: str, attrs_model: type[BaseModel]) -> type[BaseModel]:
     required = any(f.is_required() for f in attrs_model.model_fields.values())
+    op_type: Any = Literal[op_name]  # a type made at run time, which static checkers cannot follow
     return create_model(
         f"Node_{op_name}",
         __base__=NodeDecl,
-        op=(Literal[op_name], ...),  # type: ignore[valid-type]
+        op=(op_type, ...),
         attrs=(attrs_model, ... if required else Field(default_factory=dict)),
     )
 
