@@ -276,9 +276,11 @@ def write(dot: "graphviz.Digraph", path: str | Path, fmt: str | None = None) -> 
     Raises
     ------
     RenderError
-        Unknown format, no ``dot`` program (one line saying how to install
-        Graphviz), ``dot`` failing, or the file not writable.
+        Not a diagram, unknown format, no ``dot`` program (one line saying
+        how to install Graphviz), ``dot`` failing, or the file not writable.
     """
+    if not hasattr(dot, "source"):  # e.g. the (dot, result) pair that diagram() returns
+        raise RenderError(f"write() takes a graphviz.Digraph, not {type(dot).__name__}; diagram() returns (dot, result)")
     path = Path(path)
     fmt = (fmt or path.suffix.lstrip(".")).lower()
     if fmt not in FORMATS:

@@ -382,3 +382,11 @@ def test_render_error_is_public() -> None:
     namespace: dict[str, Any] = {}
     exec("from graphengine import *", namespace)  # every name in __all__ must exist
     assert namespace["RenderError"] is RenderError and issubclass(RenderError, graphengine.GraphEngineError)
+
+
+def test_write_names_a_wrong_argument(tmp_path) -> None:
+    from graphengine.render import diagram, write
+
+    pair = diagram(graphengine.load(SEED))
+    with pytest.raises(graphengine.RenderError, match=r"diagram\(\) returns \(dot, result\)"):
+        write(pair, tmp_path / "x.svg")  # type: ignore[arg-type]
