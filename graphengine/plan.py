@@ -94,7 +94,8 @@ class _Schedule:
     wrt: tuple[int, ...] = ()
     bound: tuple[int, ...] = ()  # input/parameter/constant slots the pass reads
     required: frozenset[int] = frozenset()  # the same, as a set: inputs outside it need no value
-    programs: dict[Any, Any] = field(default_factory=dict)  # generated code by `record`, and its checked first-call variant
+    programs: dict[bool, Program] = field(default_factory=dict)  # generated code, by `record`
+    verified: set[bool] = field(default_factory=set)  # `record` values that ran once on the fully checked interpreter
 
 
 def _read_only_one(dtype: str) -> np.ndarray:
@@ -194,9 +195,9 @@ class Plan:
         program = self._program(schedule, False)
         if program is None:
             self._forward(schedule, values, None)
+            schedule.verified.add(False)
             return {name: values[self.slot[name]] for name in names}
         outs, _ = program(values)
-        self._verified(schedule, False)
         return dict(zip(names, outs))
 
     def run_all(self, feeds: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
@@ -219,7 +220,10 @@ class Plan:
         return self.value_and_grad(feeds, wrt, output=output, cotangent=cotangent).gradients
 
     def prepare(self, wrt: Sequence[str] | None = None, *, output: str | None = None, record: bool = False) -> None:
-        """Compile the code for a ``grad`` request now, so that the first call is not slower.
+        """Build the schedule and generate the code of a ``grad`` request now.
+
+        The first call still runs on the fully checked interpreter; from the
+        second call on, the code is ready instead of being generated then.
 
         Parameters
         ----------
@@ -232,7 +236,8 @@ class Plan:
             For an unknown name.
         """
         schedule, _, _ = self._grad_schedule(wrt, output)
-        self._program(schedule, record)
+        if len(schedule.forward) + len(schedule.backward) <= CODEGEN_MAX_STEPS:
+            self._generate(schedule, record)
 
     def value_and_grad(
         self,
@@ -276,7 +281,9 @@ class Plan:
         bound_ids = {id(values[s]) for s in schedule.bound}
         program = self._program(schedule, record)
         if program is None:
-            return self._value_and_grad_interpreted(schedule, values, wrt_names, output, cotangent, record, feeds)
+            result = self._value_and_grad_interpreted(schedule, values, wrt_names, output, cotangent, record, feeds, bound_ids)
+            schedule.verified.add(record)
+            return result
 
         trace = Trace(output, np.empty(0)) if record else None
         recorder = Recorder(schedule.backward, self.names, trace) if trace is not None else None
@@ -288,16 +295,19 @@ class Plan:
             return value
 
         outs, grads = program(values, seed, recorder)
-        self._verified(schedule, record)
         outputs = {self.names[s]: value for s, value in zip(schedule.outputs, outs)}
-        gradients = {}
-        for name, slot, g in zip(wrt_names, schedule.wrt, grads):
-            # Never hand out a view, user data, a parameter or the same array twice.
-            if g.__class__ is not np.ndarray or g.base is not None or id(g) in bound_ids or not g.flags.writeable:
-                g = np.array(g, dtype=self.specs[slot].dtype)
-            bound_ids.add(id(g))
-            gradients[name] = g
+        gradients = self._fresh(wrt_names, schedule.wrt, grads, bound_ids)
         return GradResult(outputs, gradients, recorder.finish() if recorder is not None else None, plan=self, feeds=feeds)
+
+    def _fresh(self, names: Sequence[str], slots: Sequence[int], grads: Sequence[Any], taken: set[int]) -> dict[str, np.ndarray]:
+        """The gradients as arrays the caller owns: never a view, user data, a parameter or one array twice."""
+        gradients = {}
+        for name, slot, g in zip(names, slots, grads):
+            if g.__class__ is not np.ndarray or g.base is not None or id(g) in taken or not g.flags.writeable:
+                g = np.array(g, dtype=self.specs[slot].dtype)
+            taken.add(id(g))
+            gradients[name] = g
+        return gradients
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -315,23 +325,26 @@ class Plan:
         return schedule, wrt_names, resolved
 
     def _program(self, schedule: _Schedule, record: bool) -> Program | None:
-        """The generated code of ``schedule``, or None for huge schedules.
+        """The generated code of ``schedule``, or None to use the step interpreter.
 
-        The first successful call of a request runs a variant that also checks
-        every op's output against its shape rule (naming an op that breaks it);
-        later calls run without those checks, which cost about a tenth of a
-        small op. VJP results are checked on every call.
+        A request's first call runs on the interpreter, which checks every op's
+        output against its shape rule and every VJP result, and generates no
+        code (one call would not repay the compile). Later calls run generated
+        code that keeps only the checks broadcasting or free dimensions need.
+        Schedules over ``CODEGEN_MAX_STEPS`` steps always use the interpreter.
         """
-        program = schedule.programs.get(record)
-        if program is not None:
-            return program
-        if len(schedule.forward) + len(schedule.backward) > CODEGEN_MAX_STEPS:
+        if record not in schedule.verified:
             return None
-        verified = schedule.programs.get((record, "verified"), False)
-        program = schedule.programs.get((record, "checked"))
-        if program is None or verified:
+        program = schedule.programs.get(record)
+        if program is None and len(schedule.forward) + len(schedule.backward) <= CODEGEN_MAX_STEPS:
+            program = self._generate(schedule, record)
+        return program
+
+    def _generate(self, schedule: _Schedule, record: bool) -> Program:
+        program = schedule.programs.get(record)
+        if program is None:
             specs = self.specs
-            program = generate(
+            program = schedule.programs[record] = generate(
                 names=self.names,
                 bound=schedule.bound,
                 forward=[ForwardStep(s.node_id, s.op.name, s.op.forward, s.attrs, s.ins, s.out) for s, _ in schedule.forward],
@@ -341,18 +354,10 @@ class Plan:
                 wrt=schedule.wrt,
                 shapes=[None if any(d is None for d in spec.shape) else spec.shape for spec in specs],  # type: ignore[misc]
                 dtypes=[spec.dtype for spec in specs],
-                specs=specs,
-                verified=verified,
+                verified=True,
                 record=record,
             )
-            schedule.programs[record if verified else (record, "checked")] = program
         return program
-
-    @staticmethod
-    def _verified(schedule: _Schedule, record: bool) -> None:
-        """Note that a request ran once with output checks: later calls may skip them."""
-        if (record, "checked") in schedule.programs:
-            schedule.programs[(record, "verified")] = True
 
     def _value_and_grad_interpreted(
         self,
@@ -363,8 +368,9 @@ class Plan:
         cotangent: Any,
         record: bool,
         feeds: Mapping[str, Any] | None,
+        bound_ids: set[int],
     ) -> GradResult:
-        """The step-by-step path, for schedules too large to be worth generating code for."""
+        """The step-by-step path: first calls, and schedules too large to generate code for."""
         shapes: list[Any] = [None] * len(values)
         self._forward(schedule, values, shapes)
         outputs = {self.names[s]: values[s] for s in schedule.outputs}
@@ -373,17 +379,13 @@ class Plan:
         trace = Trace(output, seed) if record else None
         dtypes = [spec.dtype for spec in self.specs]
         cotangents = backward(schedule.backward, values, shapes, dtypes, self.names, out_slot, seed, trace)
-        gradients = {}
-        for name in wrt_names:
-            slot = self.slot[name]
+        grads = []
+        for slot in schedule.wrt:
             g = cotangents[slot]
             if g is None:  # not on any path to the output
-                shape = shapes[slot] if shapes[slot] is not None else np.shape(self._default(name))
-                g = np.zeros(shape, dtype=self.specs[slot].dtype)
-            elif not (isinstance(g, np.ndarray) and g.base is None and g.flags.writeable):
-                g = np.array(g, dtype=self.specs[slot].dtype)  # never hand out a view of internal or user data
-            gradients[name] = g
-        return GradResult(outputs, gradients, trace, plan=self, feeds=feeds)
+                g = np.zeros(shapes[slot], dtype=self.specs[slot].dtype)
+            grads.append(g)
+        return GradResult(outputs, self._fresh(wrt_names, schedule.wrt, grads, bound_ids), trace, plan=self, feeds=feeds)
 
     def _grad_output(self, output: str | None) -> str:
         if output is None:
@@ -401,10 +403,6 @@ class Plan:
                 close = difflib.get_close_matches(name, self.names, n=3, cutoff=0.6)
                 hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
                 raise FeedError(f"{what}: no value named {name!r} in the graph{hint}")
-
-    def _default(self, name: str) -> Any:
-        info = self.graph.inputs.get(name)
-        return info.default if info is not None else self.graph.parameters.get(name, self.graph.constants.get(name))
 
     def _seed(self, out: Any, cotangent: Any, output: str) -> np.ndarray:
         out = np.asarray(out)
