@@ -103,30 +103,29 @@ def backward(
     names: Sequence[str],
     seed_slot: int,
     seed: np.ndarray,
-    trace: Trace | None = None,
+    recorder: "Recorder | None" = None,
 ) -> list[Any]:
     """Run the reverse pass; return the cotangent of every slot (None where none).
 
     ``values`` holds the forward values and is emptied as the pass goes, so
     memory falls as fast as it can. ``shapes`` holds each slot's run-time shape.
+    ``recorder`` is told each step's cotangent and contributions, as the
+    generated code tells it.
     """
     cotangents: list[Any] = [None] * len(values)
     owned = [False] * len(values)  # True once a cotangent is an array we allocated, safe to add into in place
     cotangents[seed_slot] = seed
-    received: dict[int, list[tuple[str, np.ndarray]]] | None = {} if trace is not None else None
-    for step in steps:
+    for j, step in enumerate(steps):
         g = cotangents[step.out]
         if not step.keep_cotangent:
             cotangents[step.out] = None  # read pops: the cotangent is consumed here
         if g is not None:
             out = values[step.out]
             args = [values[i] for i in step.ins]
-            sent: list[tuple[str, int, np.ndarray]] | None = [] if trace is not None else None
+            sent = []
             for position, slot, vjp in step.grads:
                 contribution = _contribution(step, position, slot, vjp, g, out, args, shapes[slot], dtypes[slot], names)
-                if sent is not None and received is not None:
-                    sent.append((names[slot], position, contribution))
-                    received.setdefault(slot, []).append((step.node_id, contribution))
+                sent.append(contribution)
                 previous = cotangents[slot]
                 if previous is None:
                     cotangents[slot] = contribution
@@ -136,14 +135,10 @@ def backward(
                     total = np.add(previous, contribution)
                     cotangents[slot] = total
                     owned[slot] = isinstance(total, np.ndarray)
-            if trace is not None and sent is not None:
-                trace.steps.append(TraceStep(step.node_id, step.op_name, g, sent))
+            if recorder is not None:
+                recorder(j, g, tuple(sent))
         for slot in step.release:
             values[slot] = None
-    if trace is not None and received is not None:
-        for slot, parts in received.items():
-            if len(parts) > 1:
-                trace.fan_in[names[slot]] = FanIn(names[slot], parts, sum(p for _, p in parts[1:]) + parts[0][1])
     return cotangents
 
 
@@ -479,7 +474,8 @@ def generate(
 
 
 class Recorder:
-    """Builds a :class:`Trace` from a generated program's ``recorder(j, g, contributions)`` calls."""
+    """Builds a :class:`Trace` from ``recorder(j, g, contributions)`` calls, made by the
+    generated code and by the step interpreter alike."""
 
     def __init__(self, steps: Sequence[BackwardStep], names: Sequence[str], trace: Trace) -> None:
         self.steps, self.names, self.trace = steps, names, trace

@@ -376,16 +376,16 @@ class Plan:
         outputs = {self.names[s]: values[s] for s in schedule.outputs}
         out_slot = self.slot[output]
         seed = self._seed(values[out_slot], cotangent, output)
-        trace = Trace(output, seed) if record else None
+        recorder = Recorder(schedule.backward, self.names, Trace(output, seed)) if record else None
         dtypes = [spec.dtype for spec in self.specs]
-        cotangents = backward(schedule.backward, values, shapes, dtypes, self.names, out_slot, seed, trace)
+        cotangents = backward(schedule.backward, values, shapes, dtypes, self.names, out_slot, seed, recorder)
         grads = []
         for slot in schedule.wrt:
             g = cotangents[slot]
             if g is None:  # not on any path to the output
                 g = np.zeros(shapes[slot], dtype=self.specs[slot].dtype)
             grads.append(g)
-        return GradResult(outputs, self._fresh(wrt_names, schedule.wrt, grads, bound_ids), trace, plan=self, feeds=feeds)
+        return GradResult(outputs, self._fresh(wrt_names, schedule.wrt, grads, bound_ids), recorder.finish() if recorder is not None else None, plan=self, feeds=feeds)
 
     def _grad_output(self, output: str | None) -> str:
         if output is None:

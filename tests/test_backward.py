@@ -281,3 +281,14 @@ def test_repeated_calls_agree_and_keep_checking_what_may_need_unbroadcasting() -
         np.testing.assert_array_equal(plan.grad()["p"], [2.0, 2.0, 2.0])
     with pytest.raises(graphengine.ExecutionError, match=r"node 's' \(op 'add2'\), input 0 \('p'\).*\(2, 1\)"):
         plan.grad()
+
+
+def test_interpreter_and_generated_code_record_the_same_trace() -> None:
+    """A request's first call runs on the interpreter, later ones on generated code: same answers, same trace."""
+    rng = np.random.default_rng(3)
+    plan = graphengine.load_dict(random_graph_doc(rng, 14)).compile()
+    first = plan.value_and_grad(wrt=["x", "p0", "p1"], record=True)
+    second = plan.value_and_grad(wrt=["x", "p0", "p1"], record=True)
+    assert first.trace.to_json() == second.trace.to_json()
+    for name in first.gradients:
+        np.testing.assert_array_equal(first.gradients[name], second.gradients[name])
