@@ -14,12 +14,25 @@ respect to every parameter::
 Write ops as data (:class:`OpDef`) and check them with :func:`check_op`.
 """
 
-from . import errors
-from .backward import FanIn, Trace, TraceStep
+from . import (
+    errors,
+    render,  # noqa: F401  (registers the Jupyter display of graphs and results)
+)
+from .engine import (
+    FanIn,
+    GradResult,
+    Plan,
+    Trace,
+    TraceStep,
+    check_op,
+    check_op_samples,
+    gradcheck,
+)
 from .errors import (
     ArityError,
     CycleError,
     DanglingReferenceError,
+    DataError,
     DuplicateIdError,
     DuplicateOpError,
     ExecutionError,
@@ -28,27 +41,31 @@ from .errors import (
     GraphEngineError,
     GraphFileError,
     LimitError,
+    NonFiniteError,
     OpAttributeError,
     PluginError,
     PluginImportError,
     RenderError,
+    SaveError,
     SchemaError,
     ShapeError,
+    TrainingError,
     UnknownOpError,
     UnsafePathError,
-    DataError,
-    TrainingError,
-    NonFiniteError,
-    SaveError,
 )
-from .gradcheck import check_op, check_op_samples, gradcheck
-from .graph import Graph, InputInfo, Limits, NodeInfo, load, load_dict
-from .ops import NoAttrs, OpDef, TensorSpec, broadcast_shapes, common_dtype, elementwise_rule, unbroadcast
-from .plan import GradResult, Plan
+from .format import document_json_schema
+from .graph import Graph, InputInfo, Limits, NodeInfo, load, load_dict, save
+from .ops import (
+    NoAttrs,
+    OpDef,
+    TensorSpec,
+    broadcast_shapes,
+    common_dtype,
+    elementwise_rule,
+    unbroadcast,
+)
 from .registry import Registry, default_registry
-from .schema import document_json_schema
-from .save import save
-from .train import TrainResult, evaluate, train
+from .training import TrainResult, evaluate, train
 
 __version__ = "0.1.0"
 

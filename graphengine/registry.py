@@ -73,9 +73,7 @@ class Registry:
         if not isinstance(op, OpDef):
             raise PluginImportError(f"plugin {source}: OPS holds {type(op).__name__!s}, not an OpDef")
         if op.name in self.ops:
-            raise DuplicateOpError(
-                f"op {op.name!r} is defined twice: by {self.sources[op.name]} and by {source}"
-            )
+            raise DuplicateOpError(f"op {op.name!r} is defined twice: by {self.sources[op.name]} and by {source}")
         self.ops[op.name] = op
         self.sources[op.name] = source
 
@@ -98,7 +96,9 @@ class Registry:
         """
         for ep in importlib.metadata.entry_points(group=group):
             dist = getattr(ep, "dist", None)
-            source = f"entry point {ep.name!r}" + (f" of {dist.name} {dist.version}" if dist is not None else f" ({ep.value})")
+            source = f"entry point {ep.name!r}" + (
+                f" of {dist.name} {dist.version}" if dist is not None else f" ({ep.value})"
+            )
             try:
                 exported = ep.load()
             except Exception as exc:  # a broken third-party plugin must not take us down

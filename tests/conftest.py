@@ -13,6 +13,27 @@ SEED = EXAMPLES / "seed_network.json"
 SINE_PLUGIN = EXAMPLES / "custom_op" / "sine.py"
 
 
+def import_benchmarks() -> Any:
+    """The repository's ``benchmarks`` package, imported from its folder.
+
+    Putting the repository root on ``sys.path`` would also expose the source tree's
+    ``graphengine`` and any ``*.egg-info`` a build left there, so that the tests
+    would no longer run against the installed package.
+    """
+    import importlib.util
+    import sys
+
+    if "benchmarks" in sys.modules:
+        return sys.modules["benchmarks"]
+    folder = ROOT / "benchmarks"
+    spec = importlib.util.spec_from_file_location("benchmarks", folder / "__init__.py", submodule_search_locations=[str(folder)])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["benchmarks"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture
 def write_graph(tmp_path: Path) -> Callable[..., Path]:
     """Write a graph document (dict) to a file and return its path."""

@@ -7,10 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import SINE_PLUGIN, random_graph_doc
 
 import graphengine
 from graphengine import OpDef, Registry, default_registry, elementwise_rule
-from conftest import SINE_PLUGIN, random_graph_doc
 
 
 def doc(nodes: list[dict[str, Any]], outputs: list[str], *, x: Any = 0.7, shape: list[int] | None = None, **extra: Any) -> dict[str, Any]:

@@ -7,16 +7,13 @@ the engine (and the engine not only against them).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from conftest import import_benchmarks
 
 import graphengine
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
+import_benchmarks()
 from benchmarks.peers import PEERS, available  # noqa: E402
 from benchmarks.run import check_gradients, implementations, load_timings, markdown, peak_memory, time_interleaved  # noqa: E402
 from benchmarks.scenarios import all_scenarios  # noqa: E402

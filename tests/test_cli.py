@@ -6,13 +6,14 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SEED, SINE_PLUGIN
 
 import graphengine
 from graphengine.cli import main
-from conftest import SEED, SINE_PLUGIN
 
 
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
@@ -118,8 +119,9 @@ def test_file_errors_name_file_path_and_node(capsys, tmp_path) -> None:
 
 
 def test_console_script_installed() -> None:
-    exe = shutil.which("graphengine")
-    assert exe, "the graphengine console script is not on PATH"
+    # Beside the interpreter, as pip installs it: a venv's scripts need not be on PATH (it may not be activated).
+    exe = shutil.which("graphengine", path=str(Path(sys.executable).parent))
+    assert exe, f"the graphengine console script is not installed beside {sys.executable}"
     proc = subprocess.run([exe, "grad", str(SEED), "--format", "json"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["outputs"]["loss"] == pytest.approx(0.298371109, abs=1e-9)

@@ -6,19 +6,24 @@ import doctest
 import importlib
 
 import pytest
-
 from conftest import ROOT
 
-MODULES = [
-    "graphengine",
-    "graphengine.ops",
-    "graphengine.registry",
-    "graphengine.graph",
-    "graphengine.plan",
-    "graphengine.gradcheck",
-    "graphengine.schema",
-    "graphengine.cli",
-]
+
+def _all_modules() -> list[str]:
+    """Every module of the package and of the standard op library: all their doctests run."""
+    import pkgutil
+
+    import graphengine_std
+
+    import graphengine
+
+    names = ["graphengine", "graphengine_std"]
+    for package in (graphengine, graphengine_std):
+        names += [m.name for m in pkgutil.walk_packages(package.__path__, package.__name__ + ".") if not m.name.endswith("__main__")]
+    return sorted(names)
+
+
+MODULES = _all_modules()
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 import pytest
+from conftest import EXAMPLES, SINE_PLUGIN, graph_doc
 
 import graphengine
 from graphengine import errors
@@ -31,7 +32,6 @@ from graphengine.cli import main
 from graphengine.graph import Limits
 from graphengine.ops import OpDef, TensorSpec, elementwise_rule
 from graphengine.registry import default_registry
-from conftest import EXAMPLES, SINE_PLUGIN, graph_doc
 
 HOSTILE = Path(__file__).resolve().parent / "data" / "hostile"
 CASES = sorted(p.name[: -len(".json")] for p in HOSTILE.glob("*.json") if not p.name.endswith(".expect.json"))

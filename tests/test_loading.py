@@ -9,10 +9,10 @@ from typing import Any, Callable
 import networkx as nx
 import numpy as np
 import pytest
+from conftest import SEED, graph_doc
 
 import graphengine
 from graphengine import errors
-from conftest import SEED, graph_doc
 
 LINEAR = {"id": "h", "op": "linear", "inputs": ["x", "W", "b"]}
 

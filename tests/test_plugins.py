@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import SINE_PLUGIN
 
 import graphengine
 from graphengine import registry as registry_module
 from graphengine.errors import DuplicateOpError, PluginImportError
-from conftest import SINE_PLUGIN
 
 CUBE_MODULE = textwrap.dedent(
     """

@@ -12,13 +12,13 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import SEED, SINE_PLUGIN, random_graph_doc
 
 import graphengine
 from graphengine import Trace
-from graphengine.errors import RenderError
 from graphengine.cli import main
-from graphengine.render import FULL_ELEMENTS, diagram, to_dot, write
-from conftest import SEED, SINE_PLUGIN, random_graph_doc
+from graphengine.errors import RenderError
+from graphengine.render import FULL_ELEMENTS, diagram, picture, to_dot, write
 
 FANOUT = SEED.parent / "custom_op" / "fanout.json"
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="the Graphviz 'dot' program is not installed (apt-get install graphviz)")
@@ -223,22 +223,21 @@ def test_trace_sums_equal_gradients_on_random_graphs(seed_: int) -> None:
 
 @pytest.mark.parametrize("seed_", range(4))
 def test_unit_split_adds_up_to_the_recorded_contributions(seed_: int) -> None:
-    from graphengine import render
 
     rng = np.random.default_rng(100 + seed_)
     g = graphengine.load_dict(random_graph_doc(rng, 8))
     plan = g.compile()
     values = plan.run_all()
     result = plan.value_and_grad(wrt=["x", "p0", "p1"], record=True)
-    nodes = render._node_picture(g, values, result.gradients, result.trace)
-    units = render._unit_picture(g, nodes, values, result.trace)
+    nodes = picture._node_picture(g, values, result.gradients, result.trace)
+    units = picture._unit_picture(g, nodes, values, result.trace)
     for wire in nodes.wires:
         if wire.contribution is None:
             continue
         total = np.zeros(np.size(values[wire.src]))
         for unit in units.wires:
             if units.boxes[unit.src].value_name == wire.src and units.boxes[unit.dst].value_name == wire.dst and unit.position == wire.position:
-                k = render._unit_ids(wire.src, np.shape(values[wire.src])).index(unit.src)
+                k = picture._unit_ids(wire.src, np.shape(values[wire.src])).index(unit.src)
                 total[k] += unit.contribution
         np.testing.assert_allclose(total, np.ravel(wire.contribution), rtol=1e-10, atol=1e-14)
 
@@ -371,10 +370,10 @@ def test_committed_seed_diagram_shows_the_hidden_unit_sum(seed) -> None:
 def test_docstring_examples(monkeypatch) -> None:
     import doctest
 
-    from graphengine import render
+    from graphengine.render import api
 
     monkeypatch.chdir(SEED.parent.parent)
-    result = doctest.testmod(render, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
+    result = doctest.testmod(api, optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS)
     assert result.attempted >= 6 and result.failed == 0
 
 

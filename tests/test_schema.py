@@ -6,10 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import EXAMPLES, ROOT
 
 import graphengine
 from graphengine.registry import default_registry
-from conftest import EXAMPLES, ROOT
 
 jsonschema = pytest.importorskip("jsonschema", reason="jsonschema is not installed")
 

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import SEED
 
 import graphengine
-from conftest import SEED
 
 LR = 0.5
 # Published weights after one step: w1..w4 are W_h row-major, w5..w8 are W_o row-major.

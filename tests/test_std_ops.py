@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import warnings
 
+import graphengine_std
 import numpy as np
 import pytest
+from graphengine_std import arithmetic
 from hypothesis import given, settings
 from hypothesis.extra import numpy as hnp
 from pydantic import ValidationError
 
-import graphengine_std
+from graphengine.engine import check_op, check_op_samples
 from graphengine.errors import GradcheckError, ShapeError
-from graphengine.gradcheck import check_op, check_op_samples
 from graphengine.ops import NoAttrs, OpDef, TensorSpec, elementwise_rule
-from graphengine_std import arithmetic
 
 OPS = {op.name: op for op in graphengine_std.OPS}
 

@@ -14,15 +14,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import EXAMPLES, ROOT, SEED
 
 import graphengine
 import graphengine.cli
-from graphengine.data import load_data
-from graphengine.errors import DataError, NonFiniteError, PluginImportError, SaveError, TrainingError, DuplicateOpError
-from graphengine.optimizers import default_optimizers, make_optimizer
-from graphengine.save import atomic_write, save
-from graphengine.train import read_checkpoint
-from conftest import EXAMPLES, ROOT, SEED
+from graphengine.errors import DataError, DuplicateOpError, NonFiniteError, PluginImportError, SaveError, TrainingError
+from graphengine.format import atomic_write
+from graphengine.graph import save
+from graphengine.training import read_checkpoint
+from graphengine.training.data import load_data
+from graphengine.training.optimizers import default_optimizers, make_optimizer
 
 DIGITS = EXAMPLES / "digits"
 QUIET: dict[str, Any] = {"progress": "none"}
@@ -161,7 +162,7 @@ def test_optimizer_errors_are_clear() -> None:
 
 PLUGIN = '''
 import numpy as np
-from graphengine.optimizers import Optimizer
+from graphengine.training.optimizers import Optimizer
 from pydantic import BaseModel, ConfigDict
 
 class SignSGD(Optimizer):

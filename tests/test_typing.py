@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import ROOT
 
 pytest.importorskip("mypy", reason="mypy is not installed (it is in the 'test' extra)")

@@ -9,7 +9,6 @@ the starting point and training is reproducible from it. Run from anywhere:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +52,7 @@ def build(hidden: int = 32, seed: int = 0) -> dict:
 
 
 if __name__ == "__main__":
-    from graphengine.save import format_document
+    from graphengine.format import format_document
 
     (HERE / "mlp.json").write_text(format_document(build()))
     print(f"wrote {HERE / 'mlp.json'}")

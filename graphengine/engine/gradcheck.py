@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from .errors import ExecutionError, GradcheckError, OpAttributeError
-from .ops import FLOAT_DTYPES, OpDef, TensorSpec, unbroadcast
+from ..errors import ExecutionError, GradcheckError, OpAttributeError
+from ..ops import FLOAT_DTYPES, OpDef, TensorSpec, unbroadcast
 
 if TYPE_CHECKING:
+    from ..registry import Registry
     from .plan import Plan
-    from .registry import Registry
 
 __all__ = ["check_op", "check_op_samples", "gradcheck"]
 
@@ -33,7 +33,7 @@ def _agree(analytic: float, numeric: float, rtol: float, atol: float) -> bool:
 def _resolve(op: OpDef | str, registry: "Registry | None") -> OpDef:
     if isinstance(op, OpDef):
         return op
-    from .registry import default_registry
+    from ..registry import default_registry
 
     return (registry or default_registry())[op]
 
@@ -119,8 +119,7 @@ def check_op(
         results[name] = (analytic, numeric)
         if not _agree(analytic, numeric, rtol, atol):
             raise GradcheckError(
-                f"op {op.name!r}, input {name!r}: VJP gives {analytic:.10g} "
-                f"but finite differences give {numeric:.10g}"
+                f"op {op.name!r}, input {name!r}: VJP gives {analytic:.10g} but finite differences give {numeric:.10g}"
             )
     return results
 

@@ -1,193 +1,16 @@
-"""The reverse-mode pass, and the trace it can record.
-
-The pass walks a compiled schedule backwards. For each step it *pops* the
-cotangent of the step's output, asks each differentiable input's VJP for a
-contribution, reduces it to the input's shape (:func:`unbroadcast`, the only
-place that happens) and *adds* it into that input's cotangent. Adding is what
-makes fan-out right: a value read by several nodes receives one contribution
-per reader, and its gradient is their sum.
-
-Nothing here knows about particular ops; everything comes from the step.
-"""
+"""The code generator: one schedule written out as straight-line Python, as torch.fx does."""
 
 from __future__ import annotations
 
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ExecutionError, FeedError
-from .ops import format_shape, unbroadcast
-
-__all__ = ["BackwardStep", "Trace", "TraceStep", "FanIn", "backward", "ForwardStep", "Program", "generate", "Recorder"]
-
-
-@dataclass(frozen=True)
-class BackwardStep:
-    """One node's share of the reverse pass, fixed when the plan is compiled."""
-
-    node_id: str
-    op_name: str
-    attrs: Any
-    out: int  # slot of the node's output
-    ins: tuple[int, ...]  # slots of all its inputs, in order
-    grads: tuple[tuple[int, int, Any], ...]  # (position, input slot, vjp) for inputs that need a gradient
-    keep_cotangent: bool  # the output is itself asked for (in wrt)
-    release: tuple[int, ...]  # forward slots no later step reads
-    reads: tuple[bool, ...] = ()  # per input: does any VJP read its value (else None is passed)
-    reads_out: bool = True  # does any VJP read the forward output
-
-
-@dataclass
-class TraceStep:
-    """What one node received and what it sent to each input."""
-
-    node: str
-    op: str
-    cotangent: np.ndarray
-    contributions: list[tuple[str, int, np.ndarray]]  # (input name, position, contribution)
-
-
-@dataclass
-class FanIn:
-    """Contributions that met at one value, and their sum (its gradient)."""
-
-    name: str
-    contributions: list[tuple[str, np.ndarray]]  # (from node, contribution)
-    total: np.ndarray
-
-
-@dataclass
-class Trace:
-    """A recorded backward pass: plain data, see :meth:`to_json`."""
-
-    output: str
-    seed: np.ndarray
-    steps: list[TraceStep] = field(default_factory=list)
-    fan_in: dict[str, FanIn] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        """The trace as JSON-ready dicts and nested lists."""
-        return {
-            "output": self.output,
-            "seed": self.seed.tolist(),
-            "steps": [
-                {
-                    "node": s.node,
-                    "op": s.op,
-                    "cotangent": np.asarray(s.cotangent).tolist(),
-                    "contributions": [
-                        {"to": name, "position": pos, "value": np.asarray(c).tolist()}
-                        for name, pos, c in s.contributions
-                    ],
-                }
-                for s in self.steps
-            ],
-            "fan_in": {
-                name: {
-                    "contributions": [{"from": src, "value": np.asarray(c).tolist()} for src, c in f.contributions],
-                    "total": np.asarray(f.total).tolist(),
-                }
-                for name, f in self.fan_in.items()
-            },
-        }
-
-
-def backward(
-    steps: Sequence[BackwardStep],
-    values: list[Any],
-    shapes: Sequence[Any],
-    dtypes: Sequence[np.dtype],
-    names: Sequence[str],
-    seed_slot: int,
-    seed: np.ndarray,
-    recorder: "Recorder | None" = None,
-) -> list[Any]:
-    """Run the reverse pass; return the cotangent of every slot (None where none).
-
-    ``values`` holds the forward values and is emptied as the pass goes, so
-    memory falls as fast as it can. ``shapes`` holds each slot's run-time shape.
-    ``recorder`` is told each step's cotangent and contributions, as the
-    generated code tells it.
-    """
-    cotangents: list[Any] = [None] * len(values)
-    owned = [False] * len(values)  # True once a cotangent is an array we allocated, safe to add into in place
-    cotangents[seed_slot] = seed
-    for j, step in enumerate(steps):
-        g = cotangents[step.out]
-        if not step.keep_cotangent:
-            cotangents[step.out] = None  # read pops: the cotangent is consumed here
-        if g is not None:
-            out = values[step.out]
-            args = [values[i] for i in step.ins]
-            sent = []
-            for position, slot, vjp in step.grads:
-                contribution = _contribution(step, position, slot, vjp, g, out, args, shapes[slot], dtypes[slot], names)
-                sent.append(contribution)
-                previous = cotangents[slot]
-                if previous is None:
-                    cotangents[slot] = contribution
-                elif owned[slot]:
-                    np.add(previous, contribution, out=previous)
-                else:
-                    total = np.add(previous, contribution)
-                    cotangents[slot] = total
-                    owned[slot] = isinstance(total, np.ndarray)
-            if recorder is not None:
-                recorder(j, g, tuple(sent))
-        for slot in step.release:
-            values[slot] = None
-    return cotangents
-
-
-def _contribution(
-    step: BackwardStep,
-    position: int,
-    slot: int,
-    vjp: Any,
-    g: np.ndarray,
-    out: Any,
-    args: list[Any],
-    shape: tuple[int, ...],
-    dtype: np.dtype,
-    names: Sequence[str],
-) -> np.ndarray:
-    where = f"node {step.node_id!r} (op {step.op_name!r}), input {position} ({names[slot]!r})"
-    try:
-        raw = vjp(g, out, *args, attrs=step.attrs)
-    except Exception as exc:
-        raise ExecutionError(f"{where}: VJP raised {type(exc).__name__}: {exc}") from exc
-    contribution = np.asarray(raw)
-    try:
-        contribution = unbroadcast(contribution, shape)
-    except ValueError:
-        raise ExecutionError(
-            f"{where}: VJP returned shape {contribution.shape}, which does not reduce to the input's shape {shape}"
-        ) from None
-    if contribution.dtype != dtype:
-        raise ExecutionError(f"{where}: VJP returned {contribution.dtype.name} for a {dtype.name} input")
-    return contribution
-
-
-# --- straight-line code for one schedule ------------------------------------------------------
-#
-# For a fixed schedule the whole forward and reverse pass is known when the plan is
-# compiled, so it is written out as one Python function (as torch.fx does) instead
-# of being interpreted step by step. The generated source contains only generated
-# identifiers (s12, g12, f3, v3_1, ...) and numbers; every op function, attribute
-# model, shape and dtype is passed in through the function's namespace, never as
-# text, so nothing from a graph file ever reaches the source.
-#
-# - Values and cotangents are locals; ``del`` frees each one right after its last
-#   reader, so memory falls as early as it can.
-# - Contributions are checked by one cheap test (ndarray, exact shape, same dtype);
-#   only a contribution that fails it goes through :func:`unbroadcast` or raises.
-# - The first contribution to a value is taken as is, the second is added into a
-#   new array, and later ones are added in place into that array, which nothing
-#   else references.
-# - An exception is mapped back to its step through the line it was raised on.
+from ..errors import ExecutionError, FeedError
+from ..ops import unbroadcast
+from .schedule import BackwardStep
 
 
 @dataclass(frozen=True)
@@ -211,7 +34,9 @@ class Program:
     where: list[Any]  # per source line: None, or what an exception on that line means
     names: Sequence[str]
 
-    def __call__(self, values: Sequence[Any], seed: Any = None, recorder: Any = None) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    def __call__(
+        self, values: Sequence[Any], seed: Any = None, recorder: Any = None
+    ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         try:
             return self.fn(values, seed, recorder)  # type: ignore[no-any-return]
         except FeedError:
@@ -242,24 +67,6 @@ class Program:
         return ExecutionError(f"{where}: VJP raised {detail}")
 
 
-def check_forward_output(value: Any, spec: Any, node_id: str, op_name: str) -> None:
-    """Raise, naming the node, when ``value`` breaks the op's shape rule (``spec``)."""
-    shape = getattr(value, "shape", None)
-    dtype = getattr(value, "dtype", None)
-    fits = (
-        shape is not None
-        and dtype == spec.dtype
-        and len(shape) == len(spec.shape)
-        and all(d is None or d == n for n, d in zip(shape, spec.shape))
-    )
-    if not fits:
-        promised = f"{spec.dtype.name} {format_shape(spec.shape)}"
-        where = f"node {node_id!r} (op {op_name!r})"
-        if shape is None:
-            raise ExecutionError(f"{where} did not return a numpy array (got a {type(value).__name__}); its shape rule promised {promised}")
-        raise ExecutionError(f"{where} returned {dtype} {format_shape(shape)}, but its shape rule promised {promised}")
-
-
 def _where(node_id: str, op_name: str, position: int, input_name: str) -> str:
     return f"node {node_id!r} (op {op_name!r}), input {position} ({input_name!r})"
 
@@ -279,7 +86,9 @@ def _checker(contexts: list[tuple[str, str, int, str]]) -> Any:
             exc._checked = True  # type: ignore[attr-defined]
             raise exc from None
         if contribution.dtype != dtype:
-            exc = ExecutionError(f"{_where(*contexts[k])}: VJP returned {contribution.dtype.name} for a {dtype.name} input")
+            exc = ExecutionError(
+                f"{_where(*contexts[k])}: VJP returned {contribution.dtype.name} for a {dtype.name} input"
+            )
             exc._checked = True  # type: ignore[attr-defined]
             raise exc
         return contribution
@@ -471,28 +280,3 @@ def generate(
     # Build the function from its code object directly: no exec of a module body.
     (code,) = [c for c in module.co_consts if isinstance(c, types.CodeType)]
     return Program(types.FunctionType(code, ns, "_program"), source, where, names)
-
-
-class Recorder:
-    """Builds a :class:`Trace` from ``recorder(j, g, contributions)`` calls, made by the
-    generated code and by the step interpreter alike."""
-
-    def __init__(self, steps: Sequence[BackwardStep], names: Sequence[str], trace: Trace) -> None:
-        self.steps, self.names, self.trace = steps, names, trace
-        self.received: dict[int, list[tuple[str, np.ndarray]]] = {}
-
-    def __call__(self, j: int, g: np.ndarray, contributions: tuple[np.ndarray, ...]) -> None:
-        step = self.steps[j]
-        sent = []
-        for (position, slot, _), c in zip(step.grads, contributions):
-            sent.append((self.names[slot], position, c))
-            self.received.setdefault(slot, []).append((step.node_id, c))
-        self.trace.steps.append(TraceStep(step.node_id, step.op_name, g, sent))
-
-    def finish(self) -> Trace:
-        """Add the fan-in records (values that received more than one contribution)."""
-        for slot, parts in self.received.items():
-            if len(parts) > 1:
-                name = self.names[slot]
-                self.trace.fan_in[name] = FanIn(name, parts, sum(p for _, p in parts[1:]) + parts[0][1])
-        return self.trace

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 from typing import IO, Any, Mapping, Sequence
 
-from .errors import SaveError, TrainingError
-from .save import atomic_write
+from ..errors import SaveError, TrainingError
+from ..format import atomic_write
 
 __all__ = ["Reporter", "plot_history", "require_matplotlib", "fmt_metrics"]
 
@@ -61,9 +61,11 @@ class Reporter:
         if self.mode == "json":
             self.out.write(json.dumps({"event": "epoch", **record}) + "\n")
         else:
-            text = f"epoch {record['epoch']}/{self.epochs}  step {record['step']}  " + fmt_metrics(
-                {k: v for k, v in record.items() if k not in ("epoch", "step", "seconds")}
-            ) + f"  ({record['seconds']:.2f}s)"
+            text = (
+                f"epoch {record['epoch']}/{self.epochs}  step {record['step']}  "
+                + fmt_metrics({k: v for k, v in record.items() if k not in ("epoch", "step", "seconds")})
+                + f"  ({record['seconds']:.2f}s)"
+            )
             if self.mode == "bar":
                 self.bar_out.write("\r" + text + " " * 8 + "\n")
                 self.bar_out.flush()
@@ -84,7 +86,9 @@ class Reporter:
         if self.mode == "none":
             return
         if self.mode == "json":
-            self.out.write(json.dumps({"event": "summary", **{k: v for k, v in result.to_json().items() if k != "epochs"}}) + "\n")
+            self.out.write(
+                json.dumps({"event": "summary", **{k: v for k, v in result.to_json().items() if k != "epochs"}}) + "\n"
+            )
         else:
             self.out.write(result.summary() + "\n")
         self.out.flush()
@@ -94,7 +98,9 @@ def require_matplotlib() -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise TrainingError("--plot needs matplotlib, which is not installed: pip install 'graphengine[plot]'") from None
+        raise TrainingError(
+            "--plot needs matplotlib, which is not installed: pip install 'graphengine[plot]'"
+        ) from None
 
 
 def plot_history(history: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:

@@ -19,83 +19,18 @@ from __future__ import annotations
 
 import difflib
 import functools
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
-from pydantic import BaseModel
 
-from .backward import BackwardStep, ForwardStep, Program, Recorder, Trace, backward, check_forward_output, generate
-from .errors import ExecutionError, FeedError
-from .ops import OpDef, TensorSpec, format_shape
-
-if TYPE_CHECKING:
-    from .graph import Graph
-
-__all__ = ["Plan", "Step", "GradResult"]
-
-
-@dataclass(frozen=True)
-class Step:
-    """One node of the forward pass."""
-
-    node_id: str
-    op: OpDef
-    attrs: BaseModel
-    ins: tuple[int, ...]
-    out: int
-    input_names: tuple[str, ...]
-
-
-@dataclass
-class GradResult:
-    """What :meth:`Plan.value_and_grad` returns.
-
-    Attributes
-    ----------
-    outputs : dict of str to ndarray
-        The graph's outputs from the same forward pass, and the differentiated
-        value (the loss) even when the file does not list it as an output.
-    gradients : dict of str to ndarray
-        One per ``wrt`` name, with that value's shape and dtype.
-    trace : Trace or None
-        The recorded backward pass when ``record=True``.
-    plan, feeds
-        Where the result came from, so that it can draw itself (Jupyter).
-    """
-
-    outputs: dict[str, np.ndarray]
-    gradients: dict[str, np.ndarray]
-    trace: Trace | None = None
-    plan: "Plan | None" = field(default=None, repr=False, compare=False)
-    feeds: Mapping[str, Any] | None = field(default=None, repr=False, compare=False)
-
-    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
-        from .render import mimebundle  # lazy: graphviz only when displayed
-
-        return mimebundle(self)
-
-    def _repr_svg_(self) -> str | None:
-        return self._repr_mimebundle_().get("image/svg+xml")
-
-
-#: Schedules with more steps than this run through the step-by-step interpreter
-#: instead of generated code: compiling the generated source costs about 10 µs per
-#: line, which is not worth it for one-off runs of huge graphs.
-CODEGEN_MAX_STEPS = 40_000
-
-
-@dataclass
-class _Schedule:
-    forward: tuple[tuple[Step, tuple[int, ...]], ...]  # (step, slots to drop after it), for the interpreter
-    outputs: tuple[int, ...]
-    backward: tuple[BackwardStep, ...]
-    grad_output: int
-    wrt: tuple[int, ...] = ()
-    bound: tuple[int, ...] = ()  # input/parameter/constant slots the pass reads
-    required: frozenset[int] = frozenset()  # the same, as a set: inputs outside it need no value
-    programs: dict[bool, Program] = field(default_factory=dict)  # generated code, by `record`
-    verified: set[bool] = field(default_factory=set)  # `record` values that ran once on the fully checked interpreter
+from ..errors import ExecutionError, FeedError
+from ..graph import Graph
+from ..ops import TensorSpec, format_shape
+from .codegen import ForwardStep, Program, generate
+from .interpreter import backward, check_forward_output
+from .results import GradResult
+from .schedule import CODEGEN_MAX_STEPS, BackwardStep, Step, _Schedule
+from .trace import Recorder, Trace
 
 
 def _read_only_one(dtype: str) -> np.ndarray:
@@ -171,7 +106,9 @@ class Plan:
 
     # --- public entry points -----------------------------------------------------------------
 
-    def run(self, feeds: Mapping[str, Any] | None = None, *, outputs: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    def run(
+        self, feeds: Mapping[str, Any] | None = None, *, outputs: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
         """Run forward; return the requested outputs (default: the graph's).
 
         Parameters
@@ -281,7 +218,9 @@ class Plan:
         bound_ids = {id(values[s]) for s in schedule.bound}
         program = self._program(schedule, record)
         if program is None:
-            result = self._value_and_grad_interpreted(schedule, values, wrt_names, output, cotangent, record, feeds, bound_ids)
+            result = self._value_and_grad_interpreted(
+                schedule, values, wrt_names, output, cotangent, record, feeds, bound_ids
+            )
             schedule.verified.add(record)
             return result
 
@@ -297,9 +236,13 @@ class Plan:
         outs, grads = program(values, seed, recorder)
         outputs = {self.names[s]: value for s, value in zip(schedule.outputs, outs)}
         gradients = self._fresh(wrt_names, schedule.wrt, grads, bound_ids)
-        return GradResult(outputs, gradients, recorder.finish() if recorder is not None else None, plan=self, feeds=feeds)
+        return GradResult(
+            outputs, gradients, recorder.finish() if recorder is not None else None, plan=self, feeds=feeds
+        )
 
-    def _fresh(self, names: Sequence[str], slots: Sequence[int], grads: Sequence[Any], taken: set[int]) -> dict[str, np.ndarray]:
+    def _fresh(
+        self, names: Sequence[str], slots: Sequence[int], grads: Sequence[Any], taken: set[int]
+    ) -> dict[str, np.ndarray]:
         """The gradients as arrays the caller owns: never a view, user data, a parameter or one array twice."""
         gradients = {}
         for name, slot, g in zip(names, slots, grads):
@@ -347,7 +290,9 @@ class Plan:
             program = schedule.programs[record] = generate(
                 names=self.names,
                 bound=schedule.bound,
-                forward=[ForwardStep(s.node_id, s.op.name, s.op.forward, s.attrs, s.ins, s.out) for s, _ in schedule.forward],
+                forward=[
+                    ForwardStep(s.node_id, s.op.name, s.op.forward, s.attrs, s.ins, s.out) for s, _ in schedule.forward
+                ],
                 outputs=schedule.outputs,
                 seed_slot=schedule.grad_output if schedule.grad_output >= 0 else None,
                 steps=schedule.backward,
@@ -385,7 +330,13 @@ class Plan:
             if g is None:  # not on any path to the output
                 g = np.zeros(shapes[slot], dtype=self.specs[slot].dtype)
             grads.append(g)
-        return GradResult(outputs, self._fresh(wrt_names, schedule.wrt, grads, bound_ids), recorder.finish() if recorder is not None else None, plan=self, feeds=feeds)
+        return GradResult(
+            outputs,
+            self._fresh(wrt_names, schedule.wrt, grads, bound_ids),
+            recorder.finish() if recorder is not None else None,
+            plan=self,
+            feeds=feeds,
+        )
 
     def _grad_output(self, output: str | None) -> str:
         if output is None:
@@ -458,7 +409,9 @@ class Plan:
         array = array.astype(spec.dtype, copy=False)
         shape = array.shape
         if len(shape) != len(spec.shape) or any(d is not None and d != s for s, d in zip(shape, spec.shape)):
-            raise FeedError(f"feed {name!r}: shape {format_shape(shape)} does not match the declared {format_shape(spec.shape)}")
+            raise FeedError(
+                f"feed {name!r}: shape {format_shape(shape)} does not match the declared {format_shape(spec.shape)}"
+            )
         return array
 
     def _forward(self, schedule: _Schedule, values: list[Any], shapes: list[Any] | None) -> None:
@@ -488,7 +441,9 @@ class Plan:
             schedule = self._schedules[key] = self._build_schedule(outputs, wrt, grad_output)
         return schedule
 
-    def _build_schedule(self, outputs: tuple[str, ...], wrt: tuple[str, ...] | None, grad_output: str | None) -> _Schedule:
+    def _build_schedule(
+        self, outputs: tuple[str, ...], wrt: tuple[str, ...] | None, grad_output: str | None
+    ) -> _Schedule:
         n = len(self.names)
         steps = self.steps
         out_slots = [self.slot[o] for o in outputs]
@@ -544,9 +499,7 @@ class Plan:
             if reaches_output[step.out]:
                 for i in step.ins:
                     reaches_output[i] = True
-        active = [
-            step for step in reversed(self.steps) if depends_on_wrt[step.out] and reaches_output[step.out]
-        ]
+        active = [step for step in reversed(self.steps) if depends_on_wrt[step.out] and reaches_output[step.out]]
         prepared = []
         kept: set[int] = set()
         for step in active:

@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import GraphFileError, LimitError
-from .errors import clip as _clip
-from .errors import show as _show
+from ..errors import GraphFileError, LimitError
+from ..errors import clip as _clip
+from ..errors import show as _show
 from .schema import TensorDecl
 
 __all__ = ["NPY_HEADER_ROOM", "safe_data_path", "read_data_file", "npy_header", "npz_member"]
@@ -44,7 +44,9 @@ def safe_data_path(base_dir: Path | None, relative: str, *, error: Any) -> Path:
         raise error(f"path {_show(relative)} must use '/' and be relative to the graph's folder")
     parts = relative.split("/")
     if relative.startswith("/") or any(p in ("..", "") for p in parts):
-        raise error(f"path {_show(relative)} must stay inside the graph's folder (no absolute paths, '..' or empty parts)")
+        raise error(
+            f"path {_show(relative)} must stay inside the graph's folder (no absolute paths, '..' or empty parts)"
+        )
     base = base_dir.resolve()
     current = base
     for part in parts:
@@ -84,7 +86,9 @@ def read_data_file(
     assert base_dir is not None
     before = os.lstat(checked)
     if before.st_size > max_bytes:
-        raise limit_error(f"{_show(relative)} is {before.st_size} bytes, more than the {max_bytes} left under the byte limit")
+        raise limit_error(
+            f"{_show(relative)} is {before.st_size} bytes, more than the {max_bytes} left under the byte limit"
+        )
     nofollow = getattr(os, "O_NOFOLLOW", 0)
     flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0) | nofollow
     fd = -1

@@ -38,7 +38,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import DuplicateOpError, PluginImportError, TrainingError
+from ..errors import DuplicateOpError, PluginImportError, TrainingError
 
 __all__ = [
     "Optimizer",
@@ -109,7 +109,9 @@ class Optimizer:
             for slot, value in slots.items():
                 key = f"{name}/{slot}"
                 if key not in arrays or arrays[key].shape != value.shape:
-                    raise TrainingError(f"optimizer {self.name!r}: checkpoint has no state {key!r} of shape {value.shape}")
+                    raise TrainingError(
+                        f"optimizer {self.name!r}: checkpoint has no state {key!r} of shape {value.shape}"
+                    )
                 value[...] = arrays[key]
         self.t = int(arrays["t"]) if "t" in arrays else 0
 
@@ -209,7 +211,9 @@ class OptimizerRegistry:
         if not (isinstance(cls, type) and issubclass(cls, Optimizer) and cls.name):
             raise PluginImportError(f"{source}: OPTIMIZERS holds {cls!r}, not an Optimizer subclass with a name")
         if cls.name in self.classes and self.classes[cls.name] is not cls:
-            raise DuplicateOpError(f"optimizer {cls.name!r} is defined twice: by {self.sources[cls.name]} and by {source}")
+            raise DuplicateOpError(
+                f"optimizer {cls.name!r} is defined twice: by {self.sources[cls.name]} and by {source}"
+            )
         self.classes[cls.name] = cls
         self.sources[cls.name] = source
 
@@ -255,7 +259,7 @@ def default_optimizers(plugins: Sequence[str] = ()) -> OptimizerRegistry:
     ------
     PluginImportError, DuplicateOpError
     """
-    from .registry import _import_plugin
+    from ..registry import _import_plugin
 
     registry = _installed().copy()
     for spec in plugins:

@@ -27,7 +27,6 @@ Choices worth knowing:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import signal
@@ -40,183 +39,19 @@ from typing import IO, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from ..errors import NonFiniteError, SaveError, TrainingError
+from ..format import SavedGraph, atomic_write_bytes, check_writable, format_document
+from ..graph import Graph, load, save
+from ..ops import format_shape
+from .checkpoint import read_checkpoint, write_checkpoint
 from .data import Dataset, load_data
-from .errors import NonFiniteError, SaveError, TrainingError
-from .graph import Graph, load
-from .ops import format_shape
+from .metrics import Accuracy, _resolve_metric
 from .optimizers import Optimizer, default_optimizers, describe, make_optimizer
-from .progress import Reporter, fmt_metrics, plot_history, require_matplotlib
-from .save import SavedGraph, atomic_write_bytes, check_writable, format_document, save
-
-__all__ = ["train", "evaluate", "TrainResult", "Accuracy", "read_checkpoint", "write_checkpoint"]
-
-STATE_KEY = "__train_state__"
-OPT_PREFIX = "__optimizer__/"
+from .progress import Reporter, plot_history, require_matplotlib
+from .results import TrainResult
 
 
-# --- metrics -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Accuracy:
-    """Fraction of examples whose largest logit is the label (index labels, or argmax of one-hot rows)."""
-
-    logits: str
-    labels: str
-    name: str = "accuracy"
-
-    def count(self, logits: np.ndarray, labels: np.ndarray) -> tuple[int, int]:
-        """(correct, total) for one batch."""
-        predicted = np.argmax(logits, axis=-1)
-        truth = labels if labels.dtype.kind in "iu" else np.argmax(labels, axis=-1)
-        return int(np.sum(predicted == truth)), int(np.size(truth))
-
-    @classmethod
-    def find(cls, graph: Graph) -> "Accuracy":
-        """Accuracy of the graph's softmax_cross_entropy node (the one the loss uses, if several)."""
-        nodes = [n for n in graph.nodes.values() if n.op.name == "softmax_cross_entropy"]
-        if graph.loss in graph.nodes and len(nodes) > 1:
-            nodes = [n for n in nodes if n.id == graph.loss] or nodes
-        if len(nodes) != 1:
-            found = "none" if not nodes else ", ".join(repr(n.id) for n in nodes)
-            raise TrainingError(f"metric 'accuracy' needs exactly one softmax_cross_entropy node to read logits and labels from (found {found})")
-        node = nodes[0]
-        if node.inputs[1] not in graph.inputs:
-            raise TrainingError(f"metric 'accuracy': the labels {node.inputs[1]!r} of node {node.id!r} are not an input of the graph")
-        return cls(node.inputs[0], node.inputs[1])
-
-
-METRICS: dict[str, Callable[[Graph], Accuracy]] = {"accuracy": Accuracy.find}
-
-
-def _resolve_metric(metric: Any, graph: Graph) -> Accuracy | None:
-    if metric is None or isinstance(metric, Accuracy):
-        return metric
-    if metric not in METRICS:
-        raise TrainingError(f"unknown metric {metric!r} (known: {', '.join(METRICS)})")
-    return METRICS[metric](graph)
-
-
-# --- results -----------------------------------------------------------------------------
-
-
-@dataclass
-class TrainResult:
-    """What :func:`train` returns.
-
-    Attributes
-    ----------
-    graph : Graph
-        The trained graph (its ``parameters`` hold the new values).
-    history : list of dict
-        One record per completed epoch: ``epoch``, ``step``, ``loss``,
-        the metric, ``val_loss`` and ``val_<metric>`` when there is
-        validation data, and ``seconds`` (wall time since the start).
-    status : str
-        ``"completed"``, ``"steps"`` (stopped by the step budget) or ``"interrupted"``.
-    steps : int
-        Optimizer steps taken in total (including those before a resume).
-    final : dict
-        Loss (and metric) over the training data, with the trained parameters.
-    test : dict or None
-        The same over the test data.
-    seconds : float
-        Wall time of this call.
-    output, checkpoint : SavedGraph or None
-    history_path, plot_path : Path or None
-    """
-
-    graph: Graph
-    history: list[dict[str, Any]]
-    status: str
-    steps: int
-    epochs: int
-    final: dict[str, float]
-    test: dict[str, float] | None
-    seconds: float
-    optimizer: dict[str, Any]
-    output: SavedGraph | None = None
-    checkpoint: SavedGraph | None = None
-    history_path: Path | None = None
-    plot_path: Path | None = None
-
-    def summary(self) -> str:
-        """A few lines for people: status, final and best losses and metrics, files written."""
-        opt = ", ".join(f"{k}={v}" for k, v in self.optimizer.items() if k != "name")
-        lines = [f"training {self.status}: {self.epochs} epoch(s), {self.steps} step(s) in {self.seconds:.2f}s; {self.optimizer['name']} ({opt})"]
-        lines.append("  final (trained parameters, training data): " + fmt_metrics(self.final))
-        if self.history and "val_loss" in self.history[-1]:
-            best = min(self.history, key=lambda r: r["val_loss"])
-            lines.append(f"  best val_loss {best['val_loss']:.6g} at epoch {best['epoch']}; last: " + fmt_metrics({k[4:]: v for k, v in self.history[-1].items() if k.startswith("val_")}))
-        if self.test is not None:
-            lines.append("  test: " + fmt_metrics(self.test))
-        for label, path in (("trained graph", self.output and self.output.path), ("checkpoint", self.checkpoint and self.checkpoint.path), ("history", self.history_path), ("plot", self.plot_path)):
-            if path is not None:
-                lines.append(f"  {label}: {path}")
-        return "\n".join(lines)
-
-    def to_json(self) -> dict[str, Any]:
-        """The history file's content."""
-        return {
-            "format": "graphengine/history-v1",
-            "graph": self.graph.file,
-            "status": self.status,
-            "optimizer": self.optimizer,
-            "steps": self.steps,
-            "epochs": self.history,
-            "final": self.final,
-            "test": self.test,
-            "seconds": self.seconds,
-        }
-
-
-# --- checkpoints -------------------------------------------------------------------------
-
-
-def write_checkpoint(path: Path, graph: Graph, optimizer: Optimizer, state: Mapping[str, Any]) -> SavedGraph:
-    """Write a checkpoint: the graph with current parameters, optimizer state and loop state."""
-    extra = {OPT_PREFIX + k: v for k, v in optimizer.state_arrays().items()}
-    extra[STATE_KEY] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
-    return save(graph, path, weights="npz", overwrite=True, extra_arrays=extra)
-
-
-def read_checkpoint(path: str | os.PathLike[str], graph: Graph) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any]]:
-    """Read a checkpoint written by :func:`train` for ``graph``.
-
-    Returns
-    -------
-    (parameters, optimizer state arrays, loop state)
-
-    Raises
-    ------
-    TrainingError
-        The file is not a checkpoint, or its parameters do not match ``graph``'s.
-    GraphFileError
-        The checkpoint's graph file is invalid (e.g. its .npz is missing or altered).
-    """
-    checkpoint = load(path, registry=graph.registry)
-    for name, value in graph.parameters.items():
-        theirs = checkpoint.parameters.get(name)
-        if theirs is None or theirs.shape != value.shape:
-            got = "missing" if theirs is None else f"shape {theirs.shape}"
-            raise TrainingError(f"checkpoint {str(path)!r} does not fit the graph: parameter {name!r} {value.shape} is {got}")
-    files = {d.file for d in checkpoint.document.parameters if d.file}
-    if len(files) != 1:
-        raise TrainingError(f"{str(path)!r} is a graph file but not a checkpoint (no training state)")
-    with np.load(Path(path).parent / files.pop(), allow_pickle=False) as npz:
-        if STATE_KEY not in npz.files:
-            raise TrainingError(f"{str(path)!r} is a graph file but not a checkpoint (no training state)")
-        state = json.loads(npz[STATE_KEY].tobytes().decode())
-        opt_state = {k[len(OPT_PREFIX):]: npz[k] for k in npz.files if k.startswith(OPT_PREFIX)}
-    return dict(checkpoint.parameters), opt_state, state
-
-
-# --- evaluation --------------------------------------------------------------------------
-
-
-def evaluate(
-    graph: Graph, data: Any = None, *, metric: Any = None, batch_size: int = 256
-) -> dict[str, float]:
+def evaluate(graph: Graph, data: Any = None, *, metric: Any = None, batch_size: int = 256) -> dict[str, float]:
     """Loss (and metric) of ``graph`` over ``data``, with its current parameters.
 
     The loss is the batch-size-weighted mean of per-batch losses.
@@ -260,11 +95,10 @@ def _default(graph: Graph, name: str) -> np.ndarray:
 
 def _loss_name(graph: Graph) -> str:
     if graph.loss is None:
-        raise TrainingError(f"the graph has several outputs {graph.outputs} and no 'loss'; name the scalar to minimize in its \"loss\" field")
+        raise TrainingError(
+            f"the graph has several outputs {graph.outputs} and no 'loss'; name the scalar to minimize in its \"loss\" field"
+        )
     return graph.loss
-
-
-# --- the loop ----------------------------------------------------------------------------
 
 
 @dataclass
@@ -407,7 +241,11 @@ def train(
 
     # Fail fast on anything that would otherwise only fail after training.
     out_path = check_writable(output, graph.file, overwrite=overwrite, overwrite_input=in_place) if output else None
-    ckpt_path = Path(checkpoint) if checkpoint else (out_path.with_name(out_path.name[:-5] + ".ckpt.json") if out_path else None)
+    ckpt_path = (
+        Path(checkpoint)
+        if checkpoint
+        else (out_path.with_name(out_path.name[:-5] + ".ckpt.json") if out_path else None)
+    )
     if ckpt_path is not None:
         check_writable(ckpt_path, graph.file, overwrite=True, overwrite_input=False)
         if out_path is not None and ckpt_path.resolve() == out_path.resolve():
@@ -448,7 +286,14 @@ def train(
         opt_hyper["lr"] = lr
     opt = make_optimizer(optimizer, opt_hyper, {n: graph.parameters[n] for n in names}, default_optimizers(plugins))
     acc = _resolve_metric(metric, graph)
-    config = {"optimizer": optimizer, "batch_size": batch_size, "seed": seed, "shuffle": shuffle, "examples": dataset.size, "trainable": names}
+    config = {
+        "optimizer": optimizer,
+        "batch_size": batch_size,
+        "seed": seed,
+        "shuffle": shuffle,
+        "examples": dataset.size,
+        "trainable": names,
+    }
     state = _State()
     if resume is not None:
         state = _resume(resume, graph, opt, config)
@@ -490,13 +335,19 @@ def train(
                 with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, by step number
                     grad = plan.value_and_grad(feeds, wrt=names)
                 loss = float(grad.outputs[loss_name])
-                _check_finite(loss, grad.gradients, state.step + 1, epoch, b + 1, len(batches), last_checkpoint, ckpt_path)
+                _check_finite(
+                    loss, grad.gradients, state.step + 1, epoch, b + 1, len(batches), last_checkpoint, ckpt_path
+                )
                 opt.update(graph.parameters, grad.gradients)
                 n = len(batches[b])
                 state.step, state.batch = state.step + 1, b + 1
                 state.loss_sum, state.examples = state.loss_sum + loss * n, state.examples + n
                 if acc is not None:
-                    logits = plan.run(feeds, outputs=[acc.logits])[acc.logits] if need_logits_run else grad.outputs[acc.logits]
+                    logits = (
+                        plan.run(feeds, outputs=[acc.logits])[acc.logits]
+                        if need_logits_run
+                        else grad.outputs[acc.logits]
+                    )
                     c, k = acc.count(logits, feeds[acc.labels] if acc.labels in feeds else _default(graph, acc.labels))
                     state.correct, state.counted = state.correct + c, state.counted + k
                 reporter.step(epoch, b + 1, len(batches), state.loss_sum / state.examples)
@@ -522,7 +373,9 @@ def train(
             if checkpoint_every and epoch % checkpoint_every == 0 and not stop.is_set():
                 last_checkpoint = snapshot()
     except NonFiniteError:
-        _write_history(history_path, graph, state, "nonfinite", describe(opt), base_seconds + time.perf_counter() - started)
+        _write_history(
+            history_path, graph, state, "nonfinite", describe(opt), base_seconds + time.perf_counter() - started
+        )
         raise
     finally:
         if previous is not None:
@@ -538,13 +391,26 @@ def train(
         where = f"; checkpoint: {last_checkpoint.path} (resume with --resume)" if last_checkpoint else ""
         reporter.note(f"interrupted at step {state.step} (epoch {state.epoch + (1 if state.batch else 0)}){where}")
     final = evaluate(graph, dataset, metric=acc, batch_size=max(batch_size, 256)) if status != "interrupted" else {}
-    test_result = evaluate(graph, test, metric=acc, batch_size=max(batch_size, 256)) if test is not None and status != "interrupted" else None
+    test_result = (
+        evaluate(graph, test, metric=acc, batch_size=max(batch_size, 256))
+        if test is not None and status != "interrupted"
+        else None
+    )
     saved = None
     if out_path is not None and status != "interrupted":
         saved = save(graph, out_path, weights=weights, overwrite=overwrite, overwrite_input=in_place)  # type: ignore[arg-type]
     result = TrainResult(
-        graph, state.history, status, state.step, state.epoch, final, test_result,
-        time.perf_counter() - started, describe(opt), saved, last_checkpoint,
+        graph,
+        state.history,
+        status,
+        state.step,
+        state.epoch,
+        final,
+        test_result,
+        time.perf_counter() - started,
+        describe(opt),
+        saved,
+        last_checkpoint,
     )
     if history_path is not None:
         result.history_path = _write_history(history_path, graph, state, status, describe(opt), result.seconds, result)
@@ -561,7 +427,9 @@ def _trainable(graph: Graph, trainable: Sequence[str] | None, freeze: Sequence[s
         if name not in graph.parameters:
             close = difflib.get_close_matches(name, list(graph.parameters), n=3, cutoff=0.6)
             hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise TrainingError(f"{name!r} is not a parameter of the graph (parameters: {', '.join(graph.parameters)}){hint}")
+            raise TrainingError(
+                f"{name!r} is not a parameter of the graph (parameters: {', '.join(graph.parameters)}){hint}"
+            )
     names = [n for n in (trainable if trainable is not None else graph.parameters) if n not in set(freeze)]
     names = [n for n in names if graph.parameters[n].dtype.kind == "f"]
     if not names:
@@ -573,7 +441,9 @@ def _split(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Datas
     order = np.random.default_rng([seed, 1]).permutation(dataset.size)
     n_val = int(round(dataset.size * fraction))
     if not dataset.arrays or n_val < 1 or n_val >= dataset.size:
-        raise TrainingError(f"validation split {fraction} of {dataset.size} example(s) leaves no validation or no training data")
+        raise TrainingError(
+            f"validation split {fraction} of {dataset.size} example(s) leaves no validation or no training data"
+        )
     return (
         dataset.subset(np.sort(order[n_val:]), dataset.source),
         dataset.subset(np.sort(order[:n_val]), f"validation split of {dataset.source}"),
@@ -581,8 +451,14 @@ def _split(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Datas
 
 
 def _check_finite(
-    loss: float, grads: Mapping[str, np.ndarray], step: int, epoch: int, batch: int, batches: int,
-    last: SavedGraph | None, ckpt_path: Path | None,
+    loss: float,
+    grads: Mapping[str, np.ndarray],
+    step: int,
+    epoch: int,
+    batch: int,
+    batches: int,
+    last: SavedGraph | None,
+    ckpt_path: Path | None,
 ) -> None:
     bad = None if math.isfinite(loss) else f"the loss became {loss}"
     if bad is None:
@@ -606,7 +482,9 @@ def _check_finite(
     )
 
 
-def _epoch_record(state: _State, epoch: int, acc: Accuracy | None, val: Dataset | None, graph: Graph, seconds: float) -> dict[str, Any]:
+def _epoch_record(
+    state: _State, epoch: int, acc: Accuracy | None, val: Dataset | None, graph: Graph, seconds: float
+) -> dict[str, Any]:
     record: dict[str, Any] = {"epoch": epoch, "step": state.step, "loss": state.loss_sum / max(state.examples, 1)}
     if acc is not None:
         record[acc.name] = state.correct / max(state.counted, 1)
@@ -621,7 +499,9 @@ def _resume(path: str | os.PathLike[str], graph: Graph, opt: Optimizer, config: 
     params, opt_state, saved = read_checkpoint(path, graph)
     theirs = saved.get("config", {})
     if theirs.get("optimizer") != config["optimizer"]:
-        raise TrainingError(f"checkpoint {str(path)!r} was made with optimizer {theirs.get('optimizer')!r}, not {config['optimizer']!r}")
+        raise TrainingError(
+            f"checkpoint {str(path)!r} was made with optimizer {theirs.get('optimizer')!r}, not {config['optimizer']!r}"
+        )
     if saved.get("batch"):
         for key in ("batch_size", "seed", "shuffle", "examples"):
             if theirs.get(key) != config[key]:
@@ -637,88 +517,31 @@ def _resume(path: str | os.PathLike[str], graph: Graph, opt: Optimizer, config: 
 
 
 def _write_history(
-    path: str | os.PathLike[str] | None, graph: Graph, state: _State, status: str, optimizer: dict[str, Any],
-    seconds: float, result: TrainResult | None = None,
+    path: str | os.PathLike[str] | None,
+    graph: Graph,
+    state: _State,
+    status: str,
+    optimizer: dict[str, Any],
+    seconds: float,
+    result: TrainResult | None = None,
 ) -> Path | None:
     if path is None:
         return None
-    content = result.to_json() if result is not None else {
-        "format": "graphengine/history-v1", "graph": graph.file, "status": status, "optimizer": optimizer,
-        "steps": state.step, "epochs": state.history, "seconds": seconds,
-    }
+    content = (
+        result.to_json()
+        if result is not None
+        else {
+            "format": "graphengine/history-v1",
+            "graph": graph.file,
+            "status": status,
+            "optimizer": optimizer,
+            "steps": state.step,
+            "epochs": state.history,
+            "seconds": seconds,
+        }
+    )
     atomic_write_bytes(path, format_document(content).encode())  # one line per epoch
     return Path(path)
-
-
-# --- command line ------------------------------------------------------------------------
-
-
-def add_arguments(p: Any) -> None:
-    """Add the ``graphengine train`` options to an argparse parser."""
-    g = p.add_argument_group("data")
-    g.add_argument("--data", metavar="FILE", help=".npz or .csv with arrays/columns named after the inputs; default: the inputs' defaults")
-    g.add_argument("--val", metavar="FILE", help="validation data, evaluated after each epoch")
-    g.add_argument("--validation-split", type=float, default=0.0, metavar="F", help="hold out this fraction of --data for validation")
-    g.add_argument("--test", metavar="FILE", help="test data, evaluated once at the end")
-    g = p.add_argument_group("loop")
-    g.add_argument("--epochs", type=int, help="epochs in total (default 1, or what --steps needs)")
-    g.add_argument("--steps", type=int, help="stop after this many optimizer steps in total")
-    g.add_argument("--batch-size", type=int, help="default 32 (1 when an input takes one example at a time)")
-    g.add_argument("--no-shuffle", action="store_true", help="keep the data's order")
-    g.add_argument("--seed", type=int, default=0, help="seed of shuffling and of the validation split")
-    g.add_argument("--optimizer", default="sgd", metavar="NAME", help="sgd, momentum, adam, or one from a --plugin (default sgd)")
-    g.add_argument("--lr", type=float, help="learning rate")
-    g.add_argument("--hyper", action="append", default=[], metavar="KEY=VALUE", help="optimizer hyper-parameter, e.g. momentum=0.9 (repeatable)")
-    g.add_argument("--train", action="append", metavar="PARAM", help="update only these parameters (repeatable)")
-    g.add_argument("--freeze", action="append", default=[], metavar="PARAM", help="keep this parameter fixed (repeatable)")
-    g.add_argument("--metric", choices=sorted(METRICS), help="also report this metric")
-    g = p.add_argument_group("files")
-    g.add_argument("-o", "--output", metavar="FILE", help="trained graph (default: GRAPH's name + .trained.json, beside it)")
-    g.add_argument("--weights", choices=["auto", "inline", "npz"], default="auto", help="values inline in the JSON, or a .npz beside it (auto: inline up to 10,000)")
-    g.add_argument("--overwrite", action="store_true", help="replace an existing output file")
-    g.add_argument("--in-place", action="store_true", help="write the trained values back into GRAPH itself")
-    g.add_argument("--checkpoint", metavar="FILE", help="checkpoint file (default: OUTPUT's name + .ckpt.json)")
-    g.add_argument("--checkpoint-every", type=int, default=0, metavar="N", help="write a checkpoint every N epochs (Ctrl-C always writes one)")
-    g.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint")
-    g.add_argument("--history", metavar="FILE", help="history JSON (default: OUTPUT's name + .history.json)")
-    g.add_argument("--plot", metavar="IMAGE", help="draw loss/metric curves (needs matplotlib)")
-    g = p.add_argument_group("output")
-    g.add_argument("--quiet", action="store_true", help="print only the summary")
-    g.add_argument("--log-format", choices=["text", "json"], default="text", help="json: one JSON object per line, for machines")
-    g.add_argument("--log-every", type=int, metavar="N", help="epochs between log lines (default 1, or about 50 lines in all)")
-
-
-def _parse_hyper(items: Sequence[str]) -> dict[str, Any]:
-    hyper: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise TrainingError(f"--hyper {item!r}: expected KEY=VALUE")
-        try:
-            hyper[key] = json.loads(text)
-        except json.JSONDecodeError:
-            hyper[key] = text
-    return hyper
-
-
-def cmd_train(args: Any) -> int:
-    """``graphengine train GRAPH``: returns 0, or 130 when interrupted (a checkpoint is written)."""
-    from .cli import _load
-
-    graph = _load(args)
-    source = Path(args.graph)
-    output = Path(args.output) if args.output else source if args.in_place else source.with_name(_base(source) + ".trained.json")
-    history = args.history or output.with_name(_base(output) + ".history.json")
-    progress = "json" if args.log_format == "json" else "quiet" if args.quiet else "auto"
-    result = train(
-        graph, args.data, epochs=args.epochs, steps=args.steps, batch_size=args.batch_size, shuffle=not args.no_shuffle,
-        seed=args.seed, validation_data=args.val, validation_split=args.validation_split, test_data=args.test,
-        optimizer=args.optimizer, hyper=_parse_hyper(args.hyper), lr=args.lr, trainable=args.train, freeze=args.freeze,
-        metric=args.metric, output=output, weights=args.weights, overwrite=args.overwrite, in_place=args.in_place,
-        checkpoint=args.checkpoint, checkpoint_every=args.checkpoint_every, resume=args.resume, history_path=history,
-        plot=args.plot, progress=progress, log_every=args.log_every, plugins=args.plugin,
-    )
-    return 130 if result.status == "interrupted" else 0
 
 
 def _base(path: Path) -> str:

@@ -23,10 +23,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    WithJsonSchema,
+    create_model,
+    model_validator,
+)
 
 if TYPE_CHECKING:
-    from .registry import Registry
+    from ..registry import Registry
 
 __all__ = [
     "FORMAT_V1",
@@ -72,9 +79,7 @@ class InputDecl(_Strict):
     """A value fed at run time."""
 
     name: Name
-    shape: list[Optional[Dim]] = Field(
-        description="Dimensions; null leaves one free (e.g. the batch), fixed when fed."
-    )
+    shape: list[Optional[Dim]] = Field(description="Dimensions; null leaves one free (e.g. the batch), fixed when fed.")
     dtype: Optional[DTypeName] = Field(None, description="Element type; default: the graph's dtype.")
     default: NestedNumbers = Field(None, description="Value used when none is fed.")
     description: Optional[str] = None

@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
 
-from .errors import DataError
-from .ops import format_shape
+from ..errors import DataError
+from ..ops import format_shape
 
 if TYPE_CHECKING:
-    from .graph import Graph
+    from ..graph import Graph
 
 __all__ = ["Dataset", "load_data", "check_labels"]
 
@@ -167,7 +167,9 @@ def _read_csv(path: Path, graph: "Graph", label: str) -> dict[str, np.ndarray]:
             try:
                 values[r, c] = float(cell)
             except ValueError:
-                raise DataError(f"{label}: line {r + 2}, column {header[c]!r}: {cell.strip()!r} is not a number") from None
+                raise DataError(
+                    f"{label}: line {r + 2}, column {header[c]!r}: {cell.strip()!r} is not a number"
+                ) from None
     out = {}
     for name, cols in groups.items():
         cols.sort()
@@ -185,7 +187,9 @@ def _shape_csv_block(block: np.ndarray, name: str, graph: "Graph", label: str) -
     shape = info.spec.shape
     per_example = shape[1:] if shape and shape[0] is None else shape
     if any(d is None for d in per_example):
-        raise DataError(f"{label}: input {name!r} is declared {format_shape(shape)}; CSV needs every dimension but the first fixed")
+        raise DataError(
+            f"{label}: input {name!r} is declared {format_shape(shape)}; CSV needs every dimension but the first fixed"
+        )
     width = math.prod(per_example)  # type: ignore[arg-type]
     if block.shape[1] != width:
         raise DataError(
@@ -205,7 +209,9 @@ def _check(raw: dict[str, np.ndarray], graph: "Graph", label: str) -> Dataset:
         if name not in inputs:
             close = difflib.get_close_matches(name, list(inputs), n=3, cutoff=0.6)
             hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
-            raise DataError(f"{label}: array {name!r} matches no input of the graph (inputs: {', '.join(inputs)}){hint}")
+            raise DataError(
+                f"{label}: array {name!r} matches no input of the graph (inputs: {', '.join(inputs)}){hint}"
+            )
     for name, info in inputs.items():
         if name not in raw and info.default is None:
             raise DataError(
@@ -235,7 +241,9 @@ def _check(raw: dict[str, np.ndarray], graph: "Graph", label: str) -> Dataset:
             if bad.any():
                 row = int(np.argwhere(bad)[0][0])
                 what = "NaN" if np.isnan(array).any() else "Inf"
-                raise DataError(f"{label}: array {name!r} holds {what} ({int(bad.sum())} value(s); first in example {row})")
+                raise DataError(
+                    f"{label}: array {name!r} holds {what} ({int(bad.sum())} value(s); first in example {row})"
+                )
         if size is not None and array.shape[0] != size:
             first = next(iter(arrays))
             raise DataError(

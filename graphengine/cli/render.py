@@ -1,0 +1,79 @@
+"""``render``: a diagram of the graph, its values and its backward pass."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from ..errors import RenderError
+from ..render import diagram, write
+from .common import _load, parse_feeds
+
+
+def cmd_render(args: "argparse.Namespace") -> int:
+    """``graphengine render``: see ``graphengine render --help``."""
+
+    started = time.perf_counter()
+    graph = _load(args)
+    grad = args.grad or args.trace is not None or bool(args.wrt) or args.output is not None
+    dot, result = diagram(
+        graph,
+        parse_feeds(args.feed),
+        grad=grad,
+        wrt=args.wrt or None,
+        output=args.output,
+        highlight=args.highlight,
+        units=args.units,
+        rankdir=args.rankdir,
+    )
+    if args.trace is not None and result is not None and result.trace is not None:
+        try:
+            Path(args.trace).write_text(json.dumps(result.trace.to_json(), indent=1) + "\n")
+        except OSError as exc:
+            raise RenderError(f"cannot write {args.trace!r}: {exc.strerror or exc}") from None
+    if args.out is None or args.out == "-":
+        print(dot.source)
+        return 0
+    write(dot, args.out)
+    extra = f"; trace in {args.trace}" if args.trace else ""
+    print(f"wrote {args.out} ({time.perf_counter() - started:.2f} s{extra})")
+    return 0
+
+
+def add_arguments(p: "argparse.ArgumentParser") -> None:
+    """The options of ``graphengine render``."""
+    import argparse
+
+    p.add_argument(
+        "--feed",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="input value: inline JSON or a .npy file (repeatable)",
+    )
+    p.add_argument("--grad", action="store_true", help="also run a recorded backward pass and draw it")
+    p.add_argument(
+        "--wrt",
+        action="append",
+        metavar="NAME",
+        help="differentiate with respect to NAME (repeatable; implies --grad); default: every parameter",
+    )
+    p.add_argument(
+        "--output", metavar="NAME", help="value to differentiate (implies --grad); default: the graph's loss"
+    )
+    p.add_argument(
+        "--highlight", metavar="NAME", help="draw every path from the output back to NAME bold, dim the rest"
+    )
+    p.add_argument(
+        "--units",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="one box per tensor element (default: only for small graphs)",
+    )
+    p.add_argument("--rankdir", choices=["LR", "TB"], help="layout direction (default: LR, TB for large graphs)")
+    p.add_argument(
+        "--trace", metavar="FILE.json", help="also write the recorded backward pass as JSON (implies --grad)"
+    )
+    p.add_argument("-o", "--out", metavar="FILE", help="diagram file: .svg, .png, .pdf or .dot; default: DOT on stdout")

@@ -1,0 +1,50 @@
+"""``validate``, ``run`` and ``grad``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from .common import _load, _print_named, _to_json, parse_feeds
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    graph = _load(args)
+    print(
+        f"{args.graph}: valid ({len(graph.inputs)} inputs, {len(graph.parameters)} parameters, "
+        f"{len(graph.constants)} constants, {len(graph.nodes)} nodes; outputs {', '.join(graph.outputs)})"
+    )
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    graph = _load(args)
+    outputs = graph.compile().run(parse_feeds(args.feed), outputs=args.output or None)
+    if args.format == "json":
+        print(json.dumps({"outputs": {k: _to_json(v) for k, v in outputs.items()}}))
+    else:
+        _print_named("outputs", outputs)
+    return 0
+
+
+def cmd_grad(args: argparse.Namespace) -> int:
+    graph = _load(args)
+    cotangent = None
+    if args.cotangent is not None:
+        cotangent = parse_feeds([f"cotangent={args.cotangent}"])["cotangent"]
+    result = graph.compile().value_and_grad(
+        parse_feeds(args.feed), args.wrt or None, output=args.output, cotangent=cotangent
+    )
+    if args.format == "json":
+        print(
+            json.dumps(
+                {
+                    "outputs": {k: _to_json(v) for k, v in result.outputs.items()},
+                    "gradients": {k: _to_json(v) for k, v in result.gradients.items()},
+                }
+            )
+        )
+    else:
+        _print_named("outputs", result.outputs)
+        _print_named(f"gradients of {args.output or graph.loss}", result.gradients)
+    return 0

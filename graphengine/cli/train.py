@@ -1,0 +1,144 @@
+"""``train``: fit the parameters to data, write the trained graph."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import TrainingError
+from ..training import train
+from ..training.loop import _base
+from ..training.metrics import METRICS
+from .common import _load
+
+
+def add_arguments(p: Any) -> None:
+    """Add the ``graphengine train`` options to an argparse parser."""
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        metavar="FILE",
+        help=".npz or .csv with arrays/columns named after the inputs; default: the inputs' defaults",
+    )
+    g.add_argument("--val", metavar="FILE", help="validation data, evaluated after each epoch")
+    g.add_argument(
+        "--validation-split",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="hold out this fraction of --data for validation",
+    )
+    g.add_argument("--test", metavar="FILE", help="test data, evaluated once at the end")
+    g = p.add_argument_group("loop")
+    g.add_argument("--epochs", type=int, help="epochs in total (default 1, or what --steps needs)")
+    g.add_argument("--steps", type=int, help="stop after this many optimizer steps in total")
+    g.add_argument("--batch-size", type=int, help="default 32 (1 when an input takes one example at a time)")
+    g.add_argument("--no-shuffle", action="store_true", help="keep the data's order")
+    g.add_argument("--seed", type=int, default=0, help="seed of shuffling and of the validation split")
+    g.add_argument(
+        "--optimizer", default="sgd", metavar="NAME", help="sgd, momentum, adam, or one from a --plugin (default sgd)"
+    )
+    g.add_argument("--lr", type=float, help="learning rate")
+    g.add_argument(
+        "--hyper",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="optimizer hyper-parameter, e.g. momentum=0.9 (repeatable)",
+    )
+    g.add_argument("--train", action="append", metavar="PARAM", help="update only these parameters (repeatable)")
+    g.add_argument(
+        "--freeze", action="append", default=[], metavar="PARAM", help="keep this parameter fixed (repeatable)"
+    )
+    g.add_argument("--metric", choices=sorted(METRICS), help="also report this metric")
+    g = p.add_argument_group("files")
+    g.add_argument(
+        "-o", "--output", metavar="FILE", help="trained graph (default: GRAPH's name + .trained.json, beside it)"
+    )
+    g.add_argument(
+        "--weights",
+        choices=["auto", "inline", "npz"],
+        default="auto",
+        help="values inline in the JSON, or a .npz beside it (auto: inline up to 10,000)",
+    )
+    g.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    g.add_argument("--in-place", action="store_true", help="write the trained values back into GRAPH itself")
+    g.add_argument("--checkpoint", metavar="FILE", help="checkpoint file (default: OUTPUT's name + .ckpt.json)")
+    g.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="write a checkpoint every N epochs (Ctrl-C always writes one)",
+    )
+    g.add_argument("--resume", metavar="CKPT", help="continue from a checkpoint")
+    g.add_argument("--history", metavar="FILE", help="history JSON (default: OUTPUT's name + .history.json)")
+    g.add_argument("--plot", metavar="IMAGE", help="draw loss/metric curves (needs matplotlib)")
+    g = p.add_argument_group("output")
+    g.add_argument("--quiet", action="store_true", help="print only the summary")
+    g.add_argument(
+        "--log-format", choices=["text", "json"], default="text", help="json: one JSON object per line, for machines"
+    )
+    g.add_argument(
+        "--log-every", type=int, metavar="N", help="epochs between log lines (default 1, or about 50 lines in all)"
+    )
+
+
+def _parse_hyper(items: Sequence[str]) -> dict[str, Any]:
+    hyper: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise TrainingError(f"--hyper {item!r}: expected KEY=VALUE")
+        try:
+            hyper[key] = json.loads(text)
+        except json.JSONDecodeError:
+            hyper[key] = text
+    return hyper
+
+
+def cmd_train(args: Any) -> int:
+    """``graphengine train GRAPH``: returns 0, or 130 when interrupted (a checkpoint is written)."""
+    graph = _load(args)
+    source = Path(args.graph)
+    output = (
+        Path(args.output)
+        if args.output
+        else source
+        if args.in_place
+        else source.with_name(_base(source) + ".trained.json")
+    )
+    history = args.history or output.with_name(_base(output) + ".history.json")
+    progress = "json" if args.log_format == "json" else "quiet" if args.quiet else "auto"
+    result = train(
+        graph,
+        args.data,
+        epochs=args.epochs,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        shuffle=not args.no_shuffle,
+        seed=args.seed,
+        validation_data=args.val,
+        validation_split=args.validation_split,
+        test_data=args.test,
+        optimizer=args.optimizer,
+        hyper=_parse_hyper(args.hyper),
+        lr=args.lr,
+        trainable=args.train,
+        freeze=args.freeze,
+        metric=args.metric,
+        output=output,
+        weights=args.weights,
+        overwrite=args.overwrite,
+        in_place=args.in_place,
+        checkpoint=args.checkpoint,
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
+        history_path=history,
+        plot=args.plot,
+        progress=progress,
+        log_every=args.log_every,
+        plugins=args.plugin,
+    )
+    return 130 if result.status == "interrupted" else 0

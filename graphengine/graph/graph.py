@@ -1,0 +1,138 @@
+"""The :class:`Graph`: a validated file built into a networkx DAG, with every value's static spec."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import networkx as nx
+import numpy as np
+from pydantic import BaseModel
+
+from .. import hooks
+from ..format import GraphV1, InputInfo
+from ..ops import OpDef, TensorSpec
+from ..registry import Registry
+
+if TYPE_CHECKING:  # annotations only: at run time the engine is reached through hooks
+    from ..engine import GradResult, Plan
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A validated node: its op, input names, attribute model and output spec."""
+
+    id: str
+    op: OpDef
+    inputs: tuple[str, ...]
+    attrs: BaseModel
+    spec: TensorSpec
+    json_path: str
+    label: str | None = None
+
+
+class Graph:
+    """A loaded and validated graph.
+
+    Attributes
+    ----------
+    digraph : networkx.DiGraph
+        One node per name (inputs, parameters, constants, op nodes), with
+        attributes ``kind`` (``"input"``, ``"parameter"``, ``"constant"`` or
+        ``"op"``), ``spec`` and, for op nodes, ``op``. An edge ``u -> v`` means v
+        reads u; its ``positions`` attribute lists the input positions.
+    inputs : dict of str to InputInfo
+    parameters : dict of str to numpy.ndarray
+        Trainable values. Replace entries to change them; call
+        :meth:`compile` again afterwards.
+    constants : dict of str to numpy.ndarray
+    nodes : dict of str to NodeInfo
+        In a valid execution (topological) order.
+    outputs : list of str
+    loss : str or None
+        The default output of :meth:`grad`.
+    file : str or None
+    registry : Registry
+    """
+
+    def __init__(
+        self,
+        *,
+        inputs: dict[str, InputInfo],
+        parameters: dict[str, np.ndarray],
+        constants: dict[str, np.ndarray],
+        nodes: dict[str, NodeInfo],
+        outputs: list[str],
+        loss: str | None,
+        digraph: nx.DiGraph,
+        registry: Registry,
+        file: str | None,
+        document: GraphV1,
+    ) -> None:
+        self.inputs = inputs
+        self.parameters = parameters
+        self.constants = constants
+        self.nodes = nodes
+        self.outputs = outputs
+        self.loss = loss
+        self.digraph = digraph
+        self.registry = registry
+        self.file = file
+        self.document = document
+        self._plan: "Plan | None" = None
+
+    @property
+    def parameter_names(self) -> list[str]:
+        return list(self.parameters)
+
+    def spec(self, name: str) -> TensorSpec:
+        """The static shape and dtype of any named value."""
+        return self.digraph.nodes[name]["spec"]  # type: ignore[no-any-return]
+
+    def compile(self) -> "Plan":
+        """Compile into a flat execution plan (once; later calls return the same plan).
+
+        The plan reads :attr:`parameters` on every call, so updating them (as
+        training does) needs no recompilation.
+
+        Examples
+        --------
+        >>> import graphengine
+        >>> g = graphengine.load("examples/seed_network.json")
+        >>> plan = g.compile()
+        >>> round(float(plan.run()["loss"]), 9)
+        0.298371109
+        """
+        if self._plan is None:
+            self._plan = hooks.compiler()(self)
+        return self._plan
+
+    def run(
+        self, feeds: Mapping[str, Any] | None = None, *, outputs: Sequence[str] | None = None
+    ) -> dict[str, np.ndarray]:
+        """Shorthand for ``self.compile().run(...)``."""
+        return self.compile().run(feeds, outputs=outputs)
+
+    def grad(
+        self, feeds: Mapping[str, Any] | None = None, wrt: Sequence[str] | None = None, **kwargs: Any
+    ) -> dict[str, np.ndarray]:
+        """Shorthand for ``self.compile().grad(...)``."""
+        return self.compile().grad(feeds, wrt, **kwargs)
+
+    def value_and_grad(
+        self, feeds: Mapping[str, Any] | None = None, wrt: Sequence[str] | None = None, **kwargs: Any
+    ) -> "GradResult":
+        """Shorthand for ``self.compile().value_and_grad(...)``."""
+        return self.compile().value_and_grad(feeds, wrt, **kwargs)
+
+    def __repr__(self) -> str:
+        return (
+            f"<Graph {self.file or '<dict>'}: {len(self.inputs)} inputs, {len(self.parameters)} parameters, "
+            f"{len(self.nodes)} nodes, outputs {self.outputs}>"
+        )
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
+        return hooks.display(self)
+
+    def _repr_svg_(self) -> str | None:
+        return self._repr_mimebundle_().get("image/svg+xml")

@@ -1,0 +1,102 @@
+""":func:`load` and :func:`load_dict`: a graph file in, a :class:`Graph` out, or a typed error naming the place."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import LimitError, SchemaError
+from ..format import Limits, parse_json, validate_document
+from ..registry import Registry, default_registry
+from .build import Builder
+from .graph import Graph
+
+
+def load(
+    path: str | os.PathLike[str],
+    *,
+    registry: Registry | None = None,
+    plugins: Sequence[str] = (),
+    limits: Limits | None = None,
+    allow_nonfinite: bool = False,
+) -> Graph:
+    """Load, validate and build a graph file.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        The JSON graph file. Weight files it names must sit in its folder.
+    registry : Registry, optional
+        Ops to resolve names against; default: installed plugins plus ``plugins``.
+    plugins : sequence of str
+        Extra plugins (file paths or module names), as ``--plugin`` on the CLI.
+    limits : Limits, optional
+    allow_nonfinite : bool
+        Accept ``NaN`` and ``Infinity`` literals in the JSON (rejected by default).
+
+    Returns
+    -------
+    Graph
+
+    Raises
+    ------
+    GraphFileError
+        A subclass naming the file, the JSON path and the node: SchemaError,
+        DuplicateIdError, DanglingReferenceError, CycleError, UnknownOpError,
+        ArityError, OpAttributeError, ShapeError, UnsafePathError, LimitError.
+    PluginError
+        When one of ``plugins`` cannot be loaded.
+
+    Examples
+    --------
+    >>> import graphengine
+    >>> g = graphengine.load("examples/seed_network.json")
+    >>> sorted(g.parameters)
+    ['W_h', 'W_o', 'b_h', 'b_o']
+    >>> g.digraph.has_edge("W_h", "h_pre")
+    True
+    """
+    limits = limits or Limits()
+    file = str(path)
+    try:
+        size = os.stat(path).st_size
+        if size > limits.max_file_bytes:
+            raise LimitError(f"file is {size} bytes, over the limit max_file_bytes={limits.max_file_bytes}", file=file)
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except OSError as exc:
+        raise SchemaError(f"cannot read graph file: {exc.strerror or exc}", file=file) from None
+    data = parse_json(raw, file=file, allow_nonfinite=allow_nonfinite)
+    return load_dict(
+        data,
+        base_dir=Path(path).parent,
+        file=file,
+        registry=registry,
+        plugins=plugins,
+        limits=limits,
+        allow_nonfinite=allow_nonfinite,
+    )
+
+
+def load_dict(
+    data: Any,
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+    file: str | None = None,
+    registry: Registry | None = None,
+    plugins: Sequence[str] = (),
+    limits: Limits | None = None,
+    allow_nonfinite: bool = False,
+) -> Graph:
+    """Validate and build a graph from an already-parsed JSON document.
+
+    ``base_dir`` is the folder weight files are read from; without it, a
+    graph that refers to files is rejected. See :func:`load` for the rest.
+    """
+    limits = limits or Limits()
+    registry = registry or default_registry(plugins)
+    doc = validate_document(data, file, limits)
+    return Builder(
+        doc, data, registry, file, Path(base_dir) if base_dir is not None else None, limits, allow_nonfinite
+    ).build()

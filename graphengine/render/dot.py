@@ -1,0 +1,293 @@
+"""The picture drawn as Graphviz DOT: HTML-like tables, arrows, clusters, the legend and tooltips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from ..errors import RenderError
+
+if TYPE_CHECKING:
+    import graphviz
+
+    from ..graph import Graph
+
+from .numbers import _esc, _html_value, _inline, _nonfinite, _number, _shape, _term
+from .picture import _Box, _Picture
+from .style import (
+    BACKWARD,
+    DIM,
+    DIM_TEXT,
+    FORWARD,
+    INSTALL_HINT,
+    KIND_BORDER,
+    KIND_FILL,
+    LOSS_BORDER,
+    LOSS_FILL,
+    SUBSCRIPTS,
+    TALL_AFTER,
+    TOOLTIP_ELEMENTS,
+    WARN,
+)
+
+
+def _draw(
+    graph: "Graph",
+    picture: _Picture,
+    on_path: set[Any] | None,
+    highlight: str | None,
+    rankdir: str | None,
+    title: str | None,
+) -> "graphviz.Digraph":
+    import graphviz
+
+    name = title or graph.document.name or (Path(graph.file).stem if graph.file else "graph")
+    has_grad = any(b.grad is not None for b in picture.boxes.values())
+    dot = graphviz.Digraph(name=name, engine="dot")
+    rankdir = rankdir or ("TB" if len(picture.boxes) > TALL_AFTER else "LR")
+    lr = rankdir == "LR"
+    dot.attr(
+        rankdir=rankdir,
+        newrank="true",
+        nodesep="0.25",
+        ranksep="0.55",
+        fontname="Helvetica",
+        fontsize="11",
+        tooltip=name,
+        label=_legend(name, picture, has_grad, highlight),
+        labelloc="b",
+        labeljust="l",
+    )
+    dot.attr("node", shape="plain", fontname="Helvetica", fontsize="10")
+    dot.attr("edge", fontname="Helvetica", fontsize="9")
+
+    # Clusters: layer label, then (unit drawing) one per tensor.
+    layers: dict[str | None, dict[str | None, list[_Box]]] = {}
+    for box in picture.boxes.values():
+        group = box.value_name if box.value_name in picture.clusters else None
+        layers.setdefault(box.layer, {}).setdefault(group, []).append(box)
+    numbered = {layer: k for k, layer in enumerate(name for name in layers if name)}
+    # Without this, a layer's weights take the rank of the previous layer's output, so layer frames
+    # cannot stack and a deep network drifts into a staircase.
+    readers: dict[str, set[str]] = {}
+    for wire in picture.wires:
+        readers.setdefault(wire.src, set()).add(wire.dst)
+    pins = {
+        name: next(iter(readers[name]))
+        for name, box in picture.boxes.items()
+        if not picture.units and box.kind in ("parameter", "constant") and box.layer and len(readers.get(name, ())) == 1
+    }
+    for layer, groups in layers.items():
+        outer = dot.subgraph(name=f"cluster_layer{numbered[layer]}") if layer else _Same(dot)
+        with outer as lg:
+            if layer:
+                lg.attr(
+                    label=layer,
+                    style="rounded,filled",
+                    fillcolor="#f8fafc",
+                    color="#cbd5e1",
+                    fontcolor="#475569",
+                    fontsize="11",
+                    labeljust="l",
+                )
+            for group, boxes in groups.items():
+                inner = lg.subgraph(name=f"cluster_v_{group}") if group else _Same(lg)
+                with inner as vg:
+                    if group:
+                        dim = on_path is not None and not any(b.id in on_path for b in boxes)
+                        vg.attr(
+                            label=picture.clusters[group],
+                            style="rounded,dashed",
+                            color=DIM if dim else "#94a3b8",
+                            fontcolor=DIM_TEXT if dim else "#334155",
+                            fontsize="10",
+                            labeljust="l",
+                        )
+                    for leaf, reader in pins.items():  # a layer's weights beside the node that reads them
+                        if picture.boxes[reader].layer == layer and picture.boxes[leaf] in boxes:
+                            with vg.subgraph() as same:
+                                same.attr(rank="same")
+                                same.node(leaf)
+                                same.node(reader)
+                    for box in (
+                        reversed(boxes) if lr and group else boxes
+                    ):  # LR stacks a frame bottom-up: keep x[0] on top
+                        dim = on_path is not None and box.id not in on_path
+                        bold = on_path is not None and not dim
+                        vg.node(
+                            box.id,
+                            label=_table(box, picture, dim, bold),
+                            tooltip=_box_tooltip(box, picture.output),
+                            **({"class": "highlight"} if bold else {"class": "dimmed"} if dim else {}),
+                        )
+
+    for wire in picture.wires:
+        dim = on_path is not None and (wire.src, wire.dst) not in on_path
+        bold = on_path is not None and not dim
+        css = {"class": "highlight"} if bold else {"class": "dimmed"} if dim else {}
+        dot.edge(
+            wire.src,
+            wire.dst,
+            weight="8"
+            if picture.boxes[wire.src].kind == "op"
+            else "1",  # keep the op chain straight; leaves hang off it
+            color=DIM if dim else FORWARD,
+            penwidth="2.2" if bold else "1.2",
+            arrowsize="0.7",
+            tooltip=f"forward: {wire.src} is read by {wire.dst}",
+            **css,
+        )
+        if wire.contribution is not None:
+            label = f"{wire.tag} = " if wire.tag else ""
+            label += _inline(wire.contribution)
+            dot.edge(
+                wire.src,
+                wire.dst,
+                dir="back",
+                style="dashed",
+                color=DIM if dim else BACKWARD,
+                fontcolor=DIM_TEXT if dim else BACKWARD,
+                penwidth="3" if bold else "1.2",
+                arrowsize="0.7",
+                label=label,
+                tooltip=_tooltip(f"backward: contribution {wire.dst} sends to {wire.src}", wire.contribution),
+                **css,
+            )
+    return dot
+
+
+class _Same:
+    """Stands in for a subgraph context when there is no cluster."""
+
+    def __init__(self, dot: Any) -> None:
+        self.dot = dot
+
+    def __enter__(self) -> Any:
+        return self.dot
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+def _table(box: _Box, picture: _Picture, dim: bool, bold: bool) -> str:
+    is_loss = box.value_name == picture.output
+    fill = LOSS_FILL if is_loss else KIND_FILL[box.kind]
+    border = LOSS_BORDER if is_loss else KIND_BORDER[box.kind]
+    text, grad_colour = "#111827", BACKWARD
+    if dim:
+        fill, border, text, grad_colour = "#f9fafb", DIM, DIM_TEXT, DIM_TEXT
+    width = 3 if is_loss or bold else 2 if box.kind == "parameter" else 1
+    style = ' STYLE="ROUNDED"' if box.kind == "op" else ""
+    head = f"<B>{_esc(box.name)}</B>"
+    if box.formula:
+        head += f" = {_esc(box.formula)}"
+    elif not picture.units or box.id == box.value_name:
+        head += f" <I>({box.kind})</I>"
+    if is_loss and box.id == box.value_name:
+        head = "<B>LOSS</B> · " + head if picture.output == (box.value_name) else head
+    rows = [f'<TR><TD BGCOLOR="{fill}"><FONT COLOR="{text}">{head}</FONT></TD></TR>']
+    if box.value is not None:
+        shape = f"shape {_shape(box.shape or ())}   " if not picture.units else ""
+        rows.append(f'<TR><TD ALIGN="LEFT"><FONT COLOR="{text}">{shape}value {_html_value(box.value)}</FONT></TD></TR>')
+        warning = _nonfinite(box.value)
+        if warning:
+            rows.append(
+                f'<TR><TD BGCOLOR="{"#f9fafb" if dim else WARN}"><FONT COLOR="{text}">⚠ {warning}</FONT></TD></TR>'
+            )
+    elif box.spec:
+        rows.append(f'<TR><TD ALIGN="LEFT"><FONT COLOR="{text}">{_esc(box.spec)}</FONT></TD></TR>')
+    if box.grad is not None:
+        label = f"∂{_esc(picture.output or 'out')}/∂{_esc(box.name)}"
+        if box.id == picture.output:
+            label += " (seed)"
+        rows.append(
+            f'<TR><TD ALIGN="LEFT"><FONT COLOR="{grad_colour}">{label} = {_html_value(box.grad)}</FONT></TD></TR>'
+        )
+        warning = _nonfinite(box.grad)
+        if warning:
+            rows.append(
+                f'<TR><TD BGCOLOR="{"#f9fafb" if dim else WARN}"><FONT COLOR="{text}">⚠ gradient: {warning}</FONT></TD></TR>'
+            )
+    if box.fan_in:
+        tags = " + ".join(f"c{k}".translate(SUBSCRIPTS) for k in range(1, len(box.fan_in) + 1))
+        if all(np.size(c) <= 1 for _, c in box.fan_in) and box.grad is not None:
+            numbers = " + ".join(_term(float(np.asarray(c).reshape(-1)[0])) for _, c in box.fan_in)
+            total = _number(float(np.asarray(box.grad).reshape(-1)[0]))
+            sigma = f"Σ = {tags} = {numbers} = {total}"
+        else:
+            sigma = f"Σ = {tags} = the gradient above"
+        sources = ", ".join(
+            f"c{k}".translate(SUBSCRIPTS) + f" from {_esc(dst)}" for k, (dst, _) in enumerate(box.fan_in, 1)
+        )
+        rows.append(
+            f'<TR><TD ALIGN="LEFT" BGCOLOR="{"#f9fafb" if dim else "#fdecea"}"><FONT COLOR="{grad_colour}"><B>{sigma}</B><BR/><FONT POINT-SIZE="8">{sources}</FONT></FONT></TD></TR>'
+        )
+    return f'<<TABLE BORDER="{width}" CELLBORDER="0" CELLSPACING="0" CELLPADDING="3" COLOR="{border}"{style}>{"".join(rows)}</TABLE>>'
+
+
+def _legend(name: str, picture: _Picture, has_grad: bool, highlight: str | None) -> str:
+    kinds = {b.kind for b in picture.boxes.values()}
+    swatches = "".join(
+        f'<TD BGCOLOR="{KIND_FILL[k]}" BORDER="1" COLOR="{KIND_BORDER[k]}"> {k if k != "op" else "op result"} </TD>'
+        for k in ("input", "parameter", "constant", "op")
+        if k in kinds
+    )
+    if picture.output in picture.boxes or picture.output in picture.clusters:
+        swatches += f'<TD BGCOLOR="{LOSS_FILL}" BORDER="3" COLOR="{LOSS_BORDER}"> {_esc(picture.output or "")} (differentiated) </TD>'
+    swatches = f'<TABLE BORDER="0" CELLSPACING="4"><TR>{swatches}</TR></TABLE>'
+    lines = [f'<FONT COLOR="{FORWARD}">──▶ solid: forward, the value flows to the op that reads it</FONT>']
+    if has_grad:
+        out = _esc(picture.output or "out")
+        lines.append(
+            f'<FONT COLOR="{BACKWARD}">◀- - dashed red: backward, the contribution to ∂{out}/∂(input) sent back along the arrow</FONT>'
+        )
+        lines.append(
+            f'<FONT COLOR="{BACKWARD}">Σ = c₁ + c₂ + …: a value read several times gets one contribution per reader; its gradient is their sum</FONT>'
+        )
+    if picture.clusters:
+        lines.append("one box per tensor element; dashed frames group a tensor's elements")
+    if highlight:
+        lines.append(
+            f"bold: every path from {_esc(picture.output or 'the output')} back to {_esc(highlight)}; the rest is dimmed"
+        )
+    body = "".join(f'<TR><TD ALIGN="LEFT">{line}</TD></TR>' for line in lines)
+    return f'<<TABLE BORDER="0" CELLSPACING="3" CELLPADDING="2"><TR><TD ALIGN="LEFT"><B>{_esc(name)}</B></TD></TR><TR><TD ALIGN="LEFT">{swatches}</TD></TR>{body}</TABLE>>'
+
+
+def _tooltip(title: str, value: Any) -> str:
+    a = np.asarray(value)
+    if a.size > TOOLTIP_ELEMENTS:
+        text = np.array2string(
+            a.reshape(-1)[:TOOLTIP_ELEMENTS], precision=8, threshold=TOOLTIP_ELEMENTS + 1, max_line_width=120
+        )
+        text += f" ... (first {TOOLTIP_ELEMENTS} of {a.size}; --trace FILE.json has all)"
+    else:
+        text = np.array2string(a, precision=8, threshold=TOOLTIP_ELEMENTS + 1, max_line_width=120)
+    return f"{title}\n{text}".replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _box_tooltip(box: _Box, output: str | None) -> str:
+    parts = []
+    if box.value is not None:
+        parts.append(_tooltip(f"{box.name}{' = ' + box.formula if box.formula else ''} ({box.kind}) value", box.value))
+    if box.grad is not None:
+        parts.append(_tooltip(f"gradient d{output}/d{box.name}", box.grad))
+    for k, (dst, c) in enumerate(box.fan_in, 1):
+        parts.append(_tooltip(f"c{k} from {dst}", c))
+    return "\\n".join(parts) or box.name
+
+
+def _pipe(dot: "graphviz.Digraph", fmt: str) -> bytes:
+    import subprocess
+
+    import graphviz
+
+    try:
+        return dot.pipe(format=fmt)
+    except graphviz.ExecutableNotFound:
+        raise RenderError(INSTALL_HINT.format(fmt=fmt.upper())) from None
+    except (graphviz.CalledProcessError, subprocess.CalledProcessError) as exc:
+        stderr = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else str(exc.stderr or "")
+        raise RenderError(f"Graphviz 'dot' failed to render {fmt.upper()}: {' '.join(stderr.split()) or exc}") from None

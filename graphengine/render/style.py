@@ -1,0 +1,56 @@
+"""Colours and sizes of a diagram: one meaning each, also explained in the legend."""
+
+from __future__ import annotations
+
+#: Tensors with at most this many elements are printed in full.
+FULL_ELEMENTS = 6
+
+
+#: Tooltips hold the full value up to this many elements.
+TOOLTIP_ELEMENTS = 10_000
+
+
+#: Output formats, by file suffix.
+FORMATS = ("dot", "gv", "svg", "png", "pdf")
+
+
+#: Unit (per-element) drawing is chosen automatically below these sizes.
+UNIT_MAX_ELEMENTS = 8
+
+
+UNIT_MAX_TOTAL = 48
+
+
+#: Graphs with more boxes than this are laid out top to bottom.
+TALL_AFTER = 40
+
+
+INSTALL_HINT = (
+    "the Graphviz 'dot' program is needed for {fmt} output but was not found on PATH; install Graphviz "
+    "(Debian/Ubuntu: sudo apt-get install graphviz; macOS: brew install graphviz; conda: conda install graphviz) "
+    "or write DOT instead (-o diagram.dot)"
+)
+
+
+# Colours: one meaning each, also explained in the legend.
+FORWARD = "#4b5563"
+
+
+BACKWARD = "#c0392b"
+
+
+DIM = "#d1d5db"
+
+
+DIM_TEXT = "#9ca3af"
+
+
+WARN = "#f59e0b"
+
+
+KIND_FILL = {"input": "#dbeafe", "parameter": "#fde68a", "constant": "#e5e7eb", "op": "#dcfce7"}
+
+
+KIND_BORDER = {"input": "#1d4ed8", "parameter": "#b45309", "constant": "#6b7280", "op": "#15803d"}
+LOSS_FILL, LOSS_BORDER = "#fecaca", "#b91c1c"
+SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
