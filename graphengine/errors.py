@@ -32,7 +32,8 @@ Hierarchy::
 
 from __future__ import annotations
 
-from typing import Any
+import difflib
+from typing import Any, Iterable
 
 __all__ = [
     "GraphEngineError",
@@ -202,6 +203,40 @@ class NonFiniteError(TrainingError):
 
 class SaveError(GraphEngineError):
     """A graph, checkpoint or history file could not be written (the old file, if any, is intact)."""
+
+
+# --- "did you mean": one helper, one cutoff ------------------------------------------------
+
+
+def close_matches(name: str, choices: Iterable[str], *, n: int = 3) -> list[str]:
+    """Up to ``n`` of ``choices`` that look like ``name`` (difflib, cutoff 0.6), best first.
+
+    A name over 128 characters has no close match: comparing it would cost more than it helps.
+
+    Examples
+    --------
+    >>> close_matches("sigmod", ["sigmoid", "tanh", "softmax"])
+    ['sigmoid']
+    """
+    if len(name) > 128:
+        return []
+    return difflib.get_close_matches(name, list(choices), n=n, cutoff=0.6)
+
+
+def did_you_mean(name: str, choices: Iterable[str], *, otherwise: str = "") -> str:
+    """``"; did you mean 'x'?"`` for a message, or ``otherwise`` when nothing is close.
+
+    Examples
+    --------
+    >>> did_you_mean("W_0", ["W_o", "b_o"])
+    "; did you mean 'W_o'?"
+    >>> did_you_mean("zzz", ["W_o"], otherwise="; see `graphengine ops`")
+    '; see `graphengine ops`'
+    """
+    close = close_matches(name, choices)
+    if not close:
+        return otherwise
+    return f"; did you mean {' or '.join(repr(clip(c, 80)) for c in close)}?"
 
 
 # --- quoting text from a file in a message -------------------------------------------------

@@ -10,7 +10,6 @@ never add a plugin.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -20,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .errors import DuplicateOpError, PluginImportError
+from .errors import DuplicateOpError, PluginImportError, close_matches
 from .ops import OpDef
 
 __all__ = ["Registry", "default_registry", "ENTRY_POINT_GROUP"]
@@ -87,7 +86,7 @@ class Registry:
 
     def suggest(self, name: str) -> list[str]:
         """Registered names close to ``name``, for "did you mean"."""
-        return difflib.get_close_matches(name, list(self.ops), n=3, cutoff=0.6)
+        return close_matches(name, self.ops)
 
     def load_entry_points(self, group: str = ENTRY_POINT_GROUP) -> None:
         """Register the ops of every installed package's entry point in ``group``.

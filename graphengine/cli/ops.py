@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from ..errors import FeedError
+from ..errors import FeedError, did_you_mean, show
 
 
 def cmd_ops(args: argparse.Namespace) -> int:
@@ -49,9 +49,9 @@ def cmd_check_op(args: argparse.Namespace) -> int:
 
     registry = default_registry(args.plugin)
     if args.name not in registry:
-        close = registry.suggest(args.name)
-        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else "; see `graphengine ops`"
-        raise FeedError(f"unknown op {args.name!r}{hint}")
+        raise FeedError(
+            f"unknown op {show(args.name)}{did_you_mean(args.name, registry.ops, otherwise='; see `graphengine ops`')}"
+        )
     count = check_op_samples(registry[args.name], rng=np.random.default_rng(args.seed))
     print(f"{args.name}: {count} sample{'s' if count != 1 else ''} checked, every VJP agrees with finite differences")
     return 0

@@ -17,13 +17,12 @@ cost more than it saves.
 
 from __future__ import annotations
 
-import difflib
 import functools
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import ExecutionError, FeedError
+from ..errors import ExecutionError, FeedError, did_you_mean
 from ..graph import Graph
 from ..ops import TensorSpec, format_shape
 from .codegen import ForwardStep, Program, generate
@@ -351,8 +350,7 @@ class Plan:
     def _check_names(self, names: Sequence[str], what: str) -> None:
         for name in names:
             if name not in self.slot:
-                close = difflib.get_close_matches(name, self.names, n=3, cutoff=0.6)
-                hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+                hint = did_you_mean(name, self.names)
                 raise FeedError(f"{what}: no value named {name!r} in the graph{hint}")
 
     def _seed(self, out: Any, cotangent: Any, output: str) -> np.ndarray:

@@ -18,6 +18,7 @@ from ..errors import (
     LimitError,
     OpAttributeError,
     UnknownOpError,
+    did_you_mean,
 )
 from ..errors import clip as _clip
 from ..errors import show as _show
@@ -120,20 +121,17 @@ class Builder:
                 self.where[name] = path
 
     def _did_you_mean(self, name: str) -> str:
-        import difflib
 
-        close = difflib.get_close_matches(name, list(self.where), n=3, cutoff=0.6)
-        return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+        return did_you_mean(name, self.where)
 
     def _resolve_node(self, index: int) -> tuple[str, OpDef, BaseModel, str]:
         decl = self.doc.nodes[index]
         path = f"$.nodes[{index}]"
         if decl.op not in self.registry:
-            close = self.registry.suggest(decl.op) if len(decl.op) <= 128 else []
-            hint = (
-                f"; did you mean {' or '.join(repr(c) for c in close)}?"
-                if close
-                else "; if a plugin defines it, load the plugin (--plugin FILE_OR_MODULE, or plugins=[...]); `graphengine ops` lists the ops"
+            hint = did_you_mean(
+                decl.op,
+                self.registry.ops,
+                otherwise="; if a plugin defines it, load the plugin (--plugin FILE_OR_MODULE, or plugins=[...]); `graphengine ops` lists the ops",
             )
             raise self.error(UnknownOpError, f"unknown op {_show(decl.op)}{hint}", f"{path}.op", decl.id)
         op = self.registry[decl.op]

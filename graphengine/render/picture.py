@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import networkx as nx
 import numpy as np
 
-from ..errors import ExecutionError, FeedError, RenderError
+from ..errors import ExecutionError, FeedError, RenderError, did_you_mean
 from ..ops import unbroadcast
 
 if TYPE_CHECKING:
@@ -209,10 +209,7 @@ def _tag_fan_in(picture: _Picture) -> None:
 
 def _highlight_set(graph: "Graph", picture: _Picture, name: str) -> set[tuple[str, str] | str]:
     if name not in graph.digraph:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(graph.digraph.nodes), n=3)
-        hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+        hint = did_you_mean(name, graph.digraph.nodes)
         raise RenderError(f"--highlight {name!r}: no such value in the graph{hint}")
     flow = nx.DiGraph()
     flow.add_nodes_from(picture.boxes)

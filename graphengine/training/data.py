@@ -19,7 +19,6 @@ one element of it, flattened row-major: ``x[0]``, ``x[1]``, ... ``x[63]``.
 from __future__ import annotations
 
 import csv
-import difflib
 import math
 import re
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, did_you_mean
 from ..ops import format_shape
 
 if TYPE_CHECKING:
@@ -207,8 +206,7 @@ def _check(raw: dict[str, np.ndarray], graph: "Graph", label: str) -> Dataset:
     inputs = graph.inputs
     for name in raw:
         if name not in inputs:
-            close = difflib.get_close_matches(name, list(inputs), n=3, cutoff=0.6)
-            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            hint = did_you_mean(name, inputs)
             raise DataError(
                 f"{label}: array {name!r} matches no input of the graph (inputs: {', '.join(inputs)}){hint}"
             )

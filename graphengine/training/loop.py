@@ -39,7 +39,7 @@ from typing import IO, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import NonFiniteError, SaveError, TrainingError
+from ..errors import NonFiniteError, SaveError, TrainingError, did_you_mean
 from ..format import SavedGraph, atomic_write_bytes, check_writable, format_document
 from ..graph import Graph, load, save
 from ..ops import format_shape
@@ -421,12 +421,10 @@ def train(
 
 
 def _trainable(graph: Graph, trainable: Sequence[str] | None, freeze: Sequence[str]) -> list[str]:
-    import difflib
 
     for name in [*(trainable or []), *freeze]:
         if name not in graph.parameters:
-            close = difflib.get_close_matches(name, list(graph.parameters), n=3, cutoff=0.6)
-            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            hint = did_you_mean(name, graph.parameters)
             raise TrainingError(
                 f"{name!r} is not a parameter of the graph (parameters: {', '.join(graph.parameters)}){hint}"
             )

@@ -29,7 +29,6 @@ Examples
 
 from __future__ import annotations
 
-import difflib
 import importlib.metadata
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -38,7 +37,7 @@ from typing import Any, ClassVar, Mapping, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import DuplicateOpError, PluginImportError, TrainingError
+from ..errors import DuplicateOpError, PluginImportError, TrainingError, did_you_mean
 
 __all__ = [
     "Optimizer",
@@ -201,8 +200,7 @@ class OptimizerRegistry:
 
     def __getitem__(self, name: str) -> type[Optimizer]:
         if name not in self.classes:
-            close = difflib.get_close_matches(name, list(self.classes), n=3, cutoff=0.5)
-            hint = f"; did you mean {' or '.join(map(repr, close))}?" if close else ""
+            hint = did_you_mean(name, self.classes)
             raise TrainingError(f"unknown optimizer {name!r} (known: {', '.join(sorted(self.classes))}){hint}")
         return self.classes[name]
 
