@@ -84,6 +84,12 @@ class Plan:
         self._param_slots = [(slot[name], name) for name in graph.parameters]
         self._const_slots = [(slot[name], name) for name in graph.constants]
         self._n_sources = len(graph.inputs) + len(graph.parameters) + len(graph.constants)
+        # Inputs with named dimensions: (slot, input name, ((axis, dimension name), ...)). Usually none.
+        self._named_dims = [
+            (slot[name], name, tuple((axis, d) for axis, d in enumerate(info.dims) if isinstance(d, str)))
+            for name, info in graph.inputs.items()
+            if any(isinstance(d, str) for d in info.dims)
+        ]
 
     def _cast_spec(self, spec: TensorSpec) -> TensorSpec:
         if self.dtype is not None and spec.dtype.kind == "f":
@@ -386,6 +392,8 @@ class Plan:
                 if info.default is None:
                     raise FeedError(f"input {name!r} ({self.specs[slot]}) needs a value: feed it or give it a default")
                 values[slot] = self._cast(info.default)
+        if self._named_dims:
+            self._bind_dimension_names(values)
         for slots, table in ((self._param_slots, graph.parameters), (self._const_slots, graph.constants)):
             if self.dtype is None:
                 for slot, name in slots:
@@ -396,6 +404,22 @@ class Plan:
                     if values[slot] is None:
                         values[slot] = self._cast(table[name])
         return values
+
+    def _bind_dimension_names(self, values: list[Any]) -> None:
+        """Every use of a dimension name within one call binds one size; a second size is a FeedError."""
+        bound: dict[str, tuple[int, str, int]] = {}  # dimension name -> (size, input, axis) that bound it
+        for slot, name, axes in self._named_dims:
+            value = values[slot]
+            if value is None:  # not needed by this request
+                continue
+            for axis, dim in axes:
+                size = value.shape[axis]
+                first = bound.setdefault(dim, (size, name, axis))
+                if first[0] != size:
+                    raise FeedError(
+                        f"dimension {dim!r} is {first[0]} in input {first[1]!r} (axis {first[2]}) "
+                        f"but {size} in input {name!r} (axis {axis}); every use of {dim!r} must have one size in a call"
+                    )
 
     def _coerce(self, name: str, value: Any, spec: TensorSpec) -> np.ndarray:
         try:

@@ -21,12 +21,14 @@ folds the registered ops' attribute models into the published JSON Schema.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal, Optional, Union
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainValidator,
     WithJsonSchema,
     create_model,
     model_validator,
@@ -61,6 +63,40 @@ Name = Annotated[
 
 Dim = Annotated[int, Field(ge=0)]
 
+_DIM_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}\Z")
+
+
+def _input_dim(value: Any) -> int | str | None:
+    # One validator for the three kinds, so an error names the dimension itself (not a union member).
+    if value is None or (type(value) is int and value >= 0):
+        return value  # type: ignore[no-any-return]
+    if type(value) is str and _DIM_NAME.match(value):
+        return value
+    if type(value) is int:
+        raise ValueError("Input should be greater than or equal to 0")
+    raise ValueError(
+        'a dimension is an integer >= 0, null (any size), or a name such as "batch" '
+        "(a letter or _, then letters, digits or _; at most 64)"
+    )
+
+
+#: An input's dimension: a size, null (any size), or a name such as "batch" (any size, the same
+#: size wherever the name appears in one call).
+InputDim = Annotated[
+    Union[int, str, None],
+    PlainValidator(_input_dim),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 0},
+                {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                {"type": "null"},
+            ],
+            "description": "A size; null for any size; or a dimension name, which binds one size per call.",
+        }
+    ),
+]
+
 _NESTED_NUMBERS = {
     "description": "A number, or nested lists of numbers (row-major), e.g. [[1, 2], [3, 4]].",
     "anyOf": [{"type": "number"}, {"type": "array", "items": {"$ref": "#/$defs/NestedNumbers"}}],
@@ -79,7 +115,12 @@ class InputDecl(_Strict):
     """A value fed at run time."""
 
     name: Name
-    shape: list[Optional[Dim]] = Field(description="Dimensions; null leaves one free (e.g. the batch), fixed when fed.")
+    shape: list[InputDim] = Field(
+        description=(
+            'Dimensions: a size; null for any size, fixed when fed; or a name such as "batch", '
+            "which binds one size across every input that uses it in one call."
+        )
+    )
     dtype: Optional[DTypeName] = Field(None, description="Element type; default: the graph's dtype.")
     default: NestedNumbers = Field(None, description="Value used when none is fed.")
     description: Optional[str] = None

@@ -30,11 +30,17 @@ _DTYPES = {name: np.dtype(name) for name in ("float32", "float64", "int32", "int
 
 @dataclass(frozen=True)
 class InputInfo:
-    """A run-time input: its spec and optional default value."""
+    """A run-time input: its spec, optional default value, and declared dimensions.
+
+    ``spec.shape`` holds ``None`` for every free dimension, named or not: shape
+    rules see a named dimension as free. ``dims`` keeps the names (a size, a
+    name, or None per axis); the plan binds each name to one size per call.
+    """
 
     spec: TensorSpec
     default: np.ndarray | None
     json_path: str
+    dims: tuple[int | str | None, ...] = ()
 
 
 def _fits(shape: Sequence[int], declared: Sequence[int | None]) -> bool:
@@ -127,19 +133,21 @@ class TensorReader:
 
     def read_input(self, index: int, decl: Any) -> InputInfo:
         path = f"$.inputs[{index}]"
-        self.check_shape(decl.shape, f"{path}.shape", decl.name)
-        spec = TensorSpec(tuple(decl.shape), self._dtype(decl.dtype))
+        dims = tuple(decl.shape)
+        free = tuple(d if isinstance(d, int) else None for d in dims)  # a named dimension is free to shape rules
+        self.check_shape(free, f"{path}.shape", decl.name)
+        spec = TensorSpec(free, self._dtype(decl.dtype))
         default = None
         if decl.default is not None:
             default = self._literal(decl.default, spec.dtype, f"{path}.default", decl.name)
             if not _fits(default.shape, spec.shape):
                 raise self.error(
                     ShapeError,
-                    f"default has shape {format_shape(default.shape)} but the input is declared {format_shape(spec.shape)}",
+                    f"default has shape {format_shape(default.shape)} but the input is declared {format_shape(dims)}",
                     f"{path}.default",
                     decl.name,
                 )
-        return InputInfo(spec, default, path)
+        return InputInfo(spec, default, path, dims)
 
     def read_tensor(self, section: str, index: int, decl: TensorDecl) -> np.ndarray:
         path = f"$.{section}[{index}]"

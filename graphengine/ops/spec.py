@@ -84,10 +84,10 @@ def elementwise_rule(*specs: TensorSpec, attrs: Any = None) -> TensorSpec:
     return TensorSpec(broadcast_shapes(*(s.shape for s in specs)), common_dtype(*specs))
 
 
-def _fmt_shape(shape: Iterable[int | None]) -> str:
+def _fmt_shape(shape: Iterable[int | str | None]) -> str:
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ("," if len(tuple(shape)) == 1 else "") + ")"
 
 
-def format_shape(shape: Iterable[int | None]) -> str:
-    """``(None, 3)`` as ``(?, 3)``, for messages."""
+def format_shape(shape: Iterable[int | str | None]) -> str:
+    """``(None, 3)`` as ``(?, 3)`` and ``("batch", 3)`` as ``(batch, 3)``, for messages."""
     return _fmt_shape(tuple(shape))
