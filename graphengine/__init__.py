@@ -84,6 +84,7 @@ __all__ = [
     "FanIn",
     # plugins
     "OpDef",
+    "LossInfo",
     "NoAttrs",
     "TensorSpec",
     "Registry",

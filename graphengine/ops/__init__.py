@@ -39,7 +39,7 @@ Layer: the bottom, beside :mod:`graphengine.errors`. It imports nothing else
 of graphengine, so a plugin can depend on it alone.
 """
 
-from .opdef import NoAttrs, OpDef, Sample
+from .opdef import LossInfo, NoAttrs, OpDef, Sample
 from .spec import (
     FLOAT_DTYPES,
     TensorSpec,
@@ -54,6 +54,7 @@ __all__ = [
     "TensorSpec",
     "NoAttrs",
     "OpDef",
+    "LossInfo",
     "Sample",
     "broadcast_shapes",
     "common_dtype",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -30,6 +30,63 @@ ShapeRule = Callable[..., "TensorSpec"]  # shape_rule(*specs, attrs) -> spec
 
 #: One gradcheck case: input arrays and attribute dict.
 Sample = tuple[Sequence[np.ndarray], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class LossInfo:
+    """What training and data-parallel runs need to know of a loss op, declared as data.
+
+    The engine has no list of op names: it learns from this record which input
+    holds the prediction, which the target, whether the target holds class
+    labels, and how the loss combines examples.
+
+    Parameters
+    ----------
+    prediction : str
+        Name of the input that holds the prediction (e.g. the logits).
+    target : str
+        Name of the input that holds the target.
+    class_labels : bool
+        The target holds class labels over the prediction's last axis: integer
+        indices in ``[0, classes)`` (checked in training data), or one-hot rows.
+        Such a loss supports the ``accuracy`` metric.
+    reduction : {"mean", "sum", "none"}
+        How the loss combines the examples (along the first axis), when no
+        attribute says otherwise. A mean over shards must weight each shard by
+        its size; a sum need not.
+    reduction_attr : str or None
+        Name of the attribute that chooses the reduction, if any. Its values map
+        to a reduction through ``reductions`` (default: the value itself).
+    reductions : mapping of str to str
+        Attribute value -> reduction, e.g. ``{"half_sum": "sum"}``.
+    batch_axis : int
+        Axis of the prediction and target that indexes the examples (0).
+
+    Examples
+    --------
+    >>> info = LossInfo("prediction", "target", reduction_attr="reduction", reductions={"half_sum": "sum"})
+    >>> info.reduction_of({"reduction": "half_sum"}), info.reduction_of({"reduction": "mean"})
+    ('sum', 'mean')
+    """
+
+    prediction: str
+    target: str
+    class_labels: bool = False
+    reduction: str = "mean"
+    reduction_attr: str | None = None
+    reductions: Mapping[str, str] = field(default_factory=dict)
+    batch_axis: int = 0
+
+    def reduction_of(self, attrs: Any) -> str:
+        """The reduction of a node with these attributes (a model or a dict): "mean", "sum" or "none"."""
+        if self.reduction_attr is None:
+            return self.reduction
+        value = (
+            attrs.get(self.reduction_attr) if isinstance(attrs, Mapping) else getattr(attrs, self.reduction_attr, None)
+        )
+        if value is None:
+            return self.reduction
+        return self.reductions.get(value, value)
 
 
 @dataclass(frozen=True)
@@ -62,6 +119,9 @@ class OpDef:
         VJPs, broadcasting cases included.
     doc : str
         One line shown by ``graphengine ops``.
+    loss : LossInfo or None
+        For a loss op: which inputs are the prediction and the target, and how
+        it reduces over examples (training and data-parallel runs read it).
     """
 
     name: str
@@ -74,6 +134,7 @@ class OpDef:
     vjp_needs: frozenset[str] | None = None
     samples: Callable[[np.random.Generator], list[Sample]] | None = field(default=None, compare=False)
     doc: str = ""
+    loss: LossInfo | None = None
 
     def __post_init__(self) -> None:
         if len(self.vjps) != len(self.inputs):

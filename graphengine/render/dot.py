@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -80,7 +81,7 @@ def _draw(
         if not picture.units and box.kind in ("parameter", "constant") and box.layer and len(readers.get(name, ())) == 1
     }
     for layer, groups in layers.items():
-        outer = dot.subgraph(name=f"cluster_layer{numbered[layer]}") if layer else _Same(dot)
+        outer = dot.subgraph(name=f"cluster_layer{numbered[layer]}") if layer else contextlib.nullcontext(dot)
         with outer as lg:
             if layer:
                 lg.attr(
@@ -93,7 +94,7 @@ def _draw(
                     labeljust="l",
                 )
             for group, boxes in groups.items():
-                inner = lg.subgraph(name=f"cluster_v_{group}") if group else _Same(lg)
+                inner = lg.subgraph(name=f"cluster_v_{group}") if group else contextlib.nullcontext(lg)
                 with inner as vg:
                     if group:
                         dim = on_path is not None and not any(b.id in on_path for b in boxes)
@@ -156,19 +157,6 @@ def _draw(
                 **css,
             )
     return dot
-
-
-class _Same:
-    """Stands in for a subgraph context when there is no cluster."""
-
-    def __init__(self, dot: Any) -> None:
-        self.dot = dot
-
-    def __enter__(self) -> Any:
-        return self.dot
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
 
 
 def _table(box: _Box, picture: _Picture, dim: bool, bold: bool) -> str:
