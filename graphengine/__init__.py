@@ -56,6 +56,7 @@ from .errors import (
 from .format import document_json_schema
 from .graph import Graph, InputInfo, Limits, NodeInfo, load, load_dict, save
 from .ops import (
+    LossInfo,
     NoAttrs,
     OpDef,
     TensorSpec,
