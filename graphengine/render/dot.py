@@ -42,13 +42,20 @@ def _draw(
     rankdir: str | None,
     title: str | None,
 ) -> "graphviz.Digraph":
+    name = title or graph.document.name or (Path(graph.file).stem if graph.file else "graph")
+    rankdir = rankdir or ("TB" if len(picture.boxes) > TALL_AFTER else "LR")
+    dot = _new_digraph(
+        name, rankdir, _legend(name, picture, any(b.grad is not None for b in picture.boxes.values()), highlight)
+    )
+    _draw_boxes(dot, picture, on_path, lr=rankdir == "LR")
+    _draw_wires(dot, picture, on_path)
+    return dot
+
+
+def _new_digraph(name: str, rankdir: str, legend: str) -> "graphviz.Digraph":
     import graphviz
 
-    name = title or graph.document.name or (Path(graph.file).stem if graph.file else "graph")
-    has_grad = any(b.grad is not None for b in picture.boxes.values())
     dot = graphviz.Digraph(name=name, engine="dot")
-    rankdir = rankdir or ("TB" if len(picture.boxes) > TALL_AFTER else "LR")
-    lr = rankdir == "LR"
     dot.attr(
         rankdir=rankdir,
         newrank="true",
@@ -57,29 +64,39 @@ def _draw(
         fontname="Helvetica",
         fontsize="11",
         tooltip=name,
-        label=_legend(name, picture, has_grad, highlight),
+        label=legend,
         labelloc="b",
         labeljust="l",
     )
     dot.attr("node", shape="plain", fontname="Helvetica", fontsize="10")
     dot.attr("edge", fontname="Helvetica", fontsize="9")
+    return dot
 
-    # Clusters: layer label, then (unit drawing) one per tensor.
+
+def _pins(picture: _Picture) -> dict[str, str]:
+    """A layer's weights, each pinned beside the one node that reads it.
+
+    Without this, a layer's weights take the rank of the previous layer's output, so layer frames
+    cannot stack and a deep network drifts into a staircase.
+    """
+    readers: dict[str, set[str]] = {}
+    for wire in picture.wires:
+        readers.setdefault(wire.src, set()).add(wire.dst)
+    return {
+        name: next(iter(readers[name]))
+        for name, box in picture.boxes.items()
+        if not picture.units and box.kind in ("parameter", "constant") and box.layer and len(readers.get(name, ())) == 1
+    }
+
+
+def _draw_boxes(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | None, *, lr: bool) -> None:
+    """Boxes inside their clusters: a layer's frame, then (unit drawing) one frame per tensor."""
     layers: dict[str | None, dict[str | None, list[_Box]]] = {}
     for box in picture.boxes.values():
         group = box.value_name if box.value_name in picture.clusters else None
         layers.setdefault(box.layer, {}).setdefault(group, []).append(box)
     numbered = {layer: k for k, layer in enumerate(name for name in layers if name)}
-    # Without this, a layer's weights take the rank of the previous layer's output, so layer frames
-    # cannot stack and a deep network drifts into a staircase.
-    readers: dict[str, set[str]] = {}
-    for wire in picture.wires:
-        readers.setdefault(wire.src, set()).add(wire.dst)
-    pins = {
-        name: next(iter(readers[name]))
-        for name, box in picture.boxes.items()
-        if not picture.units and box.kind in ("parameter", "constant") and box.layer and len(readers.get(name, ())) == 1
-    }
+    pins = _pins(picture)
     for layer, groups in layers.items():
         outer = dot.subgraph(name=f"cluster_layer{numbered[layer]}") if layer else contextlib.nullcontext(dot)
         with outer as lg:
@@ -96,34 +113,49 @@ def _draw(
             for group, boxes in groups.items():
                 inner = lg.subgraph(name=f"cluster_v_{group}") if group else contextlib.nullcontext(lg)
                 with inner as vg:
-                    if group:
-                        dim = on_path is not None and not any(b.id in on_path for b in boxes)
-                        vg.attr(
-                            label=picture.clusters[group],
-                            style="rounded,dashed",
-                            color=DIM if dim else "#94a3b8",
-                            fontcolor=DIM_TEXT if dim else "#334155",
-                            fontsize="10",
-                            labeljust="l",
-                        )
-                    for leaf, reader in pins.items():  # a layer's weights beside the node that reads them
-                        if picture.boxes[reader].layer == layer and picture.boxes[leaf] in boxes:
-                            with vg.subgraph() as same:
-                                same.attr(rank="same")
-                                same.node(leaf)
-                                same.node(reader)
-                    for box in (
-                        reversed(boxes) if lr and group else boxes
-                    ):  # LR stacks a frame bottom-up: keep x[0] on top
-                        dim = on_path is not None and box.id not in on_path
-                        bold = on_path is not None and not dim
-                        vg.node(
-                            box.id,
-                            label=_table(box, picture, dim, bold),
-                            tooltip=_box_tooltip(box, picture.output),
-                            **({"class": "highlight"} if bold else {"class": "dimmed"} if dim else {}),
-                        )
+                    _draw_group(vg, picture, group, boxes, layer, pins, on_path, lr=lr)
 
+
+def _draw_group(
+    vg: "graphviz.Digraph",
+    picture: _Picture,
+    group: str | None,
+    boxes: list[_Box],
+    layer: str | None,
+    pins: dict[str, str],
+    on_path: set[Any] | None,
+    *,
+    lr: bool,
+) -> None:
+    if group:
+        dim = on_path is not None and not any(b.id in on_path for b in boxes)
+        vg.attr(
+            label=picture.clusters[group],
+            style="rounded,dashed",
+            color=DIM if dim else "#94a3b8",
+            fontcolor=DIM_TEXT if dim else "#334155",
+            fontsize="10",
+            labeljust="l",
+        )
+    for leaf, reader in pins.items():
+        if picture.boxes[reader].layer == layer and picture.boxes[leaf] in boxes:
+            with vg.subgraph() as same:
+                same.attr(rank="same")
+                same.node(leaf)
+                same.node(reader)
+    for box in reversed(boxes) if lr and group else boxes:  # LR stacks a frame bottom-up: keep x[0] on top
+        dim = on_path is not None and box.id not in on_path
+        bold = on_path is not None and not dim
+        vg.node(
+            box.id,
+            label=_table(box, picture, dim, bold),
+            tooltip=_box_tooltip(box, picture.output),
+            **({"class": "highlight"} if bold else {"class": "dimmed"} if dim else {}),
+        )
+
+
+def _draw_wires(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | None) -> None:
+    """A solid forward arrow per wire, and a dashed one back carrying its contribution."""
     for wire in picture.wires:
         dim = on_path is not None and (wire.src, wire.dst) not in on_path
         bold = on_path is not None and not dim
@@ -156,7 +188,6 @@ def _draw(
                 tooltip=_tooltip(f"backward: contribution {wire.dst} sends to {wire.src}", wire.contribution),
                 **css,
             )
-    return dot
 
 
 def _table(box: _Box, picture: _Picture, dim: bool, bold: bool) -> str:
