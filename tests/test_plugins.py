@@ -149,3 +149,91 @@ def test_optimizer_only_plugin_is_accepted_by_the_op_loader(tmp_path) -> None:
     path.write_text("OPTIMIZERS = []\n")
     reg = graphengine.default_registry([str(path)])
     assert "linear" in reg
+
+
+# --- one generic registry, for ops and for optimizers ------------------------------------------
+
+BOTH_MODULE = CUBE_MODULE + textwrap.dedent(
+    """
+    from graphengine.training.optimizers import SGD
+
+    class Halving(SGD):
+        name = "halving"
+
+    OPTIMIZERS = [Halving]
+    """
+)
+
+
+@pytest.fixture
+def fresh_optimizer_entry_points():
+    from graphengine.training import optimizers
+
+    optimizers._installed.cache_clear()
+    importlib.invalidate_caches()
+    yield
+    optimizers._installed.cache_clear()
+
+
+def test_ops_and_optimizers_share_one_registry_class() -> None:
+    from graphengine.registry import PluginRegistry
+    from graphengine.training.optimizers import OptimizerRegistry, default_optimizers
+
+    ops, opts = graphengine.default_registry(), default_optimizers()
+    assert isinstance(ops, PluginRegistry) and isinstance(opts, PluginRegistry)
+    assert (ops.kind, ops.group, ops.attribute) == ("op", "graphengine.ops", "OPS")
+    assert (opts.kind, opts.group, opts.attribute) == ("optimizer", "graphengine.optimizers", "OPTIMIZERS")
+    for method in ("register", "register_all", "load_entry_points", "load_plugin", "suggest", "items_of", "copy"):
+        assert getattr(graphengine.Registry, method) is getattr(PluginRegistry, method), method  # one loader, one check
+        assert getattr(OptimizerRegistry, method) is getattr(PluginRegistry, method), method
+    assert ops.suggest("sigmod") == ["sigmoid"] and opts.suggest("adma") == ["adam"]
+    assert ops.ops is ops.entries and opts.classes is opts.entries and sorted(ops) == sorted(ops.ops)
+
+
+def test_one_module_may_export_ops_and_optimizers(tmp_path) -> None:
+    from graphengine.training.optimizers import default_optimizers
+
+    path = tmp_path / "both.py"
+    path.write_text(BOTH_MODULE)
+    ops, opts = graphengine.default_registry([str(path)]), default_optimizers([str(path)])
+    assert "cube" in ops and "halving" in opts and "halving" not in ops and "cube" not in opts
+    assert ops.sources["cube"] == opts.sources["halving"] == f"plugin {str(path)!r}"
+
+
+def test_duplicate_op_and_duplicate_optimizer_both_name_both_sources(tmp_path) -> None:
+    from graphengine.training.optimizers import default_optimizers
+
+    path = tmp_path / "clash.py"
+    path.write_text(BOTH_MODULE.replace('OpDef("cube"', 'OpDef("exp"').replace('name = "halving"', 'name = "adam"'))
+    with pytest.raises(DuplicateOpError, match=r"^op 'exp' is defined twice: by entry point 'std' of graphengine .* and by plugin '.*clash.py'$"):
+        graphengine.default_registry([str(path)])
+    with pytest.raises(DuplicateOpError, match=r"^optimizer 'adam' is defined twice: by graphengine and by plugin '.*clash.py'$"):
+        default_optimizers([str(path)])
+
+
+def test_optimizer_entry_points_use_the_same_loader(tmp_path, monkeypatch, fresh_optimizer_entry_points) -> None:
+    from graphengine.training.optimizers import default_optimizers
+
+    module = "from graphengine.training.optimizers import SGD\n\nclass Slow(SGD):\n    name = 'slow'\n\nOPTIMIZERS = [Slow]\n"
+    (tmp_path / "slowopt.py").write_text(module)
+    (tmp_path / "brokenopt.py").write_text("raise ImportError('needs libbar')\n")
+    info = tmp_path / "slowopt-2.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: slowopt\nVersion: 2.0\n")
+    (info / "entry_points.txt").write_text("[graphengine.optimizers]\nslow = slowopt\nbroken = brokenopt:OPTIMIZERS\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    opts = default_optimizers()
+    assert "slow" in opts and opts.sources["slow"] == "entry point 'slow' of slowopt 2.0"
+    assert any("'broken'" in source and "needs libbar" in reason for source, reason in opts.problems)
+    assert "sgd" in opts
+
+
+def test_bad_items_are_refused_whatever_the_kind(tmp_path) -> None:
+    from graphengine.training.optimizers import default_optimizers
+
+    path = tmp_path / "bad_items.py"
+    path.write_text("OPS = ['not an op']\nOPTIMIZERS = [42]\n")
+    with pytest.raises(PluginImportError, match=r"plugin '.*bad_items.py': OPS holds str 'not an op', not an OpDef"):
+        graphengine.default_registry([str(path)])
+    with pytest.raises(PluginImportError, match=r"plugin '.*bad_items.py': OPTIMIZERS holds int 42, not an Optimizer subclass"):
+        default_optimizers([str(path)])

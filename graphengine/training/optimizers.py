@@ -29,15 +29,14 @@ Examples
 
 from __future__ import annotations
 
-import importlib.metadata
-from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..errors import DuplicateOpError, PluginImportError, TrainingError, did_you_mean
+from ..errors import TrainingError
+from ..registry import PluginRegistry
 
 __all__ = [
     "Optimizer",
@@ -187,64 +186,52 @@ class Adam(Optimizer):
 OPTIMIZERS: list[type[Optimizer]] = [SGD, Momentum, Adam]
 
 
-@dataclass
-class OptimizerRegistry:
-    """Optimizer classes by name, with where each came from."""
+def _is_optimizer(obj: Any) -> bool:
+    return isinstance(obj, type) and issubclass(obj, Optimizer) and bool(obj.name)
 
-    classes: dict[str, type[Optimizer]] = field(default_factory=dict)
-    sources: dict[str, str] = field(default_factory=dict)
-    problems: list[tuple[str, str]] = field(default_factory=list)
 
-    def __contains__(self, name: object) -> bool:
-        return name in self.classes
+def _optimizer_name(cls: type[Optimizer]) -> str:
+    return cls.name
+
+
+class OptimizerRegistry(PluginRegistry[type[Optimizer]]):
+    """Optimizer classes by name, with where each came from: the plugin registry of ops, for optimizers.
+
+    An unknown name is a :class:`TrainingError` with "did you mean".
+
+    Examples
+    --------
+    >>> reg = default_optimizers()
+    >>> reg["adam"].__name__, reg.sources["adam"]
+    ('Adam', 'graphengine')
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "optimizer",
+            ENTRY_POINT_GROUP,
+            "OPTIMIZERS",
+            _is_optimizer,
+            _optimizer_name,
+            "an Optimizer subclass with a name",
+        )
+
+    @property
+    def classes(self) -> dict[str, type[Optimizer]]:
+        """Optimizer classes by name (the registry's entries)."""
+        return self.entries
 
     def __getitem__(self, name: str) -> type[Optimizer]:
-        if name not in self.classes:
-            hint = did_you_mean(name, self.classes)
-            raise TrainingError(f"unknown optimizer {name!r} (known: {', '.join(sorted(self.classes))}){hint}")
-        return self.classes[name]
-
-    def register(self, cls: Any, source: str = "<python>") -> None:
-        """Add an optimizer class; raises DuplicateOpError or PluginImportError."""
-        if not (isinstance(cls, type) and issubclass(cls, Optimizer) and cls.name):
-            raise PluginImportError(f"{source}: OPTIMIZERS holds {cls!r}, not an Optimizer subclass with a name")
-        if cls.name in self.classes and self.classes[cls.name] is not cls:
-            raise DuplicateOpError(
-                f"optimizer {cls.name!r} is defined twice: by {self.sources[cls.name]} and by {source}"
-            )
-        self.classes[cls.name] = cls
-        self.sources[cls.name] = source
-
-    def register_module(self, module: Any, source: str) -> int:
-        """Register a module's ``OPTIMIZERS`` (if it has any); returns how many."""
-        found = getattr(module, "OPTIMIZERS", None)
-        if found is None:
-            return 0
-        items = list(found)
-        for cls in items:
-            self.register(cls, source)
-        return len(items)
-
-    def copy(self) -> "OptimizerRegistry":
-        return OptimizerRegistry(dict(self.classes), dict(self.sources), list(self.problems))
+        if name not in self.entries:
+            raise TrainingError(self.unknown(name))
+        return self.entries[name]
 
 
 @lru_cache(maxsize=1)
 def _installed() -> OptimizerRegistry:
     registry = OptimizerRegistry()
-    for cls in OPTIMIZERS:
-        registry.register(cls, "graphengine")
-    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-        source = f"entry point {ep.name!r} ({ep.value})"
-        try:
-            exported = ep.load()
-            if isinstance(exported, type):
-                registry.register(exported, source)
-            elif registry.register_module(exported, source) == 0:
-                for cls in exported:
-                    registry.register(cls, source)
-        except Exception as exc:  # one broken plugin must not take the others down
-            registry.problems.append((source, f"{type(exc).__name__}: {exc}"))
+    registry.register_all(OPTIMIZERS, "graphengine")
+    registry.load_entry_points()
     return registry
 
 
@@ -257,11 +244,9 @@ def default_optimizers(plugins: Sequence[str] = ()) -> OptimizerRegistry:
     ------
     PluginImportError, DuplicateOpError
     """
-    from ..registry import _import_plugin
-
     registry = _installed().copy()
     for spec in plugins:
-        registry.register_module(_import_plugin(spec), f"plugin {spec!r}")
+        registry.load_plugin(spec)
     return registry
 
 
