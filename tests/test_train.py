@@ -597,3 +597,74 @@ def test_digits_mlp_reaches_95_percent(tmp_path: Path) -> None:
     assert result.test is not None and result.test["accuracy"] >= 0.95, result.test
     trained = graphengine.load(tmp_path / "mlp.trained.json")
     assert graphengine.evaluate(trained, test_file, metric="accuracy") == result.test
+
+
+# --- a third-party loss: what training needs comes from its LossInfo, not its name ----------
+
+HINGE_PLUGIN = '''
+import numpy as np
+from graphengine import LossInfo, OpDef, TensorSpec
+
+def _margins(labels, scores):
+    rows = np.arange(scores.shape[0])
+    margins = 1 + scores - scores[rows, labels][:, None]
+    margins[rows, labels] = 0
+    return rows, margins
+
+def hinge(labels, scores, *, attrs):
+    _, margins = _margins(labels, scores)
+    return np.asarray(np.maximum(margins, 0).sum() / scores.shape[0], dtype=scores.dtype)
+
+def hinge_vjp(g, out, labels, scores, *, attrs):
+    rows, margins = _margins(labels, scores)
+    active = (margins > 0).astype(scores.dtype)
+    active[rows, labels] = -active.sum(axis=1)
+    return g * active / scores.shape[0]
+
+def rule(labels, scores, *, attrs):
+    return TensorSpec((), scores.dtype)
+
+# Inputs in the "wrong" order on purpose: positions come from the names LossInfo declares.
+OPS = [OpDef("multiclass_hinge", hinge, (None, hinge_vjp), rule, inputs=("labels", "scores"),
+             loss=LossInfo(prediction="scores", target="labels", class_labels=True, reduction="mean"))]
+'''
+
+
+@pytest.fixture
+def hinge_plugin(tmp_path: Path) -> Path:
+    path = tmp_path / "hinge.py"
+    path.write_text(HINGE_PLUGIN)
+    return path
+
+
+def hinge_doc() -> dict[str, Any]:
+    doc = classifier_doc()
+    doc["nodes"][-1] = {"id": "loss", "op": "multiclass_hinge", "inputs": ["y", "logits"]}
+    return doc
+
+
+def test_a_third_party_loss_gets_label_checks_and_accuracy(hinge_plugin: Path, write_graph: Any, tmp_path: Path, capsys: Any) -> None:
+    graph_file = write_graph(hinge_doc(), "hinge.json")
+    g = graphengine.load(graph_file, plugins=[str(hinge_plugin)])
+    # Label range checks, from LossInfo.class_labels and the prediction's last axis.
+    y = np.array([0, 1, 2, 3, 1])
+    with pytest.raises(DataError, match=r"label 3 in 'y' \(example 3\) is out of range \[0, 3\) for node 'loss' \(multiclass_hinge over 3 classes\)"):
+        graphengine.train(g, {"x": np.zeros((5, 4)), "y": y}, **QUIET)
+    # Accuracy reads the logits and labels the loss declares, and is counted, not assumed.
+    data = blobs()
+    logits = g.run(data)["logits"]
+    expected = float(np.mean(np.argmax(logits, axis=1) == data["y"]))
+    assert graphengine.evaluate(g, data, metric="accuracy")["accuracy"] == pytest.approx(expected)
+    result = graphengine.train(g, data, epochs=15, batch_size=10, optimizer="adam", lr=0.05, metric="accuracy", **QUIET)
+    assert result.final["accuracy"] >= 0.95 and "accuracy" in result.history[-1]
+    # The same through the command line, with the plugin.
+    npz = tmp_path / "blobs.npz"
+    np.savez(npz, **data)
+    code, _, err = cli(capsys, "train", str(graph_file), "--plugin", str(hinge_plugin), "--data", str(npz), "--epochs", "2", "--metric", "accuracy", "--quiet")
+    assert code == 0, err
+
+
+def test_accuracy_needs_a_loss_that_declares_class_labels(write_graph: Any) -> None:
+    g = graphengine.load(write_graph(regression_doc()))
+    with pytest.raises(TrainingError, match=r"metric 'accuracy' needs exactly one loss node over class labels .* \(found none\)"):
+        graphengine.train(g, {"x": np.zeros((3, 1)), "t": np.zeros((3, 1))}, metric="accuracy", **QUIET)

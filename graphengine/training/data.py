@@ -10,7 +10,8 @@ Rules (the first axis of every data array indexes the examples):
   With no data at all, the defaults are the one and only example.
 - Every array must name an input ("did you mean" otherwise), hold finite
   numbers, and have the same number of examples. Integer inputs need integer data.
-- Class-index labels fed to ``softmax_cross_entropy`` must lie in ``[0, classes)``.
+- Class-index labels fed to a loss whose op declares ``class_labels`` (see
+  :class:`graphengine.ops.LossInfo`) must lie in ``[0, classes)``.
 
 CSV files have a header. A column is named after an input (``y``), or after
 one element of it, flattened row-major: ``x[0]``, ``x[1]``, ... ``x[63]``.
@@ -31,9 +32,9 @@ from ..errors import DataError, did_you_mean
 from ..ops import format_shape
 
 if TYPE_CHECKING:
-    from ..graph import Graph
+    from ..graph import Graph, NodeInfo
 
-__all__ = ["Dataset", "load_data", "check_labels"]
+__all__ = ["Dataset", "load_data", "check_labels", "class_label_losses", "LabelledLoss"]
 
 _COLUMN = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_.\-]*)(\[(?P<index>\d+)\])?$")
 
@@ -257,17 +258,33 @@ def _check(raw: dict[str, np.ndarray], graph: "Graph", label: str) -> Dataset:
     return dataset
 
 
-#: Ops whose input (position) holds class indices into the last axis of another input (position).
-LABEL_OPS: dict[str, tuple[int, int]] = {"softmax_cross_entropy": (1, 0)}
+@dataclass(frozen=True)
+class LabelledLoss:
+    """A loss node whose op declares (``OpDef.loss.class_labels``) that its target holds class labels."""
+
+    node: "NodeInfo"
+    prediction: str  # the value holding the logits (classes on the last axis)
+    target: str  # the value holding the labels
+
+
+def class_label_losses(graph: "Graph") -> list[LabelledLoss]:
+    """The graph's loss nodes over class labels, as their ops declare them: no op is known by name."""
+    found = []
+    for node in graph.nodes.values():
+        info = node.op.loss
+        if info is None or not info.class_labels:
+            continue
+        names = node.op.inputs
+        found.append(
+            LabelledLoss(node, node.inputs[names.index(info.prediction)], node.inputs[names.index(info.target)])
+        )
+    return found
 
 
 def check_labels(dataset: Dataset, graph: "Graph") -> None:
     """Raise DataError when class-index labels in ``dataset`` are outside ``[0, classes)``."""
-    for node in graph.nodes.values():
-        positions = LABEL_OPS.get(node.op.name)
-        if positions is None:
-            continue
-        labels_name, logits_name = node.inputs[positions[0]], node.inputs[positions[1]]
+    for loss in class_label_losses(graph):
+        node, labels_name, logits_name = loss.node, loss.target, loss.prediction
         labels = dataset.arrays.get(labels_name)
         classes = graph.spec(logits_name).shape[-1] if graph.spec(logits_name).shape else None
         if labels is None or labels.dtype.kind not in "iu" or classes is None:

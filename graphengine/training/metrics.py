@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import TrainingError
 from ..graph import Graph
+from .data import class_label_losses
 
 
 @dataclass(frozen=True)
@@ -27,21 +28,26 @@ class Accuracy:
 
     @classmethod
     def find(cls, graph: Graph) -> "Accuracy":
-        """Accuracy of the graph's softmax_cross_entropy node (the one the loss uses, if several)."""
-        nodes = [n for n in graph.nodes.values() if n.op.name == "softmax_cross_entropy"]
-        if graph.loss in graph.nodes and len(nodes) > 1:
-            nodes = [n for n in nodes if n.id == graph.loss] or nodes
-        if len(nodes) != 1:
-            found = "none" if not nodes else ", ".join(repr(n.id) for n in nodes)
+        """Accuracy of the graph's loss over class labels (the one the loss uses, if several).
+
+        A loss node qualifies when its op declares ``loss=LossInfo(..., class_labels=True)``;
+        its prediction input holds the logits and its target input the labels.
+        """
+        losses = class_label_losses(graph)
+        if graph.loss in graph.nodes and len(losses) > 1:
+            losses = [x for x in losses if x.node.id == graph.loss] or losses
+        if len(losses) != 1:
+            found = "none" if not losses else ", ".join(repr(x.node.id) for x in losses)
             raise TrainingError(
-                f"metric 'accuracy' needs exactly one softmax_cross_entropy node to read logits and labels from (found {found})"
+                "metric 'accuracy' needs exactly one loss node over class labels (an op declaring "
+                f"LossInfo(class_labels=True)) to read logits and labels from (found {found})"
             )
-        node = nodes[0]
-        if node.inputs[1] not in graph.inputs:
+        loss = losses[0]
+        if loss.target not in graph.inputs:
             raise TrainingError(
-                f"metric 'accuracy': the labels {node.inputs[1]!r} of node {node.id!r} are not an input of the graph"
+                f"metric 'accuracy': the labels {loss.target!r} of node {loss.node.id!r} are not an input of the graph"
             )
-        return cls(node.inputs[0], node.inputs[1])
+        return cls(loss.prediction, loss.target)
 
 
 METRICS: dict[str, Callable[[Graph], Accuracy]] = {"accuracy": Accuracy.find}
