@@ -668,3 +668,18 @@ def test_accuracy_needs_a_loss_that_declares_class_labels(write_graph: Any) -> N
     g = graphengine.load(write_graph(regression_doc()))
     with pytest.raises(TrainingError, match=r"metric 'accuracy' needs exactly one loss node over class labels .* \(found none\)"):
         graphengine.train(g, {"x": np.zeros((3, 1)), "t": np.zeros((3, 1))}, metric="accuracy", **QUIET)
+
+
+def test_train_takes_a_config_or_keywords_alike(classifier: Path) -> None:
+    options: dict[str, Any] = dict(epochs=2, batch_size=8, optimizer="adam", lr=0.01, seed=3, progress="none")
+    a, b, c = graphengine.load(classifier), graphengine.load(classifier), graphengine.load(classifier)
+    ra = graphengine.train(a, blobs(), **options)
+    rb = graphengine.train(b, blobs(), config=graphengine.training.TrainConfig(**options))
+    rc = graphengine.train(c, blobs(), config=graphengine.training.TrainConfig(**{**options, "lr": 0.5}), lr=0.01)
+    for name, value in a.parameters.items():
+        np.testing.assert_array_equal(b.parameters[name], value)
+        np.testing.assert_array_equal(c.parameters[name], value)  # keywords override the config
+    assert [r["loss"] for r in ra.history] == [r["loss"] for r in rb.history] == [r["loss"] for r in rc.history]
+    assert rc.optimizer["lr"] == 0.01
+    with pytest.raises(TrainingError, match=r"train\(\): unknown key 'epoch'; did you mean 'epochs'\?"):
+        graphengine.train(graphengine.load(classifier), blobs(), epoch=3, **QUIET)

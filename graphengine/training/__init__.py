@@ -4,6 +4,7 @@
 of data, asks the compiled plan for the gradients of the loss, lets an
 optimizer (:mod:`graphengine.optimizers`) update ``graph.parameters`` in
 place, reports progress, and can write the result (:mod:`graphengine.save`).
+What it does is data: a :class:`TrainConfig` (fields, TOML files: docs/training.md).
 
 Choices worth knowing:
 
@@ -28,8 +29,9 @@ Layer: above :mod:`graphengine.engine`, beside :mod:`graphengine.render`.
 """
 
 from .checkpoint import read_checkpoint, write_checkpoint
+from .config import TrainConfig
 from .loop import evaluate, train
 from .metrics import Accuracy
 from .results import TrainResult
 
-__all__ = ["train", "evaluate", "TrainResult", "Accuracy", "read_checkpoint", "write_checkpoint"]
+__all__ = ["train", "evaluate", "TrainConfig", "TrainResult", "Accuracy", "read_checkpoint", "write_checkpoint"]

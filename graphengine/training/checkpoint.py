@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -60,3 +61,42 @@ def read_checkpoint(
         state = json.loads(npz[STATE_KEY].tobytes().decode())
         opt_state = {k[len(OPT_PREFIX) :]: npz[k] for k in npz.files if k.startswith(OPT_PREFIX)}
     return dict(checkpoint.parameters), opt_state, state
+
+
+@dataclass
+class TrainState:
+    """The loop's position and running sums: what a checkpoint keeps besides parameters and optimizer state."""
+
+    epoch: int = 0  # completed epochs
+    batch: int = 0  # completed batches of the current epoch
+    step: int = 0
+    loss_sum: float = 0.0
+    examples: int = 0
+    correct: int = 0
+    counted: int = 0
+    seconds: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self, config: Mapping[str, Any]) -> dict[str, Any]:
+        return {"version": 1, **self.__dict__, "config": dict(config)}
+
+
+def resume_from(path: str | os.PathLike[str], graph: Graph, opt: Optimizer, config: Mapping[str, Any]) -> TrainState:
+    params, opt_state, saved = read_checkpoint(path, graph)
+    theirs = saved.get("config", {})
+    if theirs.get("optimizer") != config["optimizer"]:
+        raise TrainingError(
+            f"checkpoint {str(path)!r} was made with optimizer {theirs.get('optimizer')!r}, not {config['optimizer']!r}"
+        )
+    if saved.get("batch"):
+        for key in ("batch_size", "seed", "shuffle", "examples"):
+            if theirs.get(key) != config[key]:
+                raise TrainingError(
+                    f"checkpoint {str(path)!r} stopped inside an epoch with {key}={theirs.get(key)!r}; resuming needs the same "
+                    f"{key} (got {config[key]!r})"
+                )
+    for name, value in params.items():
+        graph.parameters[name] = np.array(value, dtype=graph.parameters[name].dtype, copy=True)
+    opt.load_state_arrays(opt_state)
+    fields = {k: v for k, v in saved.items() if k in TrainState.__dataclass_fields__}
+    return TrainState(**fields)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import numpy as np
 
-from ..errors import DataError, did_you_mean
+from ..errors import DataError, TrainingError, did_you_mean
 from ..ops import format_shape
 
 if TYPE_CHECKING:
@@ -297,3 +297,16 @@ def check_labels(dataset: Dataset, graph: "Graph") -> None:
                 f"range [0, {classes}) for node {node.id!r} ({node.op.name} over {classes} classes); "
                 f"{int(bad.sum())} label(s) out of range"
             )
+
+
+def split(dataset: Dataset, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+    order = np.random.default_rng([seed, 1]).permutation(dataset.size)
+    n_val = int(round(dataset.size * fraction))
+    if not dataset.arrays or n_val < 1 or n_val >= dataset.size:
+        raise TrainingError(
+            f"validation split {fraction} of {dataset.size} example(s) leaves no validation or no training data"
+        )
+    return (
+        dataset.subset(np.sort(order[n_val:]), dataset.source),
+        dataset.subset(np.sort(order[:n_val]), f"validation split of {dataset.source}"),
+    )

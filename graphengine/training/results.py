@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..format import SavedGraph
+from ..format import SavedGraph, atomic_write_bytes, format_document
 from ..graph import Graph
+from .checkpoint import TrainState
 from .progress import fmt_metrics
 
 
@@ -89,3 +91,31 @@ class TrainResult:
             "test": self.test,
             "seconds": self.seconds,
         }
+
+
+def write_history(
+    path: str | os.PathLike[str] | None,
+    graph: Graph,
+    state: TrainState,
+    status: str,
+    optimizer: dict[str, Any],
+    seconds: float,
+    result: TrainResult | None = None,
+) -> Path | None:
+    if path is None:
+        return None
+    content = (
+        result.to_json()
+        if result is not None
+        else {
+            "format": "graphengine/history-v1",
+            "graph": graph.file,
+            "status": status,
+            "optimizer": optimizer,
+            "steps": state.step,
+            "epochs": state.history,
+            "seconds": seconds,
+        }
+    )
+    atomic_write_bytes(path, format_document(content).encode())  # one line per epoch
+    return Path(path)
