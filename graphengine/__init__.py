@@ -62,7 +62,9 @@ from .ops import (
     TensorSpec,
     broadcast_shapes,
     common_dtype,
+    defop,
     elementwise_rule,
+    elementwise_samples,
     unbroadcast,
 )
 from .registry import Registry, default_registry
@@ -85,6 +87,8 @@ __all__ = [
     "FanIn",
     # plugins
     "OpDef",
+    "defop",
+    "elementwise_samples",
     "LossInfo",
     "NoAttrs",
     "TensorSpec",

@@ -35,6 +35,17 @@ Examples
 >>> SQUARE.arity
 (1, 1)
 
+The terse form, :func:`defop`, builds the same record from a forward whose
+parameters are the inputs and one short VJP per input that names only what it
+reads (``g``, ``out``, inputs, ``attrs``):
+
+>>> from graphengine.ops import defop
+>>> @defop(lambda g, x: 2 * x * g, doc="x squared")
+... def square(x):
+...     return x * x
+>>> square.arity, square.vjp_needs
+((1, 1), frozenset({'x'}))
+
 Layer: the bottom, beside :mod:`graphengine.errors`. It imports nothing else
 of graphengine, so a plugin can depend on it alone.
 """
@@ -48,12 +59,16 @@ from .spec import (
     elementwise_rule,
     format_shape,
 )
+from .terse import DOMAINS, defop, elementwise_samples
 from .vjp import unbroadcast
 
 __all__ = [
     "TensorSpec",
     "NoAttrs",
     "OpDef",
+    "defop",
+    "elementwise_samples",
+    "DOMAINS",
     "LossInfo",
     "Sample",
     "broadcast_shapes",

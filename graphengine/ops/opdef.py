@@ -8,6 +8,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from ..errors import PluginError
 from .spec import TensorSpec
 
 
@@ -137,12 +138,67 @@ class OpDef:
     loss: LossInfo | None = None
 
     def __post_init__(self) -> None:
-        if len(self.vjps) != len(self.inputs):
-            raise ValueError(f"op {self.name!r}: {len(self.vjps)} VJPs for {len(self.inputs)} inputs {self.inputs}")
+        if isinstance(self.vjps, list):
+            object.__setattr__(self, "vjps", tuple(self.vjps))
+        if isinstance(self.inputs, list):
+            object.__setattr__(self, "inputs", tuple(self.inputs))
+        problem = self._problem()
+        if problem:
+            raise declaration_error(self.name, self.forward, problem)
+
+    def _problem(self) -> str | None:
+        """What is wrong with this declaration, or None."""
+        if not isinstance(self.name, str) or not self.name:
+            return f"the name must be a non-empty string, got {self.name!r}"
+        if not callable(self.forward):
+            return f"forward must be callable, got {type(self.forward).__name__}"
+        if not callable(self.shape_rule):
+            return f"shape_rule must be callable, got {type(self.shape_rule).__name__}"
+        if not (isinstance(self.attrs, type) and issubclass(self.attrs, BaseModel)):
+            return f"attrs must be a pydantic model class (a subclass of BaseModel), got {self.attrs!r}"
+        if (
+            not isinstance(self.inputs, tuple)
+            or not self.inputs
+            or not all(isinstance(n, str) and n for n in self.inputs)
+        ):
+            return f"inputs must be a non-empty tuple of names, got {self.inputs!r}"
+        repeated = sorted({n for n in self.inputs if self.inputs.count(n) > 1})
+        if repeated:
+            return f"input names repeat: {', '.join(map(repr, repeated))} in {self.inputs}"
+        if "out" in self.inputs:
+            return "no input may be named 'out' (vjp_needs uses it for the output)"
+        if not isinstance(self.vjps, tuple) or len(self.vjps) != len(self.inputs):
+            count = len(self.vjps) if isinstance(self.vjps, tuple) else type(self.vjps).__name__
+            return f"{count} VJPs for {len(self.inputs)} inputs {self.inputs}; give one per input (None: no gradient)"
+        for i, vjp in enumerate(self.vjps):
+            if vjp is not None and not callable(vjp):
+                return f"the VJP of input {self.inputs[i]!r} must be callable or None, got {type(vjp).__name__}"
         if self.vjp_needs is not None:
             unknown = set(self.vjp_needs) - set(self.inputs) - {"out"}
             if unknown:
-                raise ValueError(f"op {self.name!r}: vjp_needs names unknown values {sorted(unknown)}")
+                return f"vjp_needs names unknown values {sorted(unknown)}; it may name {[*self.inputs, 'out']}"
+        if self.samples is not None and not callable(self.samples):
+            return f"samples must be callable (rng -> list of samples) or None, got {type(self.samples).__name__}"
+        if self.loss is not None:
+            return self._loss_problem(self.loss)
+        return None
+
+    def _loss_problem(self, loss: LossInfo) -> str | None:
+        if not isinstance(loss, LossInfo):
+            return f"loss must be a LossInfo, got {type(loss).__name__}"
+        for role in ("prediction", "target"):
+            value = getattr(loss, role)
+            if value not in self.inputs:
+                return f"loss.{role} {value!r} is not one of the inputs {self.inputs}"
+        if loss.prediction == loss.target:
+            return f"loss.prediction and loss.target are both {loss.target!r}"
+        reductions = {"mean", "sum", "none"}
+        bad = sorted({loss.reduction, *loss.reductions.values()} - reductions)
+        if bad:
+            return f"loss reduction {bad[0]!r} is not one of {sorted(reductions)}"
+        if loss.reduction_attr is not None and loss.reduction_attr not in self.attrs.model_fields:
+            return f"loss.reduction_attr {loss.reduction_attr!r} is not an attribute of {self.attrs.__name__}"
+        return None
 
     @property
     def arity(self) -> tuple[int, int | None]:
@@ -168,3 +224,23 @@ class OpDef:
         """Whether any VJP reads the input at ``position``."""
         name = self.inputs[min(position, len(self.inputs) - 1)]
         return self.vjp_needs is None or name in self.vjp_needs
+
+
+def plugin_of(fn: Any) -> str:
+    """The module that declares ``fn`` (a plugin's forward function), for messages."""
+    module = getattr(fn, "__module__", None) if callable(fn) else None
+    return module if isinstance(module, str) and module else "an unknown module"
+
+
+def declaration_error(name: Any, forward: Any, detail: str) -> PluginError:
+    """A :class:`PluginError` about one op declaration, naming the op and its plugin.
+
+    Examples
+    --------
+    >>> def mul(a, b):
+    ...     return a * b
+    >>> print(declaration_error("mul", mul, "2 VJPs for 1 input"))
+    op 'mul' (declared in graphengine.ops.opdef): 2 VJPs for 1 input
+    """
+    shown = repr(name) if isinstance(name, str) and name else "without a name"
+    return PluginError(f"op {shown} (declared in {plugin_of(forward)}): {detail}")

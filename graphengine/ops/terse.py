@@ -1,0 +1,442 @@
+"""The terse form of an op declaration: :func:`defop`, which builds a plain :class:`OpDef`.
+
+In the spirit of HIPS autograd's ``defvjp`` and tinygrad's one-line rules, a
+VJP names only what it reads::
+
+    @defop(lambda g, b: g * b, lambda g, a: g * a, doc="a * b, elementwise with broadcasting")
+    def mul(a, b):
+        return a * b
+
+- The forward's parameters are the op's inputs (``*xs`` makes the op
+  variadic); it takes ``attrs`` only if it reads them.
+- Each VJP (one per input, ``None`` for no gradient) names any of ``g`` (the
+  output's cotangent), ``out``, the inputs, ``attrs``, and ``argnum`` (the
+  input's position). A variadic input arrives as a tuple, or spread if the VJP
+  writes ``*xs``. ``vjp_needs`` is the union of the input names and ``out``
+  over the VJPs: the engine passes ``None`` for the rest, and no VJP sees it.
+- Without a ``shape_rule`` the op is elementwise: :func:`elementwise_rule`,
+  and samples from :func:`elementwise_samples` (``domain`` chooses their values).
+
+The result is an ordinary :class:`OpDef`: the engine knows one kind of op. Its
+``forward`` and ``vjps`` are small generated functions with the long form's
+signatures that call yours (``__wrapped__``); a forward that already takes
+``attrs`` is used as it is. A malformed declaration raises
+:class:`~graphengine.errors.PluginError` naming the op and the module that
+declares it.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import linecache
+import sys
+from types import FrameType
+from typing import Any, Callable, Mapping, Sequence, Union
+
+import numpy as np
+from pydantic import BaseModel
+
+from ..errors import PluginError, did_you_mean
+from .opdef import LossInfo, NoAttrs, OpDef, Sample, ShapeRule, declaration_error
+from .spec import elementwise_rule
+
+__all__ = ["defop", "elementwise_samples", "DOMAINS"]
+
+#: ``domain(rng, shape) -> ndarray``: the values of one input in generated samples.
+DomainFn = Callable[[np.random.Generator, tuple[int, ...]], np.ndarray]
+Domain = Union[str, DomainFn]
+SamplesFn = Callable[[np.random.Generator], list[Sample]]
+
+
+def _real(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return np.asarray(rng.standard_normal(shape))
+
+
+def _positive(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return np.asarray(rng.uniform(0.5, 2.0, size=shape))
+
+
+def _nonzero(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    return np.asarray(rng.uniform(0.3, 2.0, size=shape) * rng.choice([-1.0, 1.0], size=shape))
+
+
+#: Named domains of sample values: ``"real"`` (standard normal), ``"positive"``
+#: (in [0.5, 2), for log, sqrt, a divisor's ...), ``"nonzero"`` (in ±[0.3, 2),
+#: away from a kink at 0).
+DOMAINS: dict[str, DomainFn] = {"real": _real, "positive": _positive, "nonzero": _nonzero}
+
+_RESERVED = ("g", "out", "attrs", "argnum")
+
+
+def _shape_cases(n: int) -> list[tuple[tuple[int, ...], ...]]:
+    """Input shapes for ``n`` elementwise inputs: equal shapes, then broadcasting of every kind."""
+    if n == 1:
+        return [((3,),), ((2, 3),), ((),)]
+    rest = n - 1
+    cases = [
+        ((3,),) * n,
+        ((2, 3),) * n,
+        ((2, 1),) + ((1, 3),) * rest,  # outer broadcast
+        ((2, 3),) + ((3,),) * rest,  # row vector
+        ((3,),) * rest + ((2, 3),),  # row vector first
+        ((4, 2, 3),) + ((2, 3),) * rest,  # leading batch dimension
+        ((),) + ((3,),) * rest,  # scalar
+    ]
+    return cases
+
+
+def elementwise_samples(*domains: Domain, attrs: Sequence[Mapping[str, Any]] = ({},)) -> SamplesFn:
+    """Samples for an elementwise op: one domain per input, every broadcasting case, each attribute set.
+
+    Parameters
+    ----------
+    *domains : str or callable
+        One per input: a name in :data:`DOMAINS` or ``domain(rng, shape) -> ndarray``.
+    attrs : sequence of mapping
+        Attribute sets; every input case is checked with each.
+
+    Returns
+    -------
+    callable
+        ``samples(rng) -> list[Sample]``, as :class:`OpDef` takes it.
+
+    Raises
+    ------
+    PluginError
+        When a domain is neither a known name nor callable.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> samples = elementwise_samples("real", "nonzero")
+    >>> [tuple(np.shape(x) for x in inputs) for inputs, _ in samples(np.random.default_rng(0))][:3]
+    [((3,), (3,)), ((2, 3), (2, 3)), ((2, 1), (1, 3))]
+    >>> bool(np.all(np.abs(samples(np.random.default_rng(0))[0][0][1]) >= 0.3))
+    True
+    """
+    if not domains:
+        raise PluginError("elementwise_samples needs one domain per input")
+    fns = [_domain_fn(d) for d in domains]
+    attr_sets = [dict(a) for a in attrs]
+    cases = _shape_cases(len(fns))
+
+    def samples(rng: np.random.Generator) -> list[Sample]:
+        return [
+            ([fn(rng, shape) for fn, shape in zip(fns, shapes)], dict(attr_set))
+            for attr_set, shapes in itertools.product(attr_sets, cases)
+        ]
+
+    return samples
+
+
+def _domain_fn(domain: Domain) -> DomainFn:
+    if callable(domain):
+        return domain
+    if isinstance(domain, str) and domain in DOMAINS:
+        return DOMAINS[domain]
+    raise PluginError(
+        f"unknown sample domain {domain!r}{did_you_mean(str(domain), DOMAINS)}; "
+        f"use one of {sorted(DOMAINS)} or a function (rng, shape) -> array"
+    )
+
+
+def defop(
+    *vjps: Callable[..., Any] | None,
+    name: str | None = None,
+    shape_rule: ShapeRule | None = None,
+    attrs: type[BaseModel] = NoAttrs,
+    samples: SamplesFn | None = None,
+    domain: Domain | Mapping[str, Domain] | None = None,
+    sample_attrs: Sequence[Mapping[str, Any]] | None = None,
+    doc: str | None = None,
+    loss: LossInfo | None = None,
+) -> Callable[[Callable[..., Any]], OpDef]:
+    """Declare an op from its forward function and one short VJP per input; returns a decorator.
+
+    Parameters
+    ----------
+    *vjps : callable or None
+        One per input of the forward, in order; ``None`` for an input without a
+        gradient. Each names only what it reads: ``g``, ``out``, input names,
+        ``attrs``, ``argnum``.
+    name : str, optional
+        The op's name; default: the forward's name without a trailing ``_``.
+    shape_rule : callable, optional
+        ``shape_rule(*specs, attrs) -> TensorSpec``; default :func:`elementwise_rule`.
+    attrs : type of pydantic.BaseModel
+        Model of the node's attributes.
+    samples : callable, optional
+        ``samples(rng) -> list[Sample]``; default for an elementwise op:
+        :func:`elementwise_samples` over ``domain`` and ``sample_attrs``.
+    domain : str, callable or mapping, optional
+        Values of the default samples: one domain for every input (``"real"``,
+        ``"positive"``, ``"nonzero"`` or ``domain(rng, shape)``), or a mapping
+        from input names to domains (the others are ``"real"``).
+    sample_attrs : sequence of mapping, optional
+        Attribute sets for the default samples (default: only the defaults).
+    doc : str, optional
+        One line for ``graphengine ops``; default: the forward docstring's first line.
+    loss : LossInfo, optional
+        For a loss op: its prediction, target and reduction.
+
+    Returns
+    -------
+    callable
+        A decorator that takes the forward, ``forward(*inputs[, attrs])``, and
+        returns the :class:`OpDef`.
+
+    Raises
+    ------
+    PluginError
+        When the declaration is malformed; the message names the op and the
+        module that declares it.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> @defop(lambda g, b: g * b, lambda g, a: g * a, doc="a * b")
+    ... def mul(a, b):
+    ...     return a * b
+    >>> mul.name, mul.inputs, sorted(mul.vjp_needs)
+    ('mul', ('a', 'b'), ['a', 'b'])
+    >>> float(mul.vjps[0](np.array(1.0), None, None, np.array(3.0), attrs=mul.attrs()))
+    3.0
+
+    A VJP that reads the output, an op that needs positive inputs:
+
+    >>> @defop(lambda g, out: g / (2 * out), domain="positive")
+    ... def sqrt(x):
+    ...     "square root of x (x >= 0)"
+    ...     return np.sqrt(x)
+    >>> sqrt.vjp_needs, sqrt.doc
+    (frozenset({'out'}), 'square root of x (x >= 0)')
+
+    A mistake names the op and its module:
+
+    >>> defop(lambda g, c: g * c, name="twice")(lambda x: x)
+    Traceback (most recent call last):
+    ...
+    graphengine.errors.PluginError: op 'twice' (declared in graphengine.ops.terse): the VJP of input 'x' names 'c', which it cannot read; a VJP may name g, out, x, attrs, argnum
+    """
+
+    def declare(forward: Callable[..., Any]) -> OpDef:
+        return _build(
+            forward, vjps, name=name, shape_rule=shape_rule, attrs=attrs, samples=samples, domain=domain,
+            sample_attrs=sample_attrs, doc=doc, loss=loss,
+        )  # fmt: skip
+
+    return declare
+
+
+def _build(
+    forward: Callable[..., Any],
+    vjps: tuple[Callable[..., Any] | None, ...],
+    *,
+    name: str | None,
+    shape_rule: ShapeRule | None,
+    attrs: type[BaseModel],
+    samples: SamplesFn | None,
+    domain: Domain | Mapping[str, Domain] | None,
+    sample_attrs: Sequence[Mapping[str, Any]] | None,
+    doc: str | None,
+    loss: LossInfo | None,
+) -> OpDef:
+    # The plugin is the forward's module; for a builtin or a callable object, the module that calls defop.
+    owner = forward if inspect.isfunction(forward) else _Caller()
+    if name is None and callable(forward):
+        fn_name = getattr(forward, "__name__", "")
+        name = fn_name.rstrip("_") if fn_name.isidentifier() else None
+
+    def fail(detail: str) -> PluginError:
+        return declaration_error(name, owner, detail)
+
+    if not callable(forward):
+        raise fail(f"forward must be callable, got {type(forward).__name__}")
+    if not name:
+        raise fail("give it a name= (the forward is not a named function)")
+    if not (isinstance(attrs, type) and issubclass(attrs, BaseModel)):
+        raise fail(f"attrs must be a pydantic model class (a subclass of BaseModel), got {attrs!r}")
+    inputs, variadic, takes_attrs = _forward_signature(forward, fail)
+    if len(vjps) != len(inputs):
+        raise fail(
+            f"{len(vjps)} VJP{'s' if len(vjps) != 1 else ''} for {len(inputs)} input{'s' if len(inputs) != 1 else ''} "
+            f"({', '.join(inputs)}); give one per input, None for an input without a gradient"
+        )
+    adapted: list[Callable[..., Any] | None] = []
+    needs: set[str] = set()
+    for position, vjp in enumerate(vjps):
+        if vjp is None:
+            adapted.append(None)
+            continue
+        reads = _vjp_reads(vjp, inputs, variadic, inputs[position], fail)
+        needs.update(r for r, _ in reads if r in inputs or r == "out")
+        last = variadic and position == len(inputs) - 1
+        adapted.append(_vjp_adapter(vjp, reads, inputs, variadic, last, position, f"{name}.vjp[{inputs[position]}]"))
+    if shape_rule is None:
+        shape_rule = elementwise_rule
+    if samples is None and shape_rule is elementwise_rule:
+        samples = _default_samples(inputs, variadic, domain, sample_attrs, fail)
+    elif domain is not None or sample_attrs is not None:
+        what = "samples are given" if samples is not None else "a shape_rule is given"
+        raise fail(f"domain and sample_attrs only shape the default samples of an elementwise op, but {what}")
+    if doc is None:
+        doc = (inspect.getdoc(forward) or "").strip().split("\n")[0]
+    fwd = forward if takes_attrs else _forward_adapter(forward, inputs, variadic, f"{name}.forward")
+    return OpDef(
+        name, fwd, tuple(adapted), shape_rule, attrs=attrs, inputs=inputs, variadic=variadic,
+        vjp_needs=frozenset(needs), samples=samples, doc=doc, loss=loss,
+    )  # fmt: skip
+
+
+class _Caller:
+    """Stands in for a forward that is not a function: the declaring module is the caller's."""
+
+    def __init__(self) -> None:
+        frame: FrameType | None = sys._getframe(1)
+        while frame is not None and frame.f_globals.get("__name__") == __name__:
+            frame = frame.f_back
+        self.__module__ = str(frame.f_globals.get("__name__", "")) if frame is not None else ""
+
+    def __call__(self) -> None:  # pragma: no cover - only its module is read
+        pass
+
+
+def _signature(fn: Callable[..., Any], role: str, fail: Callable[[str], PluginError]) -> inspect.Signature:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        raise fail(
+            f"cannot read the parameters of the {role} {fn!r}; wrap it in a function, e.g. lambda x: np.sin(x)"
+        ) from None
+
+
+def _forward_signature(
+    forward: Callable[..., Any], fail: Callable[[str], PluginError]
+) -> tuple[tuple[str, ...], bool, bool]:
+    """(input names, variadic, takes attrs) from the forward's parameters."""
+    inputs: list[str] = []
+    variadic = takes_attrs = False
+    P = inspect.Parameter
+    for p in _signature(forward, "forward", fail).parameters.values():
+        if p.name == "attrs" and p.kind in (P.POSITIONAL_OR_KEYWORD, P.KEYWORD_ONLY):
+            takes_attrs = True
+        elif p.kind is P.VAR_KEYWORD or p.kind is P.KEYWORD_ONLY:
+            raise fail(f"forward parameter {p.name!r}: inputs are positional and the only keyword is attrs")
+        elif takes_attrs and p.kind is not P.VAR_POSITIONAL:
+            raise fail(f"forward parameter {p.name!r} comes after attrs; attrs must follow the inputs")
+        elif p.name in _RESERVED:
+            raise fail(f"an input may not be named {p.name!r}: VJPs use that name for {_meaning(p.name)}")
+        elif p.default is not P.empty:
+            raise fail(f"forward parameter {p.name!r} has a default; an input is always given (use attrs for options)")
+        else:
+            inputs.append(p.name)
+            variadic = p.kind is P.VAR_POSITIONAL
+    if not inputs:
+        raise fail("the forward takes no inputs")
+    return tuple(inputs), variadic, takes_attrs
+
+
+def _meaning(reserved: str) -> str:
+    return {"g": "the output's cotangent", "out": "the output", "attrs": "the attributes", "argnum": "the position"}[
+        reserved
+    ]
+
+
+def _vjp_reads(
+    vjp: Callable[..., Any],
+    inputs: tuple[str, ...],
+    variadic: bool,
+    input_name: str,
+    fail: Callable[[str], PluginError],
+) -> list[tuple[str, Any]]:
+    """The VJP's parameters as (name, kind), each checked against what it may read."""
+    if not callable(vjp):
+        raise fail(f"the VJP of input {input_name!r} must be callable or None, got {type(vjp).__name__}")
+    allowed = ["g", "out", *inputs, "attrs", "argnum"]
+    reads = []
+    P = inspect.Parameter
+    for p in _signature(vjp, f"VJP of input {input_name!r}", fail).parameters.values():
+        if p.name not in allowed:
+            raise fail(
+                f"the VJP of input {input_name!r} names {p.name!r}, which it cannot read"
+                f"{did_you_mean(p.name, allowed, otherwise='')}; a VJP may name {', '.join(allowed)}"
+            )
+        if p.kind is P.VAR_KEYWORD or (p.kind is P.VAR_POSITIONAL and not (variadic and p.name == inputs[-1])):
+            raise fail(f"the VJP of input {input_name!r} takes {p}; name the values it reads instead")
+        reads.append((p.name, p.kind))
+    return reads
+
+
+def _compile(fn: Callable[..., Any], params: str, call: str, label: str) -> Callable[..., Any]:
+    """``def <name>(<params>): return fn(<call>)``, with its source in linecache for tracebacks."""
+    source = f"def adapter({params}):\n    return __ge_fn({call})\n"
+    filename = f"<defop {label}>"
+    namespace: dict[str, Any] = {"__ge_fn": fn}
+    exec(compile(source, filename, "exec"), namespace)
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    adapter = namespace["adapter"]
+    signature = inspect.signature(adapter)
+    functools.update_wrapper(adapter, fn)  # its name, module and doc; __wrapped__ is fn
+    adapter.__signature__ = signature  # but it is called with the long form's signature
+    return adapter  # type: ignore[no-any-return]
+
+
+def _inputs_params(inputs: tuple[str, ...], variadic: bool) -> str:
+    names = [*inputs[:-1], "*" + inputs[-1]] if variadic else list(inputs)
+    return ", ".join(names)
+
+
+def _vjp_adapter(
+    vjp: Callable[..., Any],
+    reads: list[tuple[str, Any]],
+    inputs: tuple[str, ...],
+    variadic: bool,
+    last: bool,
+    position: int,
+    label: str,
+) -> Callable[..., Any]:
+    """A function with the long form's VJP signature that passes ``vjp`` what it names."""
+    params = f"g, out, {_inputs_params(inputs, variadic)}"
+    params += ", attrs, argnum" if last else (", attrs" if variadic else ", *, attrs")
+    P = inspect.Parameter
+    args = []
+    for read, kind in reads:
+        value = "argnum" if read == "argnum" and last else str(position) if read == "argnum" else read
+        if kind is P.VAR_POSITIONAL:
+            args.append(f"*{value}")
+        elif kind is P.KEYWORD_ONLY:
+            args.append(f"{read}={value}")
+        else:
+            args.append(value)
+    return _compile(vjp, params, ", ".join(args), label)
+
+
+def _forward_adapter(
+    forward: Callable[..., Any], inputs: tuple[str, ...], variadic: bool, label: str
+) -> Callable[..., Any]:
+    """``forward`` with the long form's signature: it also takes (and ignores) ``attrs``."""
+    params = _inputs_params(inputs, variadic)
+    return _compile(forward, params + (", attrs" if variadic else ", *, attrs"), params, label)
+
+
+def _default_samples(
+    inputs: tuple[str, ...],
+    variadic: bool,
+    domain: Domain | Mapping[str, Domain] | None,
+    sample_attrs: Sequence[Mapping[str, Any]] | None,
+    fail: Callable[[str], PluginError],
+) -> SamplesFn:
+    names = [*inputs, inputs[-1]] if variadic else list(inputs)  # a variadic input repeats once
+    if isinstance(domain, Mapping):
+        unknown = [k for k in domain if k not in inputs]
+        if unknown:
+            raise fail(f"domain names {unknown[0]!r}, which is not an input{did_you_mean(unknown[0], inputs)}")
+        domains: list[Domain] = [domain.get(n, "real") for n in names]
+    else:
+        domains = [domain or "real"] * len(names)
+    try:
+        return elementwise_samples(*domains, attrs=sample_attrs if sample_attrs is not None else ({},))
+    except PluginError as exc:
+        raise fail(str(exc)) from None
