@@ -11,13 +11,15 @@ Everything runs in float64 so the finite difference is meaningful.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from ..errors import ExecutionError, GradcheckError, OpAttributeError
-from ..ops import FLOAT_DTYPES, OpDef, TensorSpec, unbroadcast
+from ..ops import FLOAT_DTYPES, OpDef, TensorSpec
+from ..ops.vjp import VJPError, VJPSite, call_vjp
 
 if TYPE_CHECKING:
     from ..registry import Registry
@@ -231,25 +233,19 @@ def _blame_node(plan: "Plan", feeds: Mapping[str, Any], rng: np.random.Generator
 def _call_vjp(op: OpDef, i: int, g: np.ndarray, out: np.ndarray, xs: Sequence[np.ndarray], attrs: Any) -> np.ndarray:
     vjp = op.vjp_for(i)
     assert vjp is not None
-    extra = {"argnum": i} if op.variadic and i >= len(op.inputs) - 1 else {}
+    if op.variadic and i >= len(op.inputs) - 1:
+        vjp = functools.partial(vjp, argnum=i)
+    site = VJPSite(op.name, i, op.input_name(i))
     # Pass None for what the op says its VJPs don't read, as the engine may: a wrong vjp_needs fails here.
     args = [x if op.needs_input(j) else None for j, x in enumerate(xs)]
     try:
-        cot = np.asarray(vjp(g, out if op.needs_output() else None, *args, attrs=attrs, **extra))
-    except Exception as exc:
-        hint = " (does vjp_needs list everything the VJP reads?)" if op.vjp_needs is not None else ""
-        raise ExecutionError(
-            f"op {op.name!r}, input {op.input_name(i)!r}: VJP raised {type(exc).__name__}: {exc}{hint}"
-        ) from exc
-    try:
-        cot = unbroadcast(cot, xs[i].shape)
-    except ValueError as exc:
-        raise ExecutionError(f"op {op.name!r}, input {op.input_name(i)!r}: VJP returned bad shape: {exc}") from None
-    if cot.dtype != xs[i].dtype:
-        raise ExecutionError(
-            f"op {op.name!r}, input {op.input_name(i)!r}: VJP returned {cot.dtype.name} for a {xs[i].dtype.name} input"
+        return call_vjp(
+            vjp, g, out if op.needs_output() else None, args, attrs, shape=xs[i].shape, dtype=xs[i].dtype, site=site
         )
-    return cot
+    except VJPError as exc:
+        if op.vjp_needs is None or exc.__cause__ is None:  # not a VJP that raised, or nothing to hint at
+            raise
+        raise VJPError(f"{exc} (does vjp_needs list everything the VJP reads?)", site) from exc.__cause__
 
 
 def _as_float64(x: np.ndarray) -> np.ndarray:

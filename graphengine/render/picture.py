@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import networkx as nx
 import numpy as np
 
-from ..errors import ExecutionError, FeedError, RenderError, did_you_mean
-from ..ops import unbroadcast
+from ..errors import FeedError, RenderError, did_you_mean
+from ..ops.vjp import VJPSite, call_vjp
 
 if TYPE_CHECKING:
     from ..engine import Trace
@@ -180,16 +180,13 @@ def _jacobian(node: Any, position: int, values: Mapping[str, Any]) -> np.ndarray
         vjp = functools.partial(vjp, argnum=position)
     out = np.asarray(values[node.id])
     args = [values[name] for name in node.inputs]
+    site = VJPSite(op.name, position, node.inputs[position], node.id)
     rows = np.empty((out.size, x.size), dtype=x.dtype)
     for j in range(out.size):
         onehot = np.zeros(out.shape, dtype=out.dtype)
         onehot.reshape(-1)[j] = 1
-        try:
-            rows[j] = np.ravel(unbroadcast(np.asarray(vjp(onehot, out, *args, attrs=node.attrs)), x.shape))
-        except Exception as exc:
-            raise ExecutionError(
-                f"node {node.id!r} (op {op.name!r}), input {position}: VJP failed while drawing: {exc}"
-            ) from exc
+        # The engine's one VJP call: its errors name the node, the op and the input.
+        rows[j] = np.ravel(call_vjp(vjp, onehot, out, args, node.attrs, shape=x.shape, dtype=x.dtype, site=site))
     return rows
 
 
