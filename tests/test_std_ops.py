@@ -18,8 +18,9 @@ from hypothesis import given, settings
 from hypothesis.extra import numpy as hnp
 from pydantic import ValidationError
 
+import graphengine
 from graphengine.engine import check_op, check_op_samples
-from graphengine.errors import GradcheckError, ShapeError
+from graphengine.errors import ExecutionError, GradcheckError, ShapeError
 from graphengine.ops import NoAttrs, OpDef, TensorSpec, elementwise_rule
 
 OPS = {op.name: op for op in graphengine_std.OPS}
@@ -78,10 +79,11 @@ def test_declaration_follows_the_rules(op):
     assert op.doc and "\n" not in op.doc
     assert op.samples is not None
     assert op.vjp_needs is not None, "declare vjp_needs precisely"
-    functions = [op.forward, op.shape_rule, op.samples, *[v for v in op.vjps if v is not None]]
-    for fn in functions:
-        assert fn.__name__ != "<lambda>" and "<locals>" not in fn.__qualname__, fn
-        assert fn.__module__.startswith("graphengine_std") or fn is elementwise_rule
+    for fn in [op.forward, *[v for v in op.vjps if v is not None]]:  # the library's own code (lambdas welcome)
+        assert fn.__module__.startswith("graphengine_std"), fn
+    assert op.shape_rule is elementwise_rule or op.shape_rule.__module__.startswith("graphengine_std")
+    # Samples are the library's own, or the terse API's elementwise defaults.
+    assert op.samples.__module__.startswith("graphengine_std") or op.samples.__module__ == "graphengine.ops.terse"
     config = op.attrs.model_config
     assert config.get("extra") == "forbid" and config.get("frozen") is True
     for field, schema in op.attrs.model_json_schema().get("properties", {}).items():
@@ -125,7 +127,7 @@ def test_gradcheck_catches_a_wrong_vjp():
     def twice_exp_vjp(g, out, x, *, attrs):
         return 2 * g * out
 
-    wrong = OpDef("exp", arithmetic.exp, (twice_exp_vjp,), elementwise_rule, inputs=("x",))
+    wrong = OpDef("exp", arithmetic.exp.forward, (twice_exp_vjp,), elementwise_rule, inputs=("x",))
     with pytest.raises(GradcheckError, match="'exp'.*'x'"):
         check_op(wrong, [np.array([0.5, -1.0, 2.0])])
     check_op(OPS["exp"], [np.array([0.5, -1.0, 2.0])])  # the real one passes at the same point
@@ -135,7 +137,7 @@ def test_gradcheck_catches_a_wrong_broadcast_vjp():
     def add_vjp_b_forgets_nothing(g, out, a, b, *, attrs):
         return g[0]  # takes one row instead of letting the engine sum the rows
 
-    wrong = OpDef("add", arithmetic.add, (arithmetic.add_vjp_a, add_vjp_b_forgets_nothing), elementwise_rule,
+    wrong = OpDef("add", arithmetic.add.forward, (arithmetic.add.vjps[0], add_vjp_b_forgets_nothing), elementwise_rule,
                   inputs=("a", "b"))  # fmt: skip
     with pytest.raises(GradcheckError, match="'b'"):
         check_op(wrong, [np.ones((4, 3)), np.ones(3)])
@@ -253,6 +255,28 @@ def test_squared_error_values():
     assert run("squared_error", p, t).shape == ()
 
 
+def test_squared_error_refuses_different_shapes_unless_asked_to_broadcast():
+    p, t = np.zeros((1, 1)), np.ones((2, 1))
+    with pytest.raises(ValueError, match=r"prediction of shape \(1, 1\) and target of shape \(2, 1\) differ"):
+        run("squared_error", p, t)
+    assert run("squared_error", p, t, broadcast=True, reduction="sum") == pytest.approx(2.0)
+    assert rule("squared_error", (None, 1), (None, 1)).shape == ()  # free dimensions: checked at run time
+    assert rule("squared_error", (1, 1), (2, 1), broadcast=True).shape == ()
+    with pytest.raises(ShapeError, match=r"\(\?, 1\) and target \(\?,\)"):
+        rule("squared_error", (None, 1), (None,))
+
+
+def test_losses_declare_their_training_data():
+    se, ce = OPS["squared_error"].loss, OPS["softmax_cross_entropy"].loss
+    assert (se.prediction, se.target, se.class_labels, se.batch_axis) == ("prediction", "target", False, 0)
+    assert [se.reduction_of({"reduction": r}) for r in ["mean", "sum", "half_sum"]] == ["mean", "sum", "sum"]
+    assert se.reduction_of(OPS["squared_error"].attrs()) == "mean"
+    assert (ce.prediction, ce.target, ce.class_labels, ce.batch_axis) == ("logits", "labels", True, 0)
+    assert [ce.reduction_of({"reduction": r}) for r in ["mean", "sum"]] == ["mean", "sum"]
+    assert ce.reduction_of(OPS["softmax_cross_entropy"].attrs()) == "mean"
+    assert {op.name for op in graphengine_std.OPS if op.loss is not None} == {"squared_error", "softmax_cross_entropy"}
+
+
 def test_reductions_follow_numpy():
     x = np.random.default_rng(8).standard_normal((2, 3, 4))
     for attrs in [{}, {"axis": 1}, {"axis": [0, -1]}, {"axis": -1, "keepdims": True}]:
@@ -358,7 +382,9 @@ def test_shape_rules_with_free_batch_dimension():
         ("softmax", [(2, 3)], {"axis": 2}, r"axis 2 .*\(2, 3\)"),
         ("sum", [(2, 3)], {"axis": 2}, r"sum: axis 2 .*\(2, 3\)"),
         ("max", [(2, 3)], {"axis": [1, -1]}, r"repeats"),
-        ("squared_error", [(2, 3), (4,)], {}, r"squared_error.*\(2, 3\) and \(4,\)"),
+        ("squared_error", [(2, 3), (4,)], {}, r"squared_error: prediction \(2, 3\) and target \(4,\)"),
+        ("squared_error", [(1, 1), (2, 1)], {}, r"prediction \(1, 1\) and target \(2, 1\).*broadcast: true"),
+        ("squared_error", [(2, 3), (4,)], {"broadcast": True}, r"squared_error.*\(2, 3\) and \(4,\)"),
     ],
 )
 def test_shape_rule_errors_name_the_shapes(name, specs, attrs, pattern):
@@ -407,6 +433,8 @@ def test_matmul_rule_matches_numpy(shapes):
         ("slice", {"axis": 0, "step": 0}),
         ("slice", {"start": 0}),
         ("squared_error", {"reduction": "avg"}),
+        ("squared_error", {"broadcast": "yes"}),
+        ("squared_error", {"broadcast": 1}),
         ("softmax_cross_entropy", {"reduction": "half_sum"}),
         ("softmax_cross_entropy", {"axis": -1}),
         ("add", {"alpha": 1}),
@@ -425,3 +453,54 @@ def test_attribute_defaults():
     assert OPS["squared_error"].attrs().reduction == "mean"
     assert OPS["softmax_cross_entropy"].attrs().reduction == "mean"
     assert OPS["slice"].attrs(axis=1).model_dump() == {"axis": 1, "start": 0, "stop": None, "step": 1}
+
+
+# --- losses refuse mismatched shapes: at load time when known, at run time when free --------------
+
+
+def loss_doc(op, pred_shape, target_shape, target_dtype="float64", **attrs):
+    return {
+        "format": "graphengine/v1",
+        "inputs": [
+            {"name": "p", "shape": pred_shape},
+            {"name": "t", "shape": target_shape, "dtype": target_dtype},
+        ],
+        "nodes": [{"id": "loss", "op": op, "inputs": ["p", "t"], "attrs": attrs}],
+        "outputs": ["loss"],
+    }
+
+
+def test_squared_error_shapes_known_at_load_time():
+    with pytest.raises(ShapeError, match=r"prediction \(1, 1\) and target \(2, 1\)") as info:
+        graphengine.load_dict(loss_doc("squared_error", [1, 1], [2, 1]))
+    assert info.value.node_id == "loss"
+    g = graphengine.load_dict(loss_doc("squared_error", [1, 1], [2, 1], broadcast=True, reduction="sum"))
+    assert float(g.run({"p": [[1.0]], "t": [[0.0], [2.0]]})["loss"]) == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize("shapes", [([None, 1], [None, 1]), (["batch", 1], ["rows", 1]), ([None, 1], ["batch", 1])])
+def test_squared_error_free_shapes_checked_at_run_time(shapes):
+    g = graphengine.load_dict(loss_doc("squared_error", *shapes))
+    feeds = {"p": np.zeros((1, 1)), "t": np.ones((2, 1))}
+    for _ in range(3):  # first call (checked interpreter), then generated code
+        for call in (lambda: g.run(feeds), lambda: g.value_and_grad(feeds, wrt=["p"])):
+            with pytest.raises(ExecutionError, match=r"'loss'.*\(1, 1\).*\(2, 1\).*broadcast: true"):
+                call()
+        assert float(g.run({"p": np.zeros((2, 1)), "t": np.ones((2, 1))})["loss"]) == pytest.approx(1.0)
+
+
+def test_cross_entropy_is_as_strict():
+    with pytest.raises(ShapeError, match=r"\(4, 3\).*\(5,\)") as info:
+        graphengine.load_dict(loss_doc("softmax_cross_entropy", [4, 3], [5], "int64"))
+    assert info.value.node_id == "loss"
+    with pytest.raises(ShapeError, match=r"\(4, 3\).*\(1, 3\)"):  # probabilities are not broadcast either
+        graphengine.load_dict(loss_doc("softmax_cross_entropy", [4, 3], [1, 3]))
+    g = graphengine.load_dict(loss_doc("softmax_cross_entropy", [None, 3], [None], "int64"))
+    feeds = {"p": np.zeros((4, 3)), "t": np.zeros(5, dtype=np.int64)}
+    for _ in range(3):
+        for call in (lambda: g.run(feeds), lambda: g.value_and_grad(feeds, wrt=["p"])):
+            with pytest.raises(ExecutionError, match=r"'loss'.*\(5,\) do not match logits of shape \(4, 3\)"):
+                call()
+        assert float(g.run({"p": np.zeros((4, 3)), "t": np.zeros(4, dtype=np.int64)})["loss"]) == pytest.approx(
+            np.log(3)
+        )

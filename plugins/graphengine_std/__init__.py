@@ -2,7 +2,9 @@
 
 Registered like any third-party plugin, through the entry point
 ``graphengine.ops: std = "graphengine_std:OPS"``. Each submodule declares its
-ops as :class:`graphengine.ops.OpDef` records and nothing else:
+ops with the public plugin API and nothing else, most of them in the terse form
+(:func:`graphengine.ops.defop`, which builds plain :class:`graphengine.ops.OpDef`
+records):
 
 - :mod:`.arithmetic`: add, sub, mul, div, neg, pow, exp, log, sqrt, abs
 - :mod:`.linalg`: matmul, linear

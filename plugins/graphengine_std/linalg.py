@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from graphengine.errors import ShapeError
-from graphengine.ops import NoAttrs, OpDef, Sample, TensorSpec, broadcast_shapes, common_dtype, format_shape
+from graphengine.ops import NoAttrs, Sample, TensorSpec, broadcast_shapes, common_dtype, defop, format_shape
 
 __all__ = ["OPS"]
 
@@ -33,10 +33,6 @@ def _dims_differ(m: int | None, n: int | None) -> bool:
 
 
 # --- matmul ------------------------------------------------------------------------------
-
-
-def matmul(a: Array, b: Array, *, attrs: NoAttrs) -> Array:
-    return np.matmul(a, b)
 
 
 def matmul_rule(a: TensorSpec, b: TensorSpec, *, attrs: NoAttrs) -> TensorSpec:
@@ -69,14 +65,14 @@ def _as_matrices(g: Array, a: Array, b: Array) -> tuple[Array, Array, Array]:
     return g, a, b
 
 
-def matmul_vjp_a(g: Array, out: Array, a: Array, b: Array, *, attrs: NoAttrs) -> Array:
+def matmul_vjp_a(g: Array, a: Array, b: Array) -> Array:
     """a_bar = g @ b.T (batch axes left for the engine to sum)."""
     g2, _, b2 = _as_matrices(g, a, b)
     grad = np.matmul(g2, np.swapaxes(b2, -1, -2))
     return grad[..., 0, :] if a.ndim == 1 else grad
 
 
-def matmul_vjp_b(g: Array, out: Array, a: Array, b: Array, *, attrs: NoAttrs) -> Array:
+def matmul_vjp_b(g: Array, a: Array, b: Array) -> Array:
     """b_bar = a.T @ g (batch axes left for the engine to sum)."""
     g2, a2, _ = _as_matrices(g, a, b)
     grad = np.matmul(np.swapaxes(a2, -1, -2), g2)
@@ -96,11 +92,13 @@ def matmul_samples(rng: np.random.Generator) -> list[Sample]:
     return [([rng.standard_normal(sa), rng.standard_normal(sb)], {}) for sa, sb in shapes]
 
 
+@defop(matmul_vjp_a, matmul_vjp_b, shape_rule=matmul_rule, samples=matmul_samples,
+       doc="matrix product a @ b (numpy.matmul: batched, 1-D operands as vectors)")  # fmt: skip
+def matmul(a: Array, b: Array) -> Array:
+    return np.matmul(a, b)
+
+
 # --- linear ------------------------------------------------------------------------------
-
-
-def linear(x: Array, W: Array, b: Array, *, attrs: NoAttrs) -> Array:
-    return np.matmul(x, W.T) + b
 
 
 def linear_rule(x: TensorSpec, W: TensorSpec, b: TensorSpec, *, attrs: NoAttrs) -> TensorSpec:
@@ -119,21 +117,11 @@ def linear_rule(x: TensorSpec, W: TensorSpec, b: TensorSpec, *, attrs: NoAttrs) 
     return TensorSpec(x.shape[:-1] + (out_features,), dtype)
 
 
-def linear_vjp_x(g: Array, out: Array, x: Array, W: Array, b: Array, *, attrs: NoAttrs) -> Array:
-    """x_bar = g @ W."""
-    return np.matmul(g, W)
-
-
-def linear_vjp_W(g: Array, out: Array, x: Array, W: Array, b: Array, *, attrs: NoAttrs) -> Array:
+def linear_vjp_W(g: Array, x: Array) -> Array:
     """W_bar = sum over the batch of outer(g, x) = g.T @ x with the batch flattened."""
     g2 = g.reshape(-1, g.shape[-1])
     x2 = x.reshape(-1, x.shape[-1])
     return np.matmul(g2.T, x2)
-
-
-def linear_vjp_b(g: Array, out: Array, x: Array, W: Array, b: Array, *, attrs: NoAttrs) -> Array:
-    """b_bar = g, in the output's shape (the engine sums it to b's shape)."""
-    return g
 
 
 def linear_samples(rng: np.random.Generator) -> list[Sample]:
@@ -146,11 +134,10 @@ def linear_samples(rng: np.random.Generator) -> list[Sample]:
     ]
 
 
-OPS = [
-    OpDef("matmul", matmul, (matmul_vjp_a, matmul_vjp_b), matmul_rule, inputs=("a", "b"),
-          vjp_needs=frozenset({"a", "b"}), samples=matmul_samples,
-          doc="matrix product a @ b (numpy.matmul: batched, 1-D operands as vectors)"),
-    OpDef("linear", linear, (linear_vjp_x, linear_vjp_W, linear_vjp_b), linear_rule, inputs=("x", "W", "b"),
-          vjp_needs=frozenset({"x", "W"}), samples=linear_samples,
-          doc="dense layer x @ W.T + b; W is (out_features, in_features), b is (out_features,) or ()"),
-]
+@defop(lambda g, W: np.matmul(g, W), linear_vjp_W, lambda g: g, shape_rule=linear_rule, samples=linear_samples,
+       doc="dense layer x @ W.T + b; W is (out_features, in_features), b is (out_features,) or ()")  # fmt: skip
+def linear(x: Array, W: Array, b: Array) -> Array:
+    return np.matmul(x, W.T) + b
+
+
+OPS = [matmul, linear]

@@ -1,15 +1,22 @@
 """Losses with a scalar output: squared_error and softmax_cross_entropy.
 
-``squared_error(prediction, target)`` reduces ``(prediction - target)**2``
-(broadcast) by ``"sum"``, ``"mean"`` or ``"half_sum"`` (half the sum, whose
-gradient is just the difference).
+``squared_error(prediction, target)`` reduces ``(prediction - target)**2`` by
+``"sum"``, ``"mean"`` or ``"half_sum"`` (half the sum, whose gradient is just
+the difference). Prediction and target must have the same shape (a target of
+shape ``(2, 1)`` against a prediction of ``(1, 1)`` is a mistake, not a
+broadcast), unless ``broadcast: true`` asks for numpy broadcasting. Known shapes
+are checked when the graph loads (ShapeError), free dimensions at run time.
 
 ``softmax_cross_entropy(logits, labels)`` is ``-sum(labels * log_softmax(logits))``
 over the last axis (the classes), reduced over the examples by ``"sum"`` or
 ``"mean"``. Labels are either integer class indices (int32/int64, shape of
 ``logits`` without its last axis), or one-hot rows / probabilities (float,
 shape and dtype of ``logits``). Labels get no gradient. An integer label
-outside ``[0, C)`` is an error at run time (never wrapped around).
+outside ``[0, C)``, or labels whose shape does not match, is an error at run
+time (never wrapped around, never broadcast).
+
+Both declare, as data (:class:`graphengine.ops.LossInfo`), which input is the
+prediction and which the target, and how they reduce over the examples.
 
 VJPs (``n`` = number of elements, or examples, averaged over by ``"mean"``)::
 
@@ -24,10 +31,10 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from graphengine.errors import ShapeError
-from graphengine.ops import OpDef, Sample, TensorSpec, common_dtype, elementwise_rule, format_shape
+from graphengine.ops import LossInfo, Sample, TensorSpec, common_dtype, defop, elementwise_rule, format_shape
 
 from .softmax import log_softmax_values
 
@@ -53,19 +60,34 @@ class SquaredErrorAttrs(BaseModel):
             'or "half_sum" (0.5 * sum, whose gradient is simply prediction - target).'
         ),
     )
+    broadcast: StrictBool = Field(
+        False,
+        description=(
+            "If true, prediction and target broadcast against each other (numpy rules) and the mean is over the "
+            "broadcast shape. By default their shapes must be equal."
+        ),
+    )
 
 
-def squared_error(prediction: Array, target: Array, *, attrs: SquaredErrorAttrs) -> Array:
-    diff = prediction - target
-    total = np.sum(diff * diff)
-    if attrs.reduction == "mean":
-        return np.asarray(total / diff.size)
-    if attrs.reduction == "half_sum":
-        return np.asarray(0.5 * total)
-    return np.asarray(total)
+def _check_same_shape(prediction: Array, target: Array, attrs: SquaredErrorAttrs) -> None:
+    """Raise ValueError when the shapes differ and ``broadcast`` is off (the shape rule could not tell)."""
+    if not attrs.broadcast and prediction.shape != target.shape:
+        raise ValueError(
+            f"squared_error: prediction of shape {format_shape(prediction.shape)} and target of shape "
+            f"{format_shape(target.shape)} differ; set attrs broadcast: true to broadcast them"
+        )
 
 
 def squared_error_rule(prediction: TensorSpec, target: TensorSpec, *, attrs: SquaredErrorAttrs) -> TensorSpec:
+    """A scalar; equal shapes (free dimensions are checked at run time) unless ``broadcast``."""
+    if not attrs.broadcast and (
+        prediction.ndim != target.ndim
+        or any(p is not None and t is not None and p != t for p, t in zip(prediction.shape, target.shape))
+    ):
+        raise ShapeError(
+            f"squared_error: prediction {format_shape(prediction.shape)} and target {format_shape(target.shape)} "
+            "have different shapes; set attrs broadcast: true to broadcast them"
+        )
     try:
         spec = elementwise_rule(prediction, target)
     except ShapeError as exc:
@@ -83,29 +105,34 @@ def _squared_error_slope(g: Array, prediction: Array, target: Array, attrs: Squa
     return (2 * g) * diff
 
 
-def squared_error_vjp_prediction(
-    g: Array, out: Array, prediction: Array, target: Array, *, attrs: SquaredErrorAttrs
-) -> Array:
-    """prediction_bar = g * 2 (prediction - target), divided by n for mean, without the 2 for half_sum."""
-    return _squared_error_slope(g, prediction, target, attrs)
-
-
-def squared_error_vjp_target(
-    g: Array, out: Array, prediction: Array, target: Array, *, attrs: SquaredErrorAttrs
-) -> Array:
-    """target_bar = -prediction_bar."""
-    return -_squared_error_slope(g, prediction, target, attrs)
-
-
 def squared_error_samples(rng: np.random.Generator) -> list[Sample]:
     n = rng.standard_normal
     return [
         ([n((4, 3)), n((4, 3))], {}),
         ([n((4, 3)), n((4, 3))], {"reduction": "sum"}),
         ([n((4, 3)), n((4, 3))], {"reduction": "half_sum"}),
-        ([n((5, 4, 3)), n((3,))], {"reduction": "mean"}),  # broadcast target
-        ([n((2, 1)), n(())], {"reduction": "half_sum"}),  # scalar target
+        ([n((5, 4, 3)), n((3,))], {"reduction": "mean", "broadcast": True}),  # broadcast target
+        ([n((2, 1)), n(())], {"reduction": "half_sum", "broadcast": True}),  # scalar target
+        ([n((2, 1)), n((1, 3))], {"reduction": "sum", "broadcast": True}),  # both broadcast
     ]
+
+
+@defop(
+    lambda g, prediction, target, attrs: _squared_error_slope(g, prediction, target, attrs),
+    lambda g, prediction, target, attrs: -_squared_error_slope(g, prediction, target, attrs),
+    shape_rule=squared_error_rule, attrs=SquaredErrorAttrs, samples=squared_error_samples,
+    loss=LossInfo("prediction", "target", reduction_attr="reduction", reductions={"half_sum": "sum"}),
+    doc="(prediction - target)**2 reduced to a scalar by sum, mean or half_sum; shapes must match unless broadcast",
+)  # fmt: skip
+def squared_error(prediction: Array, target: Array, *, attrs: SquaredErrorAttrs) -> Array:
+    _check_same_shape(prediction, target, attrs)
+    diff = prediction - target
+    total = np.sum(diff * diff)
+    if attrs.reduction == "mean":
+        return np.asarray(total / diff.size)
+    if attrs.reduction == "half_sum":
+        return np.asarray(0.5 * total)
+    return np.asarray(total)
 
 
 # --- softmax_cross_entropy ---------------------------------------------------------------
@@ -150,17 +177,6 @@ def _check_labels(logits: Array, labels: Array) -> None:
         )
 
 
-def softmax_cross_entropy(logits: Array, labels: Array, *, attrs: CrossEntropyAttrs) -> Array:
-    _check_labels(logits, labels)
-    logp = log_softmax_values(logits, -1)
-    if _is_index(labels):
-        per_example = -np.take_along_axis(logp, labels[..., None], axis=-1)[..., 0]
-    else:
-        per_example = -np.sum(labels * logp, axis=-1)
-    total = np.sum(per_example)
-    return np.asarray(total / per_example.size if attrs.reduction == "mean" else total)
-
-
 def softmax_cross_entropy_rule(logits: TensorSpec, labels: TensorSpec, *, attrs: CrossEntropyAttrs) -> TensorSpec:
     shown = (
         f"logits {logits.dtype.name}{format_shape(logits.shape)} "
@@ -188,9 +204,7 @@ def softmax_cross_entropy_rule(logits: TensorSpec, labels: TensorSpec, *, attrs:
     return TensorSpec((), dtype)
 
 
-def softmax_cross_entropy_vjp_logits(
-    g: Array, out: Array, logits: Array, labels: Array, *, attrs: CrossEntropyAttrs
-) -> Array:
+def softmax_cross_entropy_vjp_logits(g: Array, logits: Array, labels: Array, attrs: CrossEntropyAttrs) -> Array:
     """logits_bar = g * (softmax(logits) * sum(labels) - labels), / n for mean."""
     _check_labels(logits, labels)
     grad = np.exp(log_softmax_values(logits, -1))
@@ -215,13 +229,18 @@ def softmax_cross_entropy_samples(rng: np.random.Generator) -> list[Sample]:
     ]
 
 
-OPS = [
-    OpDef("squared_error", squared_error, (squared_error_vjp_prediction, squared_error_vjp_target),
-          squared_error_rule, attrs=SquaredErrorAttrs, inputs=("prediction", "target"),
-          vjp_needs=frozenset({"prediction", "target"}), samples=squared_error_samples,
-          doc="(prediction - target)**2 reduced to a scalar by sum, mean or half_sum"),
-    OpDef("softmax_cross_entropy", softmax_cross_entropy, (softmax_cross_entropy_vjp_logits, None),
-          softmax_cross_entropy_rule, attrs=CrossEntropyAttrs, inputs=("logits", "labels"),
-          vjp_needs=frozenset({"logits", "labels"}), samples=softmax_cross_entropy_samples,
-          doc="cross-entropy of softmax(logits) with class-index or probability labels, reduced to a scalar"),
-]
+@defop(softmax_cross_entropy_vjp_logits, None, shape_rule=softmax_cross_entropy_rule, attrs=CrossEntropyAttrs,
+       samples=softmax_cross_entropy_samples, loss=LossInfo("logits", "labels", class_labels=True, reduction_attr="reduction"),
+       doc="cross-entropy of softmax(logits) with class-index or probability labels, reduced to a scalar")  # fmt: skip
+def softmax_cross_entropy(logits: Array, labels: Array, *, attrs: CrossEntropyAttrs) -> Array:
+    _check_labels(logits, labels)
+    logp = log_softmax_values(logits, -1)
+    if _is_index(labels):
+        per_example = -np.take_along_axis(logp, labels[..., None], axis=-1)[..., 0]
+    else:
+        per_example = -np.sum(labels * logp, axis=-1)
+    total = np.sum(per_example)
+    return np.asarray(total / per_example.size if attrs.reduction == "mean" else total)
+
+
+OPS = [squared_error, softmax_cross_entropy]

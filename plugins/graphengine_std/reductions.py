@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from graphengine.errors import ShapeError
-from graphengine.ops import OpDef, Sample, TensorSpec, common_dtype, format_shape
+from graphengine.ops import Sample, TensorSpec, common_dtype, defop, format_shape
 
 __all__ = ["OPS", "ReduceAttrs"]
 
@@ -95,48 +95,6 @@ def _keep(v: Array, axes: tuple[int, ...], attrs: ReduceAttrs) -> Array:
     return v if attrs.keepdims else np.expand_dims(v, axes)
 
 
-# --- sum ---------------------------------------------------------------------------------
-
-
-def sum_(x: Array, *, attrs: ReduceAttrs) -> Array:
-    return np.asarray(np.sum(x, axis=_axes("sum", attrs.axis, x.shape), keepdims=attrs.keepdims))
-
-
-def sum_vjp(g: Array, out: Array, x: Array, *, attrs: ReduceAttrs) -> Array:
-    """x_bar = g broadcast back over the reduced axes."""
-    axes = _axes("sum", attrs.axis, x.shape)
-    return np.broadcast_to(_keep(g, axes, attrs), x.shape)
-
-
-# --- mean --------------------------------------------------------------------------------
-
-
-def mean(x: Array, *, attrs: ReduceAttrs) -> Array:
-    return np.asarray(np.mean(x, axis=_axes("mean", attrs.axis, x.shape), keepdims=attrs.keepdims))
-
-
-def mean_vjp(g: Array, out: Array, x: Array, *, attrs: ReduceAttrs) -> Array:
-    """x_bar = g / n broadcast back over the reduced axes, n = number of elements averaged."""
-    axes = _axes("mean", attrs.axis, x.shape)
-    count = math.prod(x.shape[a] for a in axes)
-    return np.broadcast_to(_keep(g, axes, attrs) / count, x.shape)
-
-
-# --- max ---------------------------------------------------------------------------------
-
-
-def max_(x: Array, *, attrs: ReduceAttrs) -> Array:
-    return np.asarray(np.max(x, axis=_axes("max", attrs.axis, x.shape), keepdims=attrs.keepdims))
-
-
-def max_vjp(g: Array, out: Array, x: Array, *, attrs: ReduceAttrs) -> Array:
-    """x_bar = g at the argmax positions, split evenly among ties, 0 elsewhere."""
-    axes = _axes("max", attrs.axis, x.shape)
-    is_max = x == _keep(out, axes, attrs)
-    ties = np.sum(is_max, axis=axes, keepdims=True, dtype=x.dtype)
-    return is_max * (_keep(g, axes, attrs) / ties)
-
-
 # --- samples -----------------------------------------------------------------------------
 
 _CASES: list[tuple[tuple[int, ...], dict[str, object]]] = [
@@ -164,12 +122,50 @@ def max_samples(rng: np.random.Generator) -> list[Sample]:
     return cases
 
 
-OPS = [
-    OpDef("sum", sum_, (sum_vjp,), sum_rule, attrs=ReduceAttrs, inputs=("x",),
-          vjp_needs=frozenset({"x"}), samples=reduce_samples, doc="sum over axes (all by default)"),
-    OpDef("mean", mean, (mean_vjp,), mean_rule, attrs=ReduceAttrs, inputs=("x",),
-          vjp_needs=frozenset({"x"}), samples=reduce_samples, doc="mean over axes (all by default)"),
-    OpDef("max", max_, (max_vjp,), max_rule, attrs=ReduceAttrs, inputs=("x",),
-          vjp_needs=frozenset({"x", "out"}), samples=max_samples,
-          doc="maximum over axes (all by default); gradient split evenly among ties"),
-]
+# --- sum ---------------------------------------------------------------------------------
+
+
+def sum_vjp(g: Array, x: Array, attrs: ReduceAttrs) -> Array:
+    """x_bar = g broadcast back over the reduced axes."""
+    axes = _axes("sum", attrs.axis, x.shape)
+    return np.broadcast_to(_keep(g, axes, attrs), x.shape)
+
+
+@defop(sum_vjp, shape_rule=sum_rule, attrs=ReduceAttrs, samples=reduce_samples, doc="sum over axes (all by default)")
+def sum_(x: Array, *, attrs: ReduceAttrs) -> Array:
+    return np.asarray(np.sum(x, axis=_axes("sum", attrs.axis, x.shape), keepdims=attrs.keepdims))
+
+
+# --- mean --------------------------------------------------------------------------------
+
+
+def mean_vjp(g: Array, x: Array, attrs: ReduceAttrs) -> Array:
+    """x_bar = g / n broadcast back over the reduced axes, n = number of elements averaged."""
+    axes = _axes("mean", attrs.axis, x.shape)
+    count = math.prod(x.shape[a] for a in axes)
+    return np.broadcast_to(_keep(g, axes, attrs) / count, x.shape)
+
+
+@defop(mean_vjp, shape_rule=mean_rule, attrs=ReduceAttrs, samples=reduce_samples, doc="mean over axes (all by default)")
+def mean(x: Array, *, attrs: ReduceAttrs) -> Array:
+    return np.asarray(np.mean(x, axis=_axes("mean", attrs.axis, x.shape), keepdims=attrs.keepdims))
+
+
+# --- max ---------------------------------------------------------------------------------
+
+
+def max_vjp(g: Array, out: Array, x: Array, attrs: ReduceAttrs) -> Array:
+    """x_bar = g at the argmax positions, split evenly among ties, 0 elsewhere."""
+    axes = _axes("max", attrs.axis, x.shape)
+    is_max = x == _keep(out, axes, attrs)
+    ties = np.sum(is_max, axis=axes, keepdims=True, dtype=x.dtype)
+    return is_max * (_keep(g, axes, attrs) / ties)
+
+
+@defop(max_vjp, shape_rule=max_rule, attrs=ReduceAttrs, samples=max_samples,
+       doc="maximum over axes (all by default); gradient split evenly among ties")  # fmt: skip
+def max_(x: Array, *, attrs: ReduceAttrs) -> Array:
+    return np.asarray(np.max(x, axis=_axes("max", attrs.axis, x.shape), keepdims=attrs.keepdims))
+
+
+OPS = [sum_, mean, max_]

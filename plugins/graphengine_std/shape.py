@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from graphengine.errors import ShapeError
-from graphengine.ops import NoAttrs, OpDef, Sample, TensorSpec, common_dtype, format_shape
+from graphengine.ops import NoAttrs, Sample, TensorSpec, common_dtype, defop, format_shape
 
 __all__ = ["OPS", "ReshapeAttrs", "TransposeAttrs", "ConcatAttrs", "SliceAttrs"]
 
@@ -61,10 +61,6 @@ class ReshapeAttrs(BaseModel):
         return shape
 
 
-def reshape(x: Array, *, attrs: ReshapeAttrs) -> Array:
-    return np.reshape(x, attrs.shape)
-
-
 def reshape_rule(x: TensorSpec, *, attrs: ReshapeAttrs) -> TensorSpec:
     """Infer the -1 when the input size is known; otherwise check what can be checked.
 
@@ -97,11 +93,6 @@ def reshape_rule(x: TensorSpec, *, attrs: ReshapeAttrs) -> TensorSpec:
     return TensorSpec(tuple(target), x.dtype)
 
 
-def reshape_vjp(g: Array, out: Array, x: Array, *, attrs: ReshapeAttrs) -> Array:
-    """x_bar = g reshaped to x's shape (x is read for its shape only)."""
-    return np.reshape(g, x.shape)
-
-
 def reshape_samples(rng: np.random.Generator) -> list[Sample]:
     n = rng.standard_normal
     return [
@@ -111,6 +102,12 @@ def reshape_samples(rng: np.random.Generator) -> list[Sample]:
         ([n((6,))], {"shape": [1, 2, 3]}),
         ([n((1,))], {"shape": []}),
     ]
+
+
+@defop(lambda g, x: np.reshape(g, x.shape), shape_rule=reshape_rule, attrs=ReshapeAttrs, samples=reshape_samples,
+       doc="same elements in a new shape; one dimension may be -1 (inferred)")  # fmt: skip
+def reshape(x: Array, *, attrs: ReshapeAttrs) -> Array:
+    return np.reshape(x, attrs.shape)
 
 
 # --- transpose ---------------------------------------------------------------------------
@@ -140,10 +137,6 @@ def _permutation(axes: list[int] | None, ndim: int) -> list[int] | None:
     return normal if sorted(normal) == list(range(ndim)) else None
 
 
-def transpose(x: Array, *, attrs: TransposeAttrs) -> Array:
-    return np.transpose(x, attrs.axes)
-
-
 def transpose_rule(x: TensorSpec, *, attrs: TransposeAttrs) -> TensorSpec:
     perm = _permutation(attrs.axes, x.ndim)
     if perm is None:
@@ -153,7 +146,7 @@ def transpose_rule(x: TensorSpec, *, attrs: TransposeAttrs) -> TensorSpec:
     return TensorSpec(tuple(x.shape[a] for a in perm), x.dtype)
 
 
-def transpose_vjp(g: Array, out: Array, x: Array, *, attrs: TransposeAttrs) -> Array:
+def transpose_vjp(g: Array, attrs: TransposeAttrs) -> Array:
     """x_bar = g transposed by the inverse permutation."""
     perm = _permutation(attrs.axes, g.ndim)
     assert perm is not None  # the shape rule accepted these axes at load time
@@ -170,6 +163,12 @@ def transpose_samples(rng: np.random.Generator) -> list[Sample]:
     ]
 
 
+@defop(transpose_vjp, shape_rule=transpose_rule, attrs=TransposeAttrs, samples=transpose_samples,
+       doc="permute axes (reverse them by default)")  # fmt: skip
+def transpose(x: Array, *, attrs: TransposeAttrs) -> Array:
+    return np.transpose(x, attrs.axes)
+
+
 # --- concat ------------------------------------------------------------------------------
 
 
@@ -181,14 +180,9 @@ class ConcatAttrs(BaseModel):
     axis: StrictInt = Field(
         0,
         description=(
-            "The axis along which the inputs are joined; all other dimensions must agree. "
-            "Negative counts from the end."
+            "The axis along which the inputs are joined; all other dimensions must agree. Negative counts from the end."
         ),
     )
-
-
-def concat(*xs: Array, attrs: ConcatAttrs) -> Array:
-    return np.concatenate(xs, axis=attrs.axis)
 
 
 def concat_rule(*xs: TensorSpec, attrs: ConcatAttrs) -> TensorSpec:
@@ -214,7 +208,7 @@ def concat_rule(*xs: TensorSpec, attrs: ConcatAttrs) -> TensorSpec:
     return TensorSpec(tuple(shape), dtype)
 
 
-def concat_vjp(g: Array, out: Array, *xs: Array, attrs: ConcatAttrs, argnum: int) -> Array:
+def concat_vjp(g: Array, xs: tuple[Array, ...], attrs: ConcatAttrs, argnum: int) -> Array:
     """xs_bar[argnum] = the argnum-th piece of g along axis (xs read for their sizes)."""
     axis = attrs.axis % g.ndim
     sizes = [x.shape[axis] for x in xs]
@@ -234,6 +228,12 @@ def concat_samples(rng: np.random.Generator) -> list[Sample]:
     ]
 
 
+@defop(concat_vjp, shape_rule=concat_rule, attrs=ConcatAttrs, samples=concat_samples,
+       doc="join one or more inputs along axis")  # fmt: skip
+def concat(*xs: Array, attrs: ConcatAttrs) -> Array:
+    return np.concatenate(xs, axis=attrs.axis)
+
+
 # --- slice -------------------------------------------------------------------------------
 
 
@@ -243,9 +243,7 @@ class SliceAttrs(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     axis: StrictInt = Field(description="The axis to slice; negative counts from the end.")
-    start: StrictInt = Field(
-        0, description="First index taken. Negative counts from the end (-1 is the last element)."
-    )
+    start: StrictInt = Field(0, description="First index taken. Negative counts from the end (-1 is the last element).")
     stop: StrictInt | None = Field(
         None,
         description=(
@@ -279,10 +277,6 @@ def _index(attrs: SliceAttrs, shape: tuple[int, ...]) -> tuple[slice, ...]:
     return tuple(index)
 
 
-def slice_(x: Array, *, attrs: SliceAttrs) -> Array:
-    return x[_index(attrs, x.shape)]
-
-
 def slice_rule(x: TensorSpec, *, attrs: SliceAttrs) -> TensorSpec:
     axis = _check_axis("slice", attrs.axis, x.shape)
     n = x.shape[axis]
@@ -302,7 +296,7 @@ def slice_rule(x: TensorSpec, *, attrs: SliceAttrs) -> TensorSpec:
     return TensorSpec(x.shape[:axis] + (length,) + x.shape[axis + 1 :], x.dtype)
 
 
-def slice_vjp(g: Array, out: Array, x: Array, *, attrs: SliceAttrs) -> Array:
+def slice_vjp(g: Array, x: Array, attrs: SliceAttrs) -> Array:
     """x_bar = zeros like x with g in the sliced positions (x read for its shape and dtype)."""
     grad = np.zeros_like(x)
     grad[_index(attrs, x.shape)] = g
@@ -319,37 +313,26 @@ def slice_samples(rng: np.random.Generator) -> list[Sample]:
     ]
 
 
+@defop(slice_vjp, shape_rule=slice_rule, attrs=SliceAttrs, samples=slice_samples,
+       doc="x[start:stop:step] along one axis; out-of-range indices are an error")  # fmt: skip
+def slice_(x: Array, *, attrs: SliceAttrs) -> Array:
+    return x[_index(attrs, x.shape)]
+
+
 # --- identity ----------------------------------------------------------------------------
-
-
-def identity(x: Array, *, attrs: NoAttrs) -> Array:
-    return x
 
 
 def identity_rule(x: TensorSpec, *, attrs: NoAttrs) -> TensorSpec:
     return TensorSpec(x.shape, x.dtype)
 
 
-def identity_vjp(g: Array, out: Array, x: Array, *, attrs: NoAttrs) -> Array:
-    """x_bar = g."""
-    return g
-
-
 def identity_samples(rng: np.random.Generator) -> list[Sample]:
     return [([rng.standard_normal((3, 4))], {}), ([rng.standard_normal(())], {})]
 
 
-OPS = [
-    OpDef("reshape", reshape, (reshape_vjp,), reshape_rule, attrs=ReshapeAttrs, inputs=("x",),
-          vjp_needs=frozenset({"x"}), samples=reshape_samples,
-          doc="same elements in a new shape; one dimension may be -1 (inferred)"),
-    OpDef("transpose", transpose, (transpose_vjp,), transpose_rule, attrs=TransposeAttrs, inputs=("x",),
-          vjp_needs=frozenset(), samples=transpose_samples, doc="permute axes (reverse them by default)"),
-    OpDef("concat", concat, (concat_vjp,), concat_rule, attrs=ConcatAttrs, inputs=("xs",), variadic=True,
-          vjp_needs=frozenset({"xs"}), samples=concat_samples, doc="join one or more inputs along axis"),
-    OpDef("slice", slice_, (slice_vjp,), slice_rule, attrs=SliceAttrs, inputs=("x",),
-          vjp_needs=frozenset({"x"}), samples=slice_samples,
-          doc="x[start:stop:step] along one axis; out-of-range indices are an error"),
-    OpDef("identity", identity, (identity_vjp,), identity_rule, inputs=("x",),
-          vjp_needs=frozenset(), samples=identity_samples, doc="returns x unchanged"),
-]
+@defop(lambda g: g, shape_rule=identity_rule, samples=identity_samples, doc="returns x unchanged")
+def identity(x: Array) -> Array:
+    return x
+
+
+OPS = [reshape, transpose, concat, slice_, identity]

@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from graphengine.errors import ShapeError
-from graphengine.ops import OpDef, Sample, TensorSpec, common_dtype, format_shape
+from graphengine.ops import Sample, TensorSpec, common_dtype, defop, format_shape
 
 __all__ = ["OPS", "SoftmaxAttrs", "log_softmax_values"]
 
@@ -51,26 +51,6 @@ def log_softmax_rule(x: TensorSpec, *, attrs: SoftmaxAttrs) -> TensorSpec:
     return _axis_rule("log_softmax", x, attrs.axis)
 
 
-def softmax(x: Array, *, attrs: SoftmaxAttrs) -> Array:
-    shifted = x - np.max(x, axis=attrs.axis, keepdims=True)
-    e = np.exp(shifted)
-    return e / np.sum(e, axis=attrs.axis, keepdims=True)
-
-
-def softmax_vjp(g: Array, out: Array, x: Array, *, attrs: SoftmaxAttrs) -> Array:
-    """x_bar = out * (g - sum(g * out, axis))."""
-    return out * (g - np.sum(g * out, axis=attrs.axis, keepdims=True))
-
-
-def log_softmax(x: Array, *, attrs: SoftmaxAttrs) -> Array:
-    return log_softmax_values(x, attrs.axis)
-
-
-def log_softmax_vjp(g: Array, out: Array, x: Array, *, attrs: SoftmaxAttrs) -> Array:
-    """x_bar = g - softmax(x) * sum(g, axis), with softmax(x) = exp(out)."""
-    return g - np.exp(out) * np.sum(g, axis=attrs.axis, keepdims=True)
-
-
 def softmax_samples(rng: np.random.Generator) -> list[Sample]:
     return [
         ([rng.standard_normal(5)], {}),
@@ -81,11 +61,18 @@ def softmax_samples(rng: np.random.Generator) -> list[Sample]:
     ]
 
 
-OPS = [
-    OpDef("softmax", softmax, (softmax_vjp,), softmax_rule, attrs=SoftmaxAttrs, inputs=("x",),
-          vjp_needs=frozenset({"out"}), samples=softmax_samples,
-          doc="exp(x) / sum(exp(x)) along axis (stable)"),
-    OpDef("log_softmax", log_softmax, (log_softmax_vjp,), log_softmax_rule, attrs=SoftmaxAttrs, inputs=("x",),
-          vjp_needs=frozenset({"out"}), samples=softmax_samples,
-          doc="x - log(sum(exp(x))) along axis (stable)"),
-]
+@defop(lambda g, out, attrs: out * (g - np.sum(g * out, axis=attrs.axis, keepdims=True)), shape_rule=softmax_rule,
+       attrs=SoftmaxAttrs, samples=softmax_samples, doc="exp(x) / sum(exp(x)) along axis (stable)")  # fmt: skip
+def softmax(x: Array, *, attrs: SoftmaxAttrs) -> Array:
+    shifted = x - np.max(x, axis=attrs.axis, keepdims=True)
+    e = np.exp(shifted)
+    return e / np.sum(e, axis=attrs.axis, keepdims=True)
+
+
+@defop(lambda g, out, attrs: g - np.exp(out) * np.sum(g, axis=attrs.axis, keepdims=True), shape_rule=log_softmax_rule,
+       attrs=SoftmaxAttrs, samples=softmax_samples, doc="x - log(sum(exp(x))) along axis (stable)")  # fmt: skip
+def log_softmax(x: Array, *, attrs: SoftmaxAttrs) -> Array:
+    return log_softmax_values(x, attrs.axis)
+
+
+OPS = [softmax, log_softmax]
