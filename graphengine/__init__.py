@@ -68,7 +68,7 @@ from .ops import (
     unbroadcast,
 )
 from .registry import Registry, default_registry
-from .training import TrainResult, evaluate, train
+from .training import TrainConfig, TrainResult, evaluate, train
 
 __version__ = "0.1.0"
 
@@ -107,6 +107,7 @@ __all__ = [
     "train",
     "evaluate",
     "TrainResult",
+    "TrainConfig",
     "save",
     # errors: GraphEngineError and its subclasses
     *errors.__all__,
