@@ -1,4 +1,12 @@
-"""The code generator: one schedule written out as straight-line Python, as torch.fx does."""
+"""The code generator: one schedule written out as straight-line Python, as torch.fx does.
+
+The generated function does what the step interpreter
+(:class:`~graphengine.engine.interpreter.Interpreter`) does, in the same
+order, with the same arithmetic, so its results are bitwise equal. Each VJP
+result gets a cheap inline test (class, shape and dtype identity); anything
+else takes the slow path, :func:`graphengine.ops.vjp.fit_cotangent`, which
+unbroadcasts it or raises naming the input.
+"""
 
 from __future__ import annotations
 
@@ -9,274 +17,261 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import ExecutionError, FeedError
-from ..ops import unbroadcast
-from .schedule import BackwardStep
+from ..ops.vjp import VJPError, VJPSite, fit_cotangent, vjp_raised
+from .interpreter import forward_failed
+from .schedule import Schedule, live_backward
 
-
-@dataclass(frozen=True)
-class ForwardStep:
-    """One node of the forward pass, as the code generator needs it."""
-
-    node_id: str
-    op_name: str
-    forward: Any
-    attrs: Any
-    ins: tuple[int, ...]
-    out: int
+# What a generated line means when it raises: ("forward", node, op), ("vjp", site),
+# ("check", site) or ("seed",); None for lines that only move values.
+_Info = Any
 
 
 @dataclass
 class Program:
-    """A generated forward (+ reverse) pass; call :meth:`__call__` with the bound values."""
+    """A generated forward (+ reverse) pass; call it with the bound values, like an Interpreter."""
 
     fn: Any
     source: str
-    where: list[Any]  # per source line: None, or what an exception on that line means
-    names: Sequence[str]
+    where: list[_Info]  # per source line: None, or what an exception on that line means
 
     def __call__(
         self, values: Sequence[Any], seed: Any = None, recorder: Any = None
     ) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
         try:
             return self.fn(values, seed, recorder)  # type: ignore[no-any-return]
-        except FeedError:
-            raise
-        except ExecutionError as exc:
-            if getattr(exc, "_checked", False):
-                raise
-            raise self._explain(exc) from exc
         except Exception as exc:
-            raise self._explain(exc) from exc
+            info = self._info(exc)
+            kind = info[0] if info is not None else None
+            # Already explained where raised: a bad cotangent by fit_cotangent, a bad seed by seed().
+            if (kind == "check" and isinstance(exc, VJPError)) or (kind == "seed" and isinstance(exc, FeedError)):
+                raise
+            raise _explain(info, exc) from exc
 
-    def _explain(self, exc: BaseException) -> ExecutionError:
+    def _info(self, exc: BaseException) -> _Info:
+        """What the generated line that raised ``exc`` means (the last frame of ours in the traceback)."""
         line = None
         tb = exc.__traceback__
         while tb is not None:
             if tb.tb_frame.f_code is self.fn.__code__:
                 line = tb.tb_lineno
             tb = tb.tb_next
-        info = self.where[line - 1] if line is not None and 0 < line <= len(self.where) else None
-        detail = f"{type(exc).__name__}: {exc}"
-        if info is None:
-            return ExecutionError(f"graph execution failed: {detail}")
-        if info[0] == "forward":
-            return ExecutionError(f"node {info[1]!r} (op {info[2]!r}) failed: {detail}")
-        where = _where(info[1], info[2], info[3], self.names[info[4]])
-        if info[0] == "check":
-            return ExecutionError(f"{where}: VJP returned a value that is not a numpy array ({detail})")
-        return ExecutionError(f"{where}: VJP raised {detail}")
+        return self.where[line - 1] if line is not None and 0 < line <= len(self.where) else None
 
 
-def _where(node_id: str, op_name: str, position: int, input_name: str) -> str:
-    return f"node {node_id!r} (op {op_name!r}), input {position} ({input_name!r})"
+def _explain(info: _Info, exc: BaseException) -> Exception:
+    if info is not None and info[0] == "forward":
+        return forward_failed(info[1], info[2], exc)
+    if info is not None and info[0] in ("vjp", "check"):
+        return vjp_raised(info[1], exc)
+    return ExecutionError(f"graph execution failed: {type(exc).__name__}: {exc}")
 
 
-def _checker(contexts: list[tuple[str, str, int, str]]) -> Any:
-    """The slow path of a contribution: coerce, unbroadcast, check dtype, or raise naming the step."""
+class _Writer:
+    """The source being written: its lines, what each means, and the names it uses."""
 
-    def fix(raw: Any, k: int, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
-        contribution = np.asarray(raw)
-        try:
-            contribution = unbroadcast(contribution, shape)
-        except ValueError:
-            exc = ExecutionError(
-                f"{_where(*contexts[k])}: VJP returned shape {contribution.shape}, "
-                f"which does not reduce to the input's shape {shape}"
-            )
-            exc._checked = True  # type: ignore[attr-defined]
-            raise exc from None
-        if contribution.dtype != dtype:
-            exc = ExecutionError(
-                f"{_where(*contexts[k])}: VJP returned {contribution.dtype.name} for a {dtype.name} input"
-            )
-            exc._checked = True  # type: ignore[attr-defined]
-            raise exc
-        return contribution
+    def __init__(self) -> None:
+        self.ns: dict[str, Any] = {"_nd": np.ndarray, "_shape": np.shape, "_zeros": np.zeros, "_fit": fit_cotangent}
+        self.lines: list[str] = []
+        self.where: list[_Info] = [None]  # the def line
+        self.frees: dict[int, list[int]] = {}
 
-    return fix
+    def emit(self, text: str, info: _Info = None) -> None:
+        self.lines.append("    " + text)
+        self.where.append(info)
+
+    def free(self, when: int) -> None:
+        """Delete the values whose last reader ran at time ``when``."""
+        dead = self.frees.get(when)
+        if dead:
+            self.emit("del " + ", ".join(f"s{s}" for s in sorted(dead)))
+
+    def function(self) -> tuple[Any, str]:
+        source = "def _program(values, seed, recorder):\n" + "\n".join(self.lines) + "\n"
+        module = compile(source, "<graphengine plan>", "exec")
+        # Build the function from its code object directly: no exec of a module body.
+        (code,) = [c for c in module.co_consts if isinstance(c, types.CodeType)]
+        return types.FunctionType(code, self.ns, "_program"), source
 
 
 def generate(
+    schedule: Schedule,
     *,
     names: Sequence[str],
-    bound: Sequence[int],
-    forward: Sequence[ForwardStep],
-    outputs: Sequence[int],
-    seed_slot: int | None,
-    steps: Sequence[BackwardStep],
-    wrt: Sequence[int],
     shapes: Sequence[tuple[int, ...] | None],
     dtypes: Sequence[np.dtype],
-    verified: bool = False,
     record: bool = False,
 ) -> Program:
-    """Write the forward pass, and the reverse pass from ``seed_slot``, as one Python function.
+    """Write a schedule's forward pass, and its reverse pass if it has one, as one Python function.
 
     Parameters
     ----------
+    schedule : Schedule
     names : sequence of str
         Slot names (for messages only; never put into the source).
-    bound : sequence of int
-        Slots read from the ``values`` argument (inputs, parameters, constants).
-    forward : sequence of ForwardStep
-        In execution order.
-    outputs : sequence of int
-        Slots returned as the first tuple.
-    seed_slot : int or None
-        The differentiated value; ``seed(value)`` returns its cotangent. None: forward only.
-    steps : sequence of BackwardStep
-        In reverse order; only steps whose output receives a cotangent are run.
-    wrt : sequence of int
-        Slots whose cotangents are returned as the second tuple (zeros where none arrives).
     shapes : sequence of tuple or None
         Static shape per slot, or None where a dimension is free (read at run time).
     dtypes : sequence of numpy.dtype
-    verified : bool
-        The same request already ran once with every check (on the step
-        interpreter, which also checks each op's output against its shape
-        rule). Then contributions to inputs whose static shape equals the
-        node's output shape go unchecked: there is nothing to unbroadcast, and
-        their shape and dtype were verified. Contributions that may need
-        unbroadcasting, or whose shape is only known at run time, are always
-        checked.
     record : bool
         Call ``recorder(step_index, g, contributions)`` after each backward step.
 
     Returns
     -------
     Program
+
+    Examples
+    --------
+    >>> import graphengine
+    >>> plan = graphengine.load("examples/seed_network.json").compile()
+    >>> schedule = plan._schedule(("loss",), None, None)
+    >>> shapes = [spec.shape for spec in plan.specs]
+    >>> program = generate(schedule, names=plan.names, shapes=shapes, dtypes=[s.dtype for s in plan.specs])
+    >>> print(program.source.splitlines()[-1])
+        return (s10, ), ()
     """
-    ns: dict[str, Any] = {"_nd": np.ndarray, "_shape": np.shape, "_zeros": np.zeros}
-    lines: list[str] = []
-    where: list[Any] = []
+    seeded = schedule.grad_output >= 0
+    live = live_backward(schedule.backward, schedule.grad_output) if seeded else []
+    writer = _Writer()
+    writer.frees, t_backward = _free_points(schedule, live)
+    need_shape = _runtime_shapes(schedule, live, shapes)
+    _emit_forward(writer, schedule, need_shape)
+    grad_tuple = "()"
+    if seeded:
+        has_g = _emit_backward(writer, schedule, live, t_backward, names, shapes, dtypes, record)
+        grad_tuple = _wrt_tuple(writer, schedule.wrt, has_g, shapes, dtypes)
+    writer.emit(f"return ({''.join(f's{s}, ' for s in schedule.outputs)}), {grad_tuple}")
+    fn, source = writer.function()
+    return Program(fn, source, writer.where)
 
-    def emit(text: str, info: Any = None) -> None:
-        lines.append("    " + text)
-        where.append(info)
 
-    # Which steps run backward: those whose output receives a cotangent.
-    has_g: set[int] = set() if seed_slot is None else {seed_slot}
-    live: list[int] = []
-    for j, step in enumerate(steps):
-        if step.out in has_g:
-            live.append(j)
-            has_g.update(slot for _, slot, _ in step.grads)
-    # How many contributions each slot receives, to emit assign / add / add-in-place.
-    expected: dict[int, int] = {}
-    for j in live:
-        for _, slot, _ in steps[j].grads:
-            expected[slot] = expected.get(slot, 0) + 1
-    # Shapes needed at run time: free-dimension slots that receive a cotangent or are wrt.
-    need_shape = {s for s in list(expected) + list(wrt) if shapes[s] is None}
+def _free_points(schedule: Schedule, live: Sequence[int]) -> tuple[dict[int, list[int]], int]:
+    """When each value dies, over the forward and the backward pass together.
 
-    # Last reader of every value, over the forward and the backward pass together.
-    keep = set(outputs)
+    Time 0 is binding, time k the k-th forward step, ``t_backward - 1`` the
+    seed and ``t_backward + k`` the k-th live backward step. Returns
+    ``{time: slots whose last reader runs then}`` (outputs never die) and
+    ``t_backward``.
+    """
     last: dict[int, int] = {}
     t = 0
-    for s in bound:
+    for s in schedule.bound:
         last[s] = t
-    for fs in forward:
+    for step, _ in schedule.forward:
         t += 1
-        for i in fs.ins:
+        for i in step.ins:
             last[i] = t
-        last[fs.out] = t
+        last[step.out] = t
     t_backward = t + 2
-    if seed_slot is not None:
+    seed_slot = schedule.grad_output
+    if seed_slot >= 0:
         last[seed_slot] = max(last.get(seed_slot, 0), t_backward - 1)
     for k, j in enumerate(live):
-        step = steps[j]
-        for i, needed in zip(step.ins, step.reads):
+        back = schedule.backward[j]
+        for i, needed in zip(back.ins, back.reads):
             if needed:
                 last[i] = t_backward + k
-        if step.reads_out:
-            last[step.out] = t_backward + k
+        if back.reads_out:
+            last[back.out] = t_backward + k
+    keep = set(schedule.outputs)
     frees: dict[int, list[int]] = {}
     for s, when in last.items():
         if s not in keep:
             frees.setdefault(when, []).append(s)
+    return frees, t_backward
 
-    def free(when: int) -> None:
-        dead = frees.get(when)
-        if dead:
-            emit("del " + ", ".join(f"s{s}" for s in sorted(dead)))
 
-    for s in bound:
-        emit(f"s{s} = values[{s}]")
+def _runtime_shapes(schedule: Schedule, live: Sequence[int], shapes: Sequence[tuple[int, ...] | None]) -> set[int]:
+    """Slots whose shape must be read at run time: free-dimension slots that get a cotangent or are wrt."""
+    receivers = {slot for j in live for _, slot, _ in schedule.backward[j].grads}
+    return {s for s in receivers | set(schedule.wrt) if shapes[s] is None}
+
+
+def _emit_forward(writer: _Writer, schedule: Schedule, need_shape: set[int]) -> None:
+    for s in schedule.bound:
+        writer.emit(f"s{s} = values[{s}]")
         if s in need_shape:
-            emit(f"h{s} = _shape(s{s})")
-    free(0)
-    for k, fs in enumerate(forward):
-        ns[f"f{k}"], ns[f"a{k}"] = fs.forward, fs.attrs
-        args = ", ".join(f"s{i}" for i in fs.ins)
-        emit(f"s{fs.out} = f{k}({args}, attrs=a{k})", ("forward", fs.node_id, fs.op_name))
-        if fs.out in need_shape:
-            emit(f"h{fs.out} = _shape(s{fs.out})")
-        free(k + 1)
+            writer.emit(f"h{s} = _shape(s{s})")
+    writer.free(0)
+    for k, (step, _) in enumerate(schedule.forward):
+        writer.ns[f"f{k}"], writer.ns[f"a{k}"] = step.op.forward, step.attrs
+        args = ", ".join(f"s{i}" for i in step.ins)
+        writer.emit(f"s{step.out} = f{k}({args}, attrs=a{k})", ("forward", step.node_id, step.op.name))
+        if step.out in need_shape:
+            writer.emit(f"h{step.out} = _shape(s{step.out})")
+        writer.free(k + 1)
 
-    contexts: list[tuple[str, str, int, str]] = []
-    if seed_slot is not None:
-        ns["_fix"] = _checker(contexts)
-        emit(f"g{seed_slot} = seed(s{seed_slot})")  # seed(out) checks the output and makes its cotangent
-        free(t_backward - 1)
-        received: dict[int, int] = {}
-        for k, j in enumerate(live):
-            step = steps[j]
-            ns[f"b{j}"] = step.attrs
-            out_arg = f"s{step.out}" if step.reads_out else "None"
-            in_args = ", ".join(f"s{i}" if needed else "None" for i, needed in zip(step.ins, step.reads))
-            names_c = []
-            for n_grad, (position, slot, vjp) in enumerate(step.grads):
-                ns[f"v{j}_{n_grad}"] = vjp
-                ns[f"D{slot}"] = dtypes[slot]
-                shape = f"h{slot}" if shapes[slot] is None else f"S{slot}"
-                if shapes[slot] is not None:
-                    ns[f"S{slot}"] = tuple(shapes[slot])  # type: ignore[arg-type]
-                c = f"c{n_grad}" if record else "c"
-                names_c.append(c)
-                contexts.append((step.node_id, step.op_name, position, names[slot]))
-                emit(
-                    f"{c} = v{j}_{n_grad}(g{step.out}, {out_arg}, {in_args}, attrs=b{j})",
-                    ("vjp", step.node_id, step.op_name, position, slot),
-                )
-                # After a checked first call, a contribution whose input has the output's static
-                # shape needs no test: no broadcasting to undo, and its shape and dtype were verified.
-                if not (verified and shapes[slot] is not None and shapes[slot] == shapes[step.out]):
-                    emit(  # numpy scalars pass as they are; anything without .shape fails here, named
-                        f"if {c}.shape != {shape} or {c}.dtype is not D{slot}: {c} = _fix({c}, {len(contexts) - 1}, {shape}, D{slot})",
-                        ("check", step.node_id, step.op_name, position, slot),
-                    )
-                n = received[slot] = received.get(slot, 0) + 1
-                if n == 1:
-                    emit(f"g{slot} = {c}")
-                elif n == 2:
-                    emit(f"g{slot} = g{slot} + {c}")  # a new array: ours to add into from now on
-                else:
-                    emit(f"g{slot} += {c}")
-                if n > 1 and not record:
-                    emit(f"del {c}")
-            if record:
-                emit(f"recorder({j}, g{step.out}, ({''.join(c + ', ' for c in names_c)}))")
-                if names_c:
-                    emit(f"del {', '.join(names_c)}")
-            if not step.keep_cotangent:
-                emit(f"del g{step.out}")
-            free(t_backward + k)
-        grads = []
-        for s in wrt:
-            if s in has_g:
-                grads.append(f"g{s}")
+
+def _emit_backward(
+    writer: _Writer,
+    schedule: Schedule,
+    live: Sequence[int],
+    t_backward: int,
+    names: Sequence[str],
+    shapes: Sequence[tuple[int, ...] | None],
+    dtypes: Sequence[np.dtype],
+    record: bool,
+) -> set[int]:
+    """Emit the reverse pass; return the slots that received a cotangent."""
+    ns, emit = writer.ns, writer.emit
+    seed_slot = schedule.grad_output
+    emit(f"g{seed_slot} = seed(s{seed_slot})", ("seed",))  # seed(out) checks the output and makes its cotangent
+    writer.free(t_backward - 1)
+    received: dict[int, int] = {}
+    for k, j in enumerate(live):
+        step = schedule.backward[j]
+        ns[f"b{j}"] = step.attrs
+        out_arg = f"s{step.out}" if step.reads_out else "None"
+        in_args = ", ".join(f"s{i}" if needed else "None" for i, needed in zip(step.ins, step.reads))
+        names_c = []
+        for n_grad, (position, slot, vjp) in enumerate(step.grads):
+            site = VJPSite(step.op_name, position, names[slot], step.node_id)
+            ns[f"v{j}_{n_grad}"], ns[f"w{j}_{n_grad}"], ns[f"D{slot}"] = vjp, site, dtypes[slot]
+            shape = f"h{slot}" if shapes[slot] is None else f"S{slot}"
+            if shapes[slot] is not None:
+                ns[f"S{slot}"] = tuple(shapes[slot])  # type: ignore[arg-type]
+            c = f"c{n_grad}" if record else "c"
+            names_c.append(c)
+            emit(f"{c} = v{j}_{n_grad}(g{step.out}, {out_arg}, {in_args}, attrs=b{j})", ("vjp", site))
+            # Every call, cheaply: an exact ndarray of the input's shape and dtype passes as it is, as
+            # through fit_cotangent; anything else (to unbroadcast, or wrong) goes through it.
+            emit(
+                f"if {c}.__class__ is not _nd or {c}.shape != {shape} or {c}.dtype is not D{slot}: "
+                f"{c} = _fit({c}, {shape}, D{slot}, w{j}_{n_grad})",
+                ("check", site),
+            )
+            n = received[slot] = received.get(slot, 0) + 1
+            if n == 1:
+                emit(f"g{slot} = {c}")
+            elif n == 2:
+                emit(f"g{slot} = g{slot} + {c}")  # a new array: ours to add into from now on
             else:
-                ns[f"D{s}"] = dtypes[s]
-                if shapes[s] is not None:
-                    ns[f"S{s}"] = tuple(shapes[s])  # type: ignore[arg-type]
-                grads.append(f"_zeros({'h' if shapes[s] is None else 'S'}{s}, D{s})")
-        grad_tuple = "(" + "".join(g + ", " for g in grads) + ")"
-    else:
-        grad_tuple = "()"
-    emit(f"return ({''.join(f's{s}, ' for s in outputs)}), {grad_tuple}")
-    source = "def _program(values, seed, recorder):\n" + "\n".join(lines) + "\n"
-    where.insert(0, None)  # the def line
-    module = compile(source, "<graphengine plan>", "exec")
-    # Build the function from its code object directly: no exec of a module body.
-    (code,) = [c for c in module.co_consts if isinstance(c, types.CodeType)]
-    return Program(types.FunctionType(code, ns, "_program"), source, where, names)
+                emit(f"g{slot} += {c}")
+            if n > 1 and not record:
+                emit(f"del {c}")
+        if record:
+            emit(f"recorder({j}, g{step.out}, ({''.join(c + ', ' for c in names_c)}))")
+            if names_c:
+                emit(f"del {', '.join(names_c)}")
+        if not step.keep_cotangent:
+            emit(f"del g{step.out}")
+        writer.free(t_backward + k)
+    return {seed_slot, *received}
+
+
+def _wrt_tuple(
+    writer: _Writer,
+    wrt: Sequence[int],
+    has_g: set[int],
+    shapes: Sequence[tuple[int, ...] | None],
+    dtypes: Sequence[np.dtype],
+) -> str:
+    """The gradients' tuple expression: zeros where no cotangent arrives."""
+    grads = []
+    for s in wrt:
+        if s in has_g:
+            grads.append(f"g{s}")
+        else:
+            writer.ns[f"D{s}"] = dtypes[s]
+            if shapes[s] is not None:
+                writer.ns[f"S{s}"] = tuple(shapes[s])  # type: ignore[arg-type]
+            grads.append(f"_zeros({'h' if shapes[s] is None else 'S'}{s}, D{s})")
+    return "(" + "".join(g + ", " for g in grads) + ")"

@@ -1,13 +1,20 @@
-"""Schedules: which steps a request runs, in which order, and when each value can be dropped."""
+"""Schedules: which steps a request runs, in which order, and when each value can be dropped.
+
+Everything here is a pure function of the plan's steps and slot specs; a
+:class:`Schedule` is computed once per request and cached by the plan.
+Slots are numbered sources first (inputs, parameters, constants), then one
+per node, so a slot is computed by a step exactly when it is ``>= n_sources``.
+"""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 from pydantic import BaseModel
 
-from ..ops import OpDef
+from ..ops import OpDef, TensorSpec
 
 if TYPE_CHECKING:
     from .codegen import Program
@@ -48,13 +55,180 @@ CODEGEN_MAX_STEPS = 40_000
 
 
 @dataclass
-class _Schedule:
+class Schedule:
+    """What one request runs; also caches its generated code."""
+
     forward: tuple[tuple[Step, tuple[int, ...]], ...]  # (step, slots to drop after it), for the interpreter
     outputs: tuple[int, ...]
     backward: tuple[BackwardStep, ...]
-    grad_output: int
+    grad_output: int  # -1: forward only
     wrt: tuple[int, ...] = ()
     bound: tuple[int, ...] = ()  # input/parameter/constant slots the pass reads
     required: frozenset[int] = frozenset()  # the same, as a set: inputs outside it need no value
     programs: dict[bool, Program] = field(default_factory=dict)  # generated code, by `record`
-    verified: set[bool] = field(default_factory=set)  # `record` values that ran once on the fully checked interpreter
+    ran: set[bool] = field(default_factory=set)  # `record` values whose first call has run (on the interpreter)
+
+    @property
+    def size(self) -> int:
+        return len(self.forward) + len(self.backward)
+
+
+def build_schedule(
+    steps: Sequence[Step],
+    specs: Sequence[TensorSpec],
+    n_sources: int,
+    outputs: tuple[int, ...],
+    wrt: tuple[int, ...] | None,
+    grad_output: int | None,
+) -> Schedule:
+    """The schedule of one request: ``outputs`` forward, and reverse mode from ``grad_output`` to ``wrt``.
+
+    Parameters
+    ----------
+    steps : sequence of Step
+        Every node, in topological order.
+    specs : sequence of TensorSpec
+        Per slot (only the dtype's kind is read: non-float values get no gradient).
+    n_sources : int
+        Number of source slots (inputs, parameters, constants), numbered first.
+    outputs : tuple of int
+        Slots to return.
+    wrt : tuple of int or None
+        Slots to differentiate with respect to; None: forward only.
+    grad_output : int or None
+        The slot to differentiate; None: forward only.
+
+    Examples
+    --------
+    >>> import graphengine
+    >>> plan = graphengine.load("examples/seed_network.json").compile()
+    >>> plan.names[:6]  # the sources; then one slot per node
+    ['x', 'target', 'W_h', 'b_h', 'W_o', 'b_o']
+    >>> loss, w_o = plan.slot["loss"], plan.slot["W_o"]
+    >>> s = build_schedule(plan.steps, plan.specs, 6, (loss,), (w_o,), loss)
+    >>> [step.node_id for step, _ in s.forward], [step.node_id for step in s.backward]
+    (['h_pre', 'h', 'y_pre', 'y', 'loss'], ['loss', 'y', 'y_pre'])
+    """
+    wrt_slots = list(wrt) if wrt is not None else []
+    roots = list(outputs) + ([grad_output] if grad_output is not None else []) + wrt_slots
+    needed = _ancestors(steps, len(specs), roots)
+    forward_steps = [step for step in steps if needed[step.out]]
+    backward: list[BackwardStep] = []
+    kept_for_backward: set[int] = set()
+    if grad_output is not None and wrt is not None:
+        backward, kept_for_backward = backward_steps(steps, specs, n_sources, wrt, grad_output)
+    # Drop each forward value after its last forward reader, unless a VJP or the caller needs it.
+    drops = _last_readers([step.ins for step in forward_steps], set(outputs) | kept_for_backward, n_sources)
+    sources = tuple(s for s in range(n_sources) if needed[s])
+    return Schedule(
+        tuple(zip(forward_steps, drops)),
+        tuple(outputs),
+        tuple(backward),
+        grad_output if grad_output is not None else -1,
+        tuple(wrt_slots),
+        sources,
+        frozenset(sources),
+    )
+
+
+def _ancestors(steps: Sequence[Step], n: int, roots: Sequence[int]) -> list[bool]:
+    """Per slot: is it one of ``roots`` or read, directly or not, by one? One reverse sweep."""
+    needed = [False] * n
+    for s in roots:
+        needed[s] = True
+    for step in reversed(steps):
+        if needed[step.out]:
+            for i in step.ins:
+                needed[i] = True
+    return needed
+
+
+def _last_readers(reads: Sequence[Sequence[int]], keep: set[int], n_sources: int) -> list[tuple[int, ...]]:
+    """Per step (given the slots each reads): the computed slots outside ``keep`` no later step reads."""
+    last_reader: dict[int, int] = {}
+    for k, slots in enumerate(reads):
+        for i in slots:
+            last_reader[i] = k
+    drops: list[list[int]] = [[] for _ in reads]
+    for slot, k in last_reader.items():
+        if slot not in keep and slot >= n_sources:
+            drops[k].append(slot)
+    return [tuple(d) for d in drops]
+
+
+def backward_steps(
+    steps: Sequence[Step], specs: Sequence[TensorSpec], n_sources: int, wrt: Sequence[int], output: int
+) -> tuple[list[BackwardStep], set[int]]:
+    """The reverse pass from ``output`` to ``wrt``, and the forward slots it reads.
+
+    Only nodes on a path from a ``wrt`` slot to ``output`` take part, in
+    reverse topological order; each releases the forward values no later
+    backward step reads.
+    """
+    wrt_slots = set(wrt)
+    # A slot needs a cotangent if it depends on a wrt value and the output depends on it.
+    depends_on_wrt = [False] * len(specs)
+    for s in wrt_slots:
+        depends_on_wrt[s] = True
+    for step in steps:
+        if any(depends_on_wrt[i] for i in step.ins):
+            depends_on_wrt[step.out] = True
+    reaches_output = _ancestors(steps, len(specs), [output])
+    active = [step for step in reversed(steps) if depends_on_wrt[step.out] and reaches_output[step.out]]
+    prepared = []
+    kept: set[int] = set()
+    for step in active:
+        grads = _differentiated_inputs(step, specs, depends_on_wrt)
+        reads = [i for p, i in enumerate(step.ins) if step.op.needs_input(p)]
+        if step.op.needs_output():
+            reads.append(step.out)
+        prepared.append((step, grads, reads))
+        kept.update(reads)
+    release_at = _last_readers([reads for _, _, reads in prepared], set(), n_sources)
+    result = [
+        BackwardStep(
+            step.node_id,
+            step.op.name,
+            step.attrs,
+            step.out,
+            step.ins,
+            tuple(grads),
+            step.out in wrt_slots,
+            release_at[k],
+            tuple(step.op.needs_input(p) for p in range(len(step.ins))),
+            step.op.needs_output(),
+        )
+        for k, (step, grads, _) in enumerate(prepared)
+    ]
+    return result, kept
+
+
+def _differentiated_inputs(
+    step: Step, specs: Sequence[TensorSpec], depends_on_wrt: Sequence[bool]
+) -> list[tuple[int, int, Any]]:
+    """(position, slot, vjp) of the inputs of ``step`` that get a contribution."""
+    op = step.op
+    grads = []
+    for position, slot in enumerate(step.ins):
+        vjp = op.vjp_for(position)
+        if vjp is None or not depends_on_wrt[slot] or specs[slot].dtype.kind != "f":
+            continue
+        if op.variadic and position >= len(op.inputs) - 1:
+            vjp = functools.partial(vjp, argnum=position)
+        grads.append((position, slot, vjp))
+    return grads
+
+
+def live_backward(steps: Sequence[BackwardStep], seed_slot: int) -> list[int]:
+    """Indices of the backward steps whose output receives a cotangent, starting from ``seed_slot``.
+
+    The interpreter skips the others as it goes (their cotangent is None); the
+    generated code leaves them out.
+    """
+    has_g = {seed_slot}
+    live = []
+    for j, step in enumerate(steps):
+        if step.out in has_g:
+            live.append(j)
+            has_g.update(slot for _, slot, _ in step.grads)
+    return live

@@ -1,0 +1,208 @@
+"""Feeds in, cotangent seeds: turning a call's arguments into the slot values a schedule runs on.
+
+A :class:`Binder` is built once per plan from the graph; ``bind`` then reads
+only plain dicts and lists (the graph's parameter and constant dicts are read
+on every call, so that training may replace their entries).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import FeedError, did_you_mean
+from ..ops import TensorSpec, format_shape
+
+if TYPE_CHECKING:
+    from ..graph import Graph
+
+
+def _read_only_one(dtype: str) -> np.ndarray:
+    one = np.ones((), dtype=dtype)
+    one.flags.writeable = False
+    return one
+
+
+#: The cotangent of a scalar output, one per float dtype, shared by every call.
+_ONE = {np.dtype(name): _read_only_one(name) for name in ("float32", "float64")}
+
+
+def check_names(names: Sequence[str], slot: Mapping[str, int], what: str) -> None:
+    """Raise a FeedError, with a did-you-mean hint, for the first of ``names`` not in ``slot``."""
+    for name in names:
+        if name not in slot:
+            hint = did_you_mean(name, slot)
+            raise FeedError(f"{what}: no value named {name!r} in the graph{hint}")
+
+
+class Binder:
+    """Binds the feeds of one call to slots; built once per plan.
+
+    Parameters
+    ----------
+    graph : Graph
+    slot : mapping of str to int
+        Slot of every name; sources (inputs, parameters, constants) first.
+    specs : sequence of TensorSpec
+        Per slot, already in the plan's dtype.
+    dtype : numpy.dtype or None
+        The plan's float dtype, when it overrides the declared ones.
+
+    Examples
+    --------
+    >>> import graphengine
+    >>> plan = graphengine.load("examples/seed_network.json").compile()
+    >>> binder = Binder(plan.graph, plan.slot, plan.specs, None)
+    >>> values = binder.bind({"x": [1, 0]}, frozenset(range(len(plan.names))))
+    >>> values[plan.slot["x"]], values[plan.slot["target"]]  # fed (as float64), and the default
+    (array([1., 0.]), array([0.01, 0.99]))
+    """
+
+    def __init__(
+        self, graph: "Graph", slot: Mapping[str, int], specs: Sequence[TensorSpec], dtype: np.dtype | None
+    ) -> None:
+        self.graph, self.slot, self.specs, self.dtype = graph, slot, specs, dtype
+        self.n_slots = len(specs)
+        self.n_sources = len(graph.inputs) + len(graph.parameters) + len(graph.constants)
+        self.input_slots = [(slot[name], name, info) for name, info in graph.inputs.items()]
+        self.param_slots = [(slot[name], name) for name in graph.parameters]
+        self.const_slots = [(slot[name], name) for name in graph.constants]
+        # Inputs with named dimensions: (slot, input name, ((axis, dimension name), ...)). Usually none.
+        self.named_dims = [
+            (slot[name], name, tuple((axis, d) for axis, d in enumerate(info.dims) if isinstance(d, str)))
+            for name, info in graph.inputs.items()
+            if any(isinstance(d, str) for d in info.dims)
+        ]
+
+    def cast(self, value: np.ndarray) -> np.ndarray:
+        """``value`` in the plan's dtype, when it is a float array of another one."""
+        if self.dtype is not None and value.dtype.kind == "f" and value.dtype != self.dtype:
+            return value.astype(self.dtype)
+        return value
+
+    def bind(self, feeds: Mapping[str, Any] | None, required: Collection[int]) -> list[Any]:
+        """One value per slot: the feeds, then defaults of ``required`` inputs, then parameters and constants.
+
+        Raises
+        ------
+        FeedError
+            An unknown or computed name, a missing input, a wrong shape or dtype,
+            or a dimension name bound to two sizes.
+        """
+        values: list[Any] = [None] * self.n_slots
+        if feeds:
+            for name, value in feeds.items():
+                slot = self.slot.get(name)
+                if slot is None or slot >= self.n_sources:
+                    check_names([name] if slot is None else [], self.slot, "feed")
+                    raise FeedError(f"feed: {name!r} is computed by the graph and cannot be fed")
+                values[slot] = coerce(name, value, self.specs[slot])
+        for slot, name, info in self.input_slots:
+            if values[slot] is None and slot in required:
+                if info.default is None:
+                    raise FeedError(f"input {name!r} ({self.specs[slot]}) needs a value: feed it or give it a default")
+                values[slot] = self.cast(info.default)
+        if self.named_dims:
+            check_dimension_names(self.named_dims, values)
+        graph = self.graph
+        for slots, table in ((self.param_slots, graph.parameters), (self.const_slots, graph.constants)):
+            if self.dtype is None:
+                for slot, name in slots:
+                    if values[slot] is None:
+                        values[slot] = table[name]
+            else:
+                for slot, name in slots:
+                    if values[slot] is None:
+                        values[slot] = self.cast(table[name])
+        return values
+
+
+def check_dimension_names(
+    named_dims: Sequence[tuple[int, str, tuple[tuple[int, str], ...]]], values: Sequence[Any]
+) -> None:
+    """Every use of a dimension name within one call binds one size; a second size is a FeedError.
+
+    ``named_dims`` holds ``(slot, input name, ((axis, dimension name), ...))``;
+    inputs whose value is None (not needed by the request) are skipped.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> dims = [(0, "x", ((0, "batch"),)), (1, "t", ((0, "batch"),))]
+    >>> check_dimension_names(dims, [np.zeros((2, 3)), np.zeros((2, 1))])
+    >>> check_dimension_names(dims, [np.zeros((2, 3)), np.zeros((1, 1))])
+    Traceback (most recent call last):
+    ...
+    graphengine.errors.FeedError: dimension 'batch' is 2 in input 'x' (axis 0) but 1 in input 't' (axis 0); every use of 'batch' must have one size in a call
+    """
+    bound: dict[str, tuple[int, str, int]] = {}  # dimension name -> (size, input, axis) that bound it
+    for slot, name, axes in named_dims:
+        value = values[slot]
+        if value is None:
+            continue
+        for axis, dim in axes:
+            size = value.shape[axis]
+            first = bound.setdefault(dim, (size, name, axis))
+            if first[0] != size:
+                raise FeedError(
+                    f"dimension {dim!r} is {first[0]} in input {first[1]!r} (axis {first[2]}) "
+                    f"but {size} in input {name!r} (axis {axis}); every use of {dim!r} must have one size in a call"
+                )
+
+
+def coerce(name: str, value: Any, spec: TensorSpec) -> np.ndarray:
+    """A fed value as an array of ``spec``'s dtype; a FeedError unless its shape fits ``spec``.
+
+    Integers may feed a float input; floats may not feed an integer one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> coerce("x", [[1, 2]], TensorSpec((None, 2), np.dtype("float64")))
+    array([[1., 2.]])
+    """
+    try:
+        array = np.asarray(value)
+    except Exception as exc:
+        raise FeedError(f"feed {name!r}: not an array: {exc}") from None
+    if array.dtype.kind not in "fiub" or (spec.dtype.kind in "iu" and array.dtype.kind == "f"):
+        raise FeedError(f"feed {name!r}: got {array.dtype.name} values for a {spec.dtype.name} input")
+    array = array.astype(spec.dtype, copy=False)
+    shape = array.shape
+    if len(shape) != len(spec.shape) or any(d is not None and d != s for s, d in zip(shape, spec.shape)):
+        raise FeedError(
+            f"feed {name!r}: shape {format_shape(shape)} does not match the declared {format_shape(spec.shape)}"
+        )
+    return array
+
+
+def seed_cotangent(out: Any, cotangent: Any, output: str) -> np.ndarray:
+    """The cotangent that starts reverse mode at ``out`` (the value named ``output``).
+
+    ``cotangent`` None means 1, which only a one-element output allows. A
+    scalar's 1 is a shared read-only array, copied if it comes back as a gradient.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> seed_cotangent(np.float64(0.5), None, "loss")
+    array(1.)
+    >>> seed_cotangent(np.zeros(2), [1.0, -1.0], "y")
+    array([ 1., -1.])
+    """
+    out = np.asarray(out)
+    if cotangent is None:
+        if out.size != 1:
+            raise FeedError(
+                f"output {output!r} has shape {out.shape}, not a scalar; pass a cotangent of that shape (cotangent=... in Python, --cotangent on the command line)"
+            )
+        if out.shape == ():
+            one = _ONE.get(out.dtype)
+            if one is not None:
+                return one
+        return np.ones(out.shape, dtype=out.dtype)
+    seed = np.array(cotangent, dtype=out.dtype)  # a copy: it may come back as a gradient
+    if seed.shape != out.shape:
+        raise FeedError(f"cotangent has shape {seed.shape} but output {output!r} has shape {out.shape}")
+    return seed
