@@ -70,10 +70,18 @@ class _Writer:
     """The source being written: its lines, what each means, and the names it uses."""
 
     def __init__(self) -> None:
-        self.ns: dict[str, Any] = {"_nd": np.ndarray, "_shape": np.shape, "_zeros": np.zeros, "_fit": fit_cotangent}
+        self.ns: dict[str, Any] = {"_nd": np.ndarray, "_shape": np.shape, "_zeros": np.zeros}
         self.lines: list[str] = []
         self.where: list[_Info] = [None]  # the def line
         self.frees: dict[int, list[int]] = {}
+        self.fits: list[tuple[np.dtype, VJPSite]] = []  # per checked contribution: its input's dtype, its site
+        self.dtype_names: dict[np.dtype, str] = {}  # one local per dtype, for the checks
+
+    def dtype_local(self, dtype: np.dtype) -> str:
+        name = self.dtype_names.get(dtype)
+        if name is None:
+            name = self.dtype_names[dtype] = f"dt{len(self.dtype_names)}"
+        return name
 
     def emit(self, text: str, info: _Info = None) -> None:
         self.lines.append("    " + text)
@@ -86,7 +94,14 @@ class _Writer:
             self.emit("del " + ", ".join(f"s{s}" for s in sorted(dead)))
 
     def function(self) -> tuple[Any, str]:
-        source = "def _program(values, seed, recorder):\n" + "\n".join(self.lines) + "\n"
+        # The checks read locals and literals, not globals: a global load is five times the bytecode,
+        # and on a graph of 10,000 nodes the size of the bytecode is what the time goes with.
+        prologue = ["    nd, fix = _nd, _fix"] + [f"    {name} = _{name}" for name in self.dtype_names.values()]
+        fits = self.fits
+        self.ns["_fix"] = lambda raw, shape, k: fit_cotangent(raw, shape, *fits[k])
+        self.ns.update({f"_{name}": dtype for dtype, name in self.dtype_names.items()})
+        self.where[1:1] = [None] * len(prologue)
+        source = "def _program(values, seed, recorder):\n" + "\n".join(prologue + self.lines) + "\n"
         module = compile(source, "<graphengine plan>", "exec")
         # Build the function from its code object directly: no exec of a module body.
         (code,) = [c for c in module.co_consts if isinstance(c, types.CodeType)]
@@ -224,18 +239,19 @@ def _emit_backward(
         names_c = []
         for n_grad, (position, slot, vjp) in enumerate(step.grads):
             site = VJPSite(step.op_name, position, names[slot], step.node_id)
-            ns[f"v{j}_{n_grad}"], ns[f"w{j}_{n_grad}"], ns[f"D{slot}"] = vjp, site, dtypes[slot]
-            shape = f"h{slot}" if shapes[slot] is None else f"S{slot}"
-            if shapes[slot] is not None:
-                ns[f"S{slot}"] = tuple(shapes[slot])  # type: ignore[arg-type]
+            ns[f"v{j}_{n_grad}"] = vjp
+            static = shapes[slot]
+            shape = f"h{slot}" if static is None else repr(tuple(int(d) for d in static))  # a literal
+            dt = writer.dtype_local(dtypes[slot])
+            writer.fits.append((dtypes[slot], site))
             c = f"c{n_grad}" if record else "c"
             names_c.append(c)
             emit(f"{c} = v{j}_{n_grad}(g{step.out}, {out_arg}, {in_args}, attrs=b{j})", ("vjp", site))
             # Every call, cheaply: an exact ndarray of the input's shape and dtype passes as it is, as
             # through fit_cotangent; anything else (to unbroadcast, or wrong) goes through it.
             emit(
-                f"if {c}.__class__ is not _nd or {c}.shape != {shape} or {c}.dtype is not D{slot}: "
-                f"{c} = _fit({c}, {shape}, D{slot}, w{j}_{n_grad})",
+                f"if {c}.__class__ is not nd or {c}.shape != {shape} or {c}.dtype is not {dt}: "
+                f"{c} = fix({c}, {shape}, {len(writer.fits) - 1})",
                 ("check", site),
             )
             n = received[slot] = received.get(slot, 0) + 1
