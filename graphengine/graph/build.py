@@ -139,9 +139,10 @@ class Builder:
         n = len(decl.inputs)
         if n < low or (high is not None and n > high):
             expected = f"{low}" if low == high else f"at least {low}"
+            expected += " input" if low == 1 else " inputs"
             names = ", ".join(op.inputs) + (", ..." if op.variadic else "")
             raise self.error(
-                ArityError, f"op {op.name!r} takes {expected} inputs ({names}), got {n}", f"{path}.inputs", decl.id
+                ArityError, f"op {op.name!r} takes {expected} ({names}), got {n}", f"{path}.inputs", decl.id
             )
         allowed = ", ".join(op.attrs.model_fields) or "none"
         if not self.allow_nonfinite:
