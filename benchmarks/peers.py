@@ -40,7 +40,9 @@ def _start_values(scenario: Scenario) -> dict[str, np.ndarray]:
     return values
 
 
-def _program(scenario: Scenario, table: dict[str, Callable[..., Any]]) -> list[tuple[str, Callable[..., Any], tuple[str, ...], dict[str, Any]]]:
+def _program(
+    scenario: Scenario, table: dict[str, Callable[..., Any]]
+) -> list[tuple[str, Callable[..., Any], tuple[str, ...], dict[str, Any]]]:
     missing = sorted({nd["op"] for nd in scenario.doc["nodes"]} - set(table))
     if missing:
         raise NotImplementedError(f"no peer rule for ops {missing}")
@@ -127,7 +129,9 @@ def _numpy_like_table(np_: Any, take_along: Callable[..., Any]) -> dict[str, Cal
     }
 
 
-def _functional(scenario: Scenario, table: dict[str, Callable[..., Any]]) -> tuple[Callable[..., Any], list[Any], dict[str, Any]]:
+def _functional(
+    scenario: Scenario, table: dict[str, Callable[..., Any]]
+) -> tuple[Callable[..., Any], list[Any], dict[str, Any]]:
     program = _program(scenario, table)
     start = _start_values(scenario)
     wrt = scenario.wrt

@@ -3,8 +3,9 @@
 Every scenario is generated as a plain graphengine v1 document (a dict, the same
 thing a ``.json`` file holds), plus the feeds, the ``wrt`` names, and a
 hand-written numpy function computing the same loss and gradients the way a
-person writes vectorized backprop by hand: explicit forward, explicit backward,
-``+=`` where a value fans out.
+careful person writes vectorized backprop by hand: explicit forward, explicit
+backward, in place wherever the buffer is the function's own, every value
+dropped after its last use.
 
 Scenarios (sizes can be shrunk for the smoke test with ``scale``)::
 
@@ -54,7 +55,7 @@ class Scenario:
     numpy_grad : callable
         ``numpy_grad() -> (loss, {name: gradient})``, hand-written numpy.
     numpy_forward : callable or None
-        Forward only (scenario C's reference).
+        Forward only (shown beside scenario C for information; every ratio is to ``numpy_grad``).
     rtol : float
         Tolerance when cross-checking gradients between implementations.
     """
@@ -113,7 +114,9 @@ def scenario_a() -> Scenario:
 # --- B: MLP ---------------------------------------------------------------------------------
 
 
-def scenario_b(dtype: str = "float64", *, batch: int = 256, sizes: tuple[int, ...] = (784, 512, 512, 10), seed: int = 0) -> Scenario:
+def scenario_b(
+    dtype: str = "float64", *, batch: int = 256, sizes: tuple[int, ...] = (784, 512, 512, 10), seed: int = 0
+) -> Scenario:
     """MLP with relu hidden layers and a mean softmax cross-entropy over integer labels."""
     rng = np.random.default_rng(seed)
     dt = np.dtype(dtype)
@@ -134,7 +137,9 @@ def scenario_b(dtype: str = "float64", *, batch: int = 256, sizes: tuple[int, ..
         if i < n_layers - 1:
             nodes.append({"id": f"h{i}", "op": "relu", "inputs": [prev]})
             prev = f"h{i}"
-    nodes.append({"id": "loss", "op": "softmax_cross_entropy", "inputs": [prev, "labels"], "attrs": {"reduction": "mean"}})
+    nodes.append(
+        {"id": "loss", "op": "softmax_cross_entropy", "inputs": [prev, "labels"], "attrs": {"reduction": "mean"}}
+    )
     doc = {
         "format": "graphengine/v1",
         "name": f"mlp_{'_'.join(map(str, sizes))}",
@@ -152,26 +157,35 @@ def scenario_b(dtype: str = "float64", *, batch: int = 256, sizes: tuple[int, ..
     rows = np.arange(batch)
 
     def numpy_grad() -> tuple[Any, Grads]:
+        # Lean, as a careful person writes it: bias and relu in place, softmax in place in the logits,
+        # and each activation dropped right after its last use in the backward pass.
         acts = [x]
         h = x
         for i in range(n_layers - 1):
-            h = np.maximum(h @ Ws[i].T + bs[i], 0)
+            h = h @ Ws[i].T
+            h += bs[i]
+            np.maximum(h, 0, out=h)
             acts.append(h)
-        logits = h @ Ws[-1].T + bs[-1]
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        e = np.exp(shifted)
-        s = e.sum(axis=1, keepdims=True)
+        del h
+        shifted = acts[-1] @ Ws[-1].T
+        shifted += bs[-1]
+        shifted -= shifted.max(axis=1, keepdims=True)
+        dz = np.exp(shifted)
+        s = dz.sum(axis=1, keepdims=True)
         loss = np.mean(np.log(s[:, 0]) - shifted[rows, labels])
-        dz = e / s
+        del shifted
+        dz /= s
         dz[rows, labels] -= 1
         dz /= batch
         grads: Grads = {}
         for i in range(n_layers - 1, -1, -1):
-            a = acts[i]
+            a = acts.pop()
             grads[f"W{i}"] = dz.T @ a
             grads[f"b{i}"] = dz.sum(axis=0)
             if i > 0:
-                dz = (dz @ Ws[i]) * (a > 0)
+                dz = dz @ Ws[i]
+                np.multiply(dz, a > 0, out=dz)
+            del a
         return loss, grads
 
     key = "B64" if dt == np.float64 else "B32"
@@ -227,11 +241,11 @@ def scenario_c(n: int = 1000, size: int = 4, seed: int = 0) -> Scenario:
             outs.append(v)
         loss = v.sum()
         g = np.ones_like(v)
-        for k in range(n - 1, -1, -1):
+        for k in range(n - 1, -1, -1):  # in place: one buffer for the whole backward pass
             if codes[k] == 0:  # exp
-                g = g * outs[k]
+                g *= outs[k]
             else:  # neg
-                g = -g
+                np.negative(g, out=g)
         return loss, {"x": g}
 
     return Scenario("C", f"chain of {n} elementwise ops on ({size},)", doc, {"x": x}, ["x"], numpy_grad, numpy_forward)
@@ -265,25 +279,38 @@ def scenario_d(branches: int = 200, size: int = 1000, seed: int = 0) -> Scenario
     }
 
     def numpy_grad() -> tuple[Any, Grads]:
-        ts = [np.tanh(x * w) for w in ws]
-        s = ts[0]
-        for t in ts[1:]:
-            s = s + t
+        # In place wherever the value is ours: tanh into the product, the sum into one buffer,
+        # 1 - t*t and the products for x into t itself.
+        ts = []
+        for w in ws:
+            u = x * w
+            np.tanh(u, out=u)
+            ts.append(u)
+        s = ts[0] + ts[1] if len(ts) > 1 else ts[0].copy()
+        for t in ts[2:]:
+            s += t
         loss = s.sum()
+        del s
         grads: Grads = {}
-        gx = None
+        gx = np.zeros_like(x)
         for i, (w, t) in enumerate(zip(ws, ts)):
-            gu = 1 - t * t  # the incoming cotangent is all ones
-            grads[f"w{i}"] = gu * x
-            if gx is None:
-                gx = gu * w
-            else:
-                gx += gu * w
+            np.multiply(t, t, out=t)
+            np.subtract(1, t, out=t)  # the incoming cotangent is all ones
+            grads[f"w{i}"] = t * x
+            t *= w
+            gx += t
+        ts.clear()
         grads["x"] = gx
         return loss, grads
 
-    return Scenario("D", f"one ({size},) input fanned out to {branches} branches", doc, {"x": x},
-                    ["x"] + [f"w{i}" for i in range(branches)], numpy_grad)
+    return Scenario(
+        "D",
+        f"one ({size},) input fanned out to {branches} branches",
+        doc,
+        {"x": x},
+        ["x"] + [f"w{i}" for i in range(branches)],
+        numpy_grad,
+    )
 
 
 # --- E: a random DAG --------------------------------------------------------------------------
@@ -347,7 +374,9 @@ def random_dag(n: int, size: int = 16, n_params: int = 4, seed: int = 0) -> dict
     }
 
 
-def _hand_interpreter(doc: dict[str, Any], feeds: dict[str, np.ndarray], wrt: list[str]) -> Callable[[], tuple[Any, Grads]]:
+def _hand_interpreter(
+    doc: dict[str, Any], feeds: dict[str, np.ndarray], wrt: list[str]
+) -> Callable[[], tuple[Any, Grads]]:
     """Hand-written numpy forward and backward over a node list (scenario E)."""
     codes = {"tanh": 0, "sigmoid": 1, "neg": 2, "add": 3, "mul": 4, "sub": 5, "sum": 6}
     names = list(feeds) + [p["name"] for p in doc["parameters"]]
@@ -423,8 +452,15 @@ def scenario_e(n: int = 10_000, size: int = 16, seed: int = 0) -> Scenario:
     rng = np.random.default_rng(seed + 1)
     feeds = {"x": rng.standard_normal(size)}
     wrt = ["x"] + [p["name"] for p in doc["parameters"]]
-    return Scenario("E", f"random DAG of {n:,} cheap nodes on ({size},)", doc, feeds, wrt, _hand_interpreter(doc, feeds, wrt),
-                    rtol=1e-6)
+    return Scenario(
+        "E",
+        f"random DAG of {n:,} cheap nodes on ({size},)",
+        doc,
+        feeds,
+        wrt,
+        _hand_interpreter(doc, feeds, wrt),
+        rtol=1e-6,
+    )
 
 
 def all_scenarios(small: bool = False) -> list[Scenario]:
