@@ -47,6 +47,7 @@ def train(
     on_step: Callable[[dict[str, Any]], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     handle_sigint: bool = True,
+    gradient_fn: Callable[..., Any] | None = None,
     **options: Any,
 ) -> TrainResult:
     """Train a graph's parameters to minimize its loss.
@@ -71,6 +72,9 @@ def train(
         KeyboardInterrupt there stops training like Ctrl-C.
     handle_sigint : bool
         Catch Ctrl-C to stop after the current step (main thread only).
+    gradient_fn : callable, optional
+        ``gradient_fn(feeds, wrt=names)`` returns what ``Plan.value_and_grad`` does; default: the
+        graph's plan. :func:`graphengine.distributed.train` passes one that runs on a Dask cluster.
     **options
         Fields of :class:`TrainConfig` (``epochs=3``, ``lr=0.5``...): they
         override ``config``'s. An unknown one is a TrainingError with "did you mean".
@@ -104,6 +108,7 @@ def train(
     started = time.perf_counter()
     cfg = (config or TrainConfig()).replace("train()", **options)
     run = _prepare(graph, cfg, data, validation_data, test_data, stream, started)
+    run.gradient_fn = gradient_fn
     _loop(run, on_step, on_epoch, handle_sigint)
     return _finish(run)
 
@@ -132,6 +137,7 @@ class _Run:
     stop: threading.Event = field(default_factory=threading.Event)
     last_checkpoint: SavedGraph | None = None
     base_seconds: float = 0.0  # training time of the runs before a resume
+    gradient_fn: Callable[..., Any] | None = None  # default: plan.value_and_grad
 
     def __post_init__(self) -> None:
         self.base_seconds = self.state.seconds
@@ -293,7 +299,7 @@ def _epoch(run: _Run, plan: Any, on_step: Callable[[dict[str, Any]], None] | Non
     for b in range(state.batch, len(batches)):
         feeds = run.dataset.feeds(batches[b])
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, by step number
-            grad = plan.value_and_grad(feeds, wrt=run.names)
+            grad = (run.gradient_fn or plan.value_and_grad)(feeds, wrt=run.names)
         loss = float(grad.outputs[run.loss_name])
         check_finite(
             loss, grad.gradients, state.step + 1, epoch, b + 1, len(batches), run.last_checkpoint, run.ckpt_path
