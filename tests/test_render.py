@@ -21,14 +21,16 @@ from graphengine.errors import RenderError
 from graphengine.render import FULL_ELEMENTS, diagram, picture, to_dot, write
 
 FANOUT = SEED.parent / "custom_op" / "fanout.json"
-needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="the Graphviz 'dot' program is not installed (apt-get install graphviz)")
+needs_dot = pytest.mark.skipif(
+    shutil.which("dot") is None, reason="the Graphviz 'dot' program is not installed (apt-get install graphviz)"
+)
 
 
 def q(name: str) -> str:
-    """A node id as graphviz writes it."""
-    from graphviz.quoting import quote
+    """A value's node id as graphviz writes it."""
+    from graphengine.render.safe import dot_id
 
-    return quote(name)
+    return dot_id(name)
 
 
 def edges(source: str, src: str, dst: str) -> list[str]:
@@ -114,7 +116,7 @@ def test_node_level_fan_out_sum(fanout) -> None:
 
 def test_structure_only_without_grad(seed) -> None:
     src = to_dot(seed, values=seed.compile().run_all(), units=False).source
-    assert "dir=back" not in src and "∂" not in src.split("label=<<TABLE BORDER=\"0\"")[0]
+    assert "dir=back" not in src and "∂" not in src.split('label=<<TABLE BORDER="0"')[0]
     assert "value [0.7514, 0.7729]" in node(src, "y")
     assert "shape (2, 2)" in node(src, "W_h")
     # without values at all (an input with no default): names and ops only
@@ -217,7 +219,9 @@ def test_trace_sums_equal_gradients_on_random_graphs(seed_: int) -> None:
     # JSON round trip keeps every number
     data = json.loads(json.dumps(trace.to_json()))
     for name, fan in data["fan_in"].items():
-        np.testing.assert_allclose(np.sum([c["value"] for c in fan["contributions"]], axis=0), grad[name], rtol=1e-12, atol=1e-15)
+        np.testing.assert_allclose(
+            np.sum([c["value"] for c in fan["contributions"]], axis=0), grad[name], rtol=1e-12, atol=1e-15
+        )
     assert [s["node"] for s in data["steps"]] == [s.node for s in trace.steps]
 
 
@@ -236,7 +240,11 @@ def test_unit_split_adds_up_to_the_recorded_contributions(seed_: int) -> None:
             continue
         total = np.zeros(np.size(values[wire.src]))
         for unit in units.wires:
-            if units.boxes[unit.src].value_name == wire.src and units.boxes[unit.dst].value_name == wire.dst and unit.position == wire.position:
+            if (
+                units.boxes[unit.src].value_name == wire.src
+                and units.boxes[unit.dst].value_name == wire.dst
+                and unit.position == wire.position
+            ):
                 k = picture._unit_ids(wire.src, np.shape(values[wire.src])).index(unit.src)
                 total[k] += unit.contribution
         np.testing.assert_allclose(total, np.ravel(wire.contribution), rtol=1e-10, atol=1e-14)
@@ -253,7 +261,7 @@ def test_real_svg_and_png(which: str, seed, fanout, tmp_path: Path) -> None:
     svg = write(dot, tmp_path / "d.svg").read_text()
     root = ET.fromstring(svg)
     titles = {el.text for el in root.iter("{http://www.w3.org/2000/svg}title")}
-    assert ("h[0]" if which == "seed" else "wx") in titles and "loss" in titles | {"loss"}
+    assert q("h[0]" if which == "seed" else "wx") in titles
     assert "Σ = c₁ + c₂" in svg and "xlink:title" in svg  # tooltips survive into SVG
     png = write(dot, tmp_path / "d.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
@@ -312,7 +320,9 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
 
 def test_cli_render_dot_and_trace(capsys, tmp_path: Path) -> None:
     out, trace_file = tmp_path / "seed.dot", tmp_path / "trace.json"
-    code, stdout, err = run_cli(capsys, "render", str(SEED), "--grad", "--highlight", "W_h", "--trace", str(trace_file), "-o", str(out))
+    code, stdout, err = run_cli(
+        capsys, "render", str(SEED), "--grad", "--highlight", "W_h", "--trace", str(trace_file), "-o", str(out)
+    )
     assert code == 0, err
     assert "wrote" in stdout and str(trace_file) in stdout
     assert "Σ = c₁ + c₂" in out.read_text() and "class=highlight" in out.read_text()
@@ -389,3 +399,49 @@ def test_write_names_a_wrong_argument(tmp_path) -> None:
     pair = diagram(graphengine.load(SEED))
     with pytest.raises(graphengine.RenderError, match=r"diagram\(\) returns \(dot, result\)"):
         write(pair, tmp_path / "x.svg")  # type: ignore[arg-type]
+
+
+# --- strings from the file are data -----------------------------------------------------------
+
+EVIL = '<<IMG SRC="/etc/passwd"/>>'
+
+
+def hostile_doc() -> dict[str, Any]:
+    """Every free string a file can carry into a diagram (names are restricted by the schema), written as markup,
+    a DOT escape or a lone surrogate."""
+    return {
+        "format": "graphengine/v1",
+        "name": EVIL,
+        "description": EVIL,
+        "inputs": [{"name": "x", "shape": [2], "default": [1.0, 2.0], "description": EVIL}],
+        "parameters": [{"name": "w", "value": [0.5, -0.5], "description": "\ud800"}],
+        "nodes": [
+            {"id": "p", "op": "mul", "inputs": ["x", "w"], "label": EVIL},
+            {"id": "s", "op": "sum", "inputs": ["p"], "label": "a\\N\ud800 <layer>"},
+        ],
+        "outputs": ["s"],
+    }
+
+
+@pytest.mark.parametrize("units", [True, False])
+def test_file_strings_never_become_dot_markup(units: bool, write_graph) -> None:
+    graph = graphengine.load(write_graph(hostile_doc()))
+    dot, _ = diagram(graph, grad=True, output="s", units=units, highlight="w")
+    source = dot.source
+    # The only unquoted HTML labels are our own tables; the file's strings stay in quoted DOT strings.
+    assert not re.search(r"(=|digraph |subgraph )\s*<(?!<TABLE)", source)
+    assert 'digraph "<<IMG SRC=\\"/etc/passwd\\"/>>"' in source and '"a\\\\N\ufffd <layer>"' in source
+    assert "&lt;IMG SRC=&quot;/etc/passwd&quot;/&gt;" in source  # inside our HTML labels: escaped
+    assert "a\\\\N" in source  # a backslash is shown, not read as DOT's \N escape
+    assert "\ud800" not in source and "\ufffd" in source  # a lone surrogate becomes U+FFFD
+    source.encode("utf-8")
+
+
+@needs_dot
+def test_hostile_file_renders_to_svg_without_reading_files(write_graph, tmp_path: Path) -> None:
+    graph = graphengine.load(write_graph(hostile_doc()))
+    for units in (True, False):
+        dot, _ = diagram(graph, grad=True, output="s", units=units)
+        svg = write(dot, tmp_path / "h.svg").read_text()
+        assert "<image" not in svg and "&lt;IMG" in svg and "\ufffd" in svg
+        assert main(["render", str(graph.file), "--grad", "--output", "s", "-o", str(tmp_path / "h.png")]) == 0

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 from .numbers import _esc, _html_value, _inline, _nonfinite, _number, _shape, _term
 from .picture import _Box, _Picture
+from .safe import dot_id, dot_multiline, dot_text
 from .style import (
     BACKWARD,
     DIM,
@@ -55,7 +56,7 @@ def _draw(
 def _new_digraph(name: str, rankdir: str, legend: str) -> "graphviz.Digraph":
     import graphviz
 
-    dot = graphviz.Digraph(name=name, engine="dot")
+    dot = graphviz.Digraph(name=dot_text(name), engine="dot")
     dot.attr(
         rankdir=rankdir,
         newrank="true",
@@ -63,7 +64,7 @@ def _new_digraph(name: str, rankdir: str, legend: str) -> "graphviz.Digraph":
         ranksep="0.55",
         fontname="Helvetica",
         fontsize="11",
-        tooltip=name,
+        tooltip=dot_text(name),
         label=legend,
         labelloc="b",
         labeljust="l",
@@ -102,7 +103,7 @@ def _draw_boxes(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | 
         with outer as lg:
             if layer:
                 lg.attr(
-                    label=layer,
+                    label=dot_text(layer),
                     style="rounded,filled",
                     fillcolor="#f8fafc",
                     color="#cbd5e1",
@@ -110,8 +111,12 @@ def _draw_boxes(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | 
                     fontsize="11",
                     labeljust="l",
                 )
-            for group, boxes in groups.items():
-                inner = lg.subgraph(name=f"cluster_v_{group}") if group else contextlib.nullcontext(lg)
+            for k, (group, boxes) in enumerate(groups.items()):
+                inner = (
+                    lg.subgraph(name=f"cluster_v{numbered.get(layer, -1) + 1}_{k}")
+                    if group
+                    else contextlib.nullcontext(lg)
+                )
                 with inner as vg:
                     _draw_group(vg, picture, group, boxes, layer, pins, on_path, lr=lr)
 
@@ -130,7 +135,7 @@ def _draw_group(
     if group:
         dim = on_path is not None and not any(b.id in on_path for b in boxes)
         vg.attr(
-            label=picture.clusters[group],
+            label=dot_text(picture.clusters[group]),
             style="rounded,dashed",
             color=DIM if dim else "#94a3b8",
             fontcolor=DIM_TEXT if dim else "#334155",
@@ -141,15 +146,16 @@ def _draw_group(
         if picture.boxes[reader].layer == layer and picture.boxes[leaf] in boxes:
             with vg.subgraph() as same:
                 same.attr(rank="same")
-                same.node(leaf)
-                same.node(reader)
+                same.node(dot_id(leaf))
+                same.node(dot_id(reader))
     for box in reversed(boxes) if lr and group else boxes:  # LR stacks a frame bottom-up: keep x[0] on top
         dim = on_path is not None and box.id not in on_path
         bold = on_path is not None and not dim
         vg.node(
-            box.id,
+            dot_id(box.id),
             label=_table(box, picture, dim, bold),
-            tooltip=_box_tooltip(box, picture.output),
+            tooltip=dot_multiline(_box_tooltip(box, picture.output)),
+            id=dot_id(box.id),
             **({"class": "highlight"} if bold else {"class": "dimmed"} if dim else {}),
         )
 
@@ -161,31 +167,33 @@ def _draw_wires(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | 
         bold = on_path is not None and not dim
         css = {"class": "highlight"} if bold else {"class": "dimmed"} if dim else {}
         dot.edge(
-            wire.src,
-            wire.dst,
+            dot_id(wire.src),
+            dot_id(wire.dst),
             weight="8"
             if picture.boxes[wire.src].kind == "op"
             else "1",  # keep the op chain straight; leaves hang off it
             color=DIM if dim else FORWARD,
             penwidth="2.2" if bold else "1.2",
             arrowsize="0.7",
-            tooltip=f"forward: {wire.src} is read by {wire.dst}",
+            tooltip=dot_text(f"forward: {wire.src} is read by {wire.dst}"),
             **css,
         )
         if wire.contribution is not None:
             label = f"{wire.tag} = " if wire.tag else ""
             label += _inline(wire.contribution)
             dot.edge(
-                wire.src,
-                wire.dst,
+                dot_id(wire.src),
+                dot_id(wire.dst),
                 dir="back",
                 style="dashed",
                 color=DIM if dim else BACKWARD,
                 fontcolor=DIM_TEXT if dim else BACKWARD,
                 penwidth="3" if bold else "1.2",
                 arrowsize="0.7",
-                label=label,
-                tooltip=_tooltip(f"backward: contribution {wire.dst} sends to {wire.src}", wire.contribution),
+                label=dot_text(label),
+                tooltip=dot_multiline(
+                    _tooltip(f"backward: contribution {wire.dst} sends to {wire.src}", wire.contribution)
+                ),
                 **css,
             )
 
@@ -284,7 +292,7 @@ def _tooltip(title: str, value: Any) -> str:
         text += f" ... (first {TOOLTIP_ELEMENTS} of {a.size}; --trace FILE.json has all)"
     else:
         text = np.array2string(a, precision=8, threshold=TOOLTIP_ELEMENTS + 1, max_line_width=120)
-    return f"{title}\n{text}".replace("\\", "\\\\").replace("\n", "\\n")
+    return f"{title}\n{text}"
 
 
 def _box_tooltip(box: _Box, output: str | None) -> str:
@@ -295,7 +303,7 @@ def _box_tooltip(box: _Box, output: str | None) -> str:
         parts.append(_tooltip(f"gradient d{output}/d{box.name}", box.grad))
     for k, (dst, c) in enumerate(box.fan_in, 1):
         parts.append(_tooltip(f"c{k} from {dst}", c))
-    return "\\n".join(parts) or box.name
+    return "\n".join(parts) or box.name
 
 
 def _pipe(dot: "graphviz.Digraph", fmt: str) -> bytes:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -10,6 +9,7 @@ import numpy as np
 if TYPE_CHECKING:
     pass
 
+from .safe import html_text
 from .style import FULL_ELEMENTS
 
 
@@ -73,4 +73,4 @@ def _nonfinite(value: Any) -> str:
 
 
 def _esc(text: str) -> str:
-    return html.escape(text, quote=True)
+    return html_text(text)
