@@ -62,8 +62,22 @@ __all__ = [
 ]
 
 
+#: The longest message any error carries; text from a file is echoed at most this long (see :func:`clip_message`).
+MAX_MESSAGE = 1000
+
+
 class GraphEngineError(Exception):
-    """Base class of every error graphengine raises on purpose."""
+    """Base class of every error graphengine raises on purpose.
+
+    Its message is clipped here, in one place, to :data:`MAX_MESSAGE`
+    characters, whatever a file made the raiser echo (a 1 MiB id, a
+    million-entry shape).
+    """
+
+    def __init__(self, *args: Any) -> None:
+        if args and isinstance(args[0], str):
+            args = (clip_message(args[0]), *args[1:])
+        super().__init__(*args)
 
 
 class GraphFileError(GraphEngineError):
@@ -92,16 +106,16 @@ class GraphFileError(GraphEngineError):
         json_path: str = "$",
         node_id: str | None = None,
     ) -> None:
-        self.detail = detail
+        self.detail = clip_message(detail)
         self.file = file
         self.json_path = json_path
         self.node_id = node_id
         super().__init__(self._format())
 
     def _format(self) -> str:
-        where = f"{self.file or '<graph>'}: {self.json_path}"
+        where = f"{clip(self.file or '<graph>', 200)}: {clip(self.json_path, 200)}"
         if self.node_id is not None:
-            where += f" (node {self.node_id!r})"
+            where += f" (node {clip(self.node_id)!r})"
         return f"{where}: {self.detail}"
 
 
@@ -243,8 +257,33 @@ def did_you_mean(name: str, choices: Iterable[str], *, otherwise: str = "") -> s
 
 
 def clip(text: str, limit: int = 80) -> str:
-    """``text``, cut to ``limit`` characters with a note of its full length."""
+    """``text``, cut to ``limit`` characters with a note of its full length.
+
+    Examples
+    --------
+    >>> clip("x" * 100, 5)
+    'xxxxx...(100 characters)'
+    """
     return text if len(text) <= limit else text[:limit] + f"...({len(text)} characters)"
+
+
+def clip_message(text: str, limit: int = MAX_MESSAGE) -> str:
+    """A whole message cut to about ``limit`` characters, keeping its start and its end.
+
+    Every :class:`GraphEngineError` passes its message through here, so no
+    echoed string (an id, a shape, a path) makes a message longer.
+
+    Examples
+    --------
+    >>> len(clip_message("a" * 10**6)) < 1100
+    True
+    >>> clip_message("short")
+    'short'
+    """
+    if len(text) <= limit:
+        return text
+    tail = limit // 5
+    return f"{text[: limit - tail]} ...[{len(text) - limit} characters cut]... {text[-tail:]}"
 
 
 def show(value: Any) -> str:
