@@ -104,6 +104,8 @@ class TrainConfig(BaseModel):
         Output.
     plugins :
         Plugins for ops and optimizers.
+    dask, shards :
+        Data-parallel training on a Dask cluster (:func:`graphengine.distributed.train`).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
@@ -165,6 +167,11 @@ class TrainConfig(BaseModel):
     plugins: list[str] = Field(
         default_factory=list, description="Plugins (file paths or module names) for ops and optimizers."
     )
+    # --- scale-out (graphengine.distributed.train)
+    dask: str | None = Field(
+        None, description="A Dask scheduler address, or local:N for N local worker processes; None: this process."
+    )
+    shards: int | None = Field(None, ge=1, description="Shards per batch on Dask; default one per worker thread.")
 
     def __init__(self, **data: Any) -> None:
         try:

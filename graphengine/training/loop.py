@@ -107,6 +107,8 @@ def train(
     """
     started = time.perf_counter()
     cfg = (config or TrainConfig()).replace("train()", **options)
+    if cfg.dask is not None and gradient_fn is None:
+        raise TrainingError(f"dask={cfg.dask!r}: train on a cluster with graphengine.distributed.train")
     run = _prepare(graph, cfg, data, validation_data, test_data, stream, started)
     run.gradient_fn = gradient_fn
     _loop(run, on_step, on_epoch, handle_sigint)
