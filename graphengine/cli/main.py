@@ -7,6 +7,7 @@ import sys
 from typing import Callable, Sequence
 
 from ..errors import GraphEngineError
+from . import dask as dask_commands
 from . import ops as ops_commands
 from . import render as render_commands
 from . import run as run_commands
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--output", action="append", metavar="NAME", help="value to print (repeatable); default: the graph's outputs"
     )
+    dask_commands.add_arguments(p)
     p = add("grad", run_commands.cmd_grad, "gradients of the loss with respect to parameters", [graph_args, feed_args])
     p.add_argument(
         "--wrt",
@@ -67,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", metavar="NAME", help="value to differentiate; default: the graph's loss")
     p.add_argument("--cotangent", metavar="VALUE", help="output cotangent for a non-scalar output: inline JSON or .npy")
+    dask_commands.add_arguments(p)
     p = add(
         "ops", ops_commands.cmd_ops, "list registered ops, where each came from, and which inputs have VJPs", [common]
     )
@@ -86,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     render_commands.add_arguments(p)
     p = add("train", train_commands.cmd_train, "train the parameters on data and write the trained graph", [graph_args])
     train_commands.add_arguments(p)
+    dask_commands.add_arguments(p)
     return parser
 
 

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from .common import _load, _print_named, _to_json, parse_feeds
+from .dask import plan_for
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -19,7 +20,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     graph = _load(args)
-    outputs = graph.compile().run(parse_feeds(args.feed), outputs=args.output or None)
+    with plan_for(graph, args) as plan:
+        outputs = plan.run(parse_feeds(args.feed), outputs=args.output or None)
     if args.format == "json":
         print(json.dumps({"outputs": {k: _to_json(v) for k, v in outputs.items()}}))
     else:
@@ -32,9 +34,8 @@ def cmd_grad(args: argparse.Namespace) -> int:
     cotangent = None
     if args.cotangent is not None:
         cotangent = parse_feeds([f"cotangent={args.cotangent}"])["cotangent"]
-    result = graph.compile().value_and_grad(
-        parse_feeds(args.feed), args.wrt or None, output=args.output, cotangent=cotangent
-    )
+    with plan_for(graph, args) as plan:
+        result = plan.value_and_grad(parse_feeds(args.feed), args.wrt or None, output=args.output, cotangent=cotangent)
     if args.format == "json":
         print(
             json.dumps(

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from ..distributed import train as train_on_dask
 from ..errors import TrainingError
 from ..training import TrainConfig, train
 from ..training.loop import _base
@@ -121,6 +122,8 @@ _FLAGS = {
     "history_path": "history",
     "plot": "plot",
     "log_every": "log_every",
+    "dask": "dask",
+    "shards": "shards",
 }
 
 
@@ -159,5 +162,5 @@ def cmd_train(args: Any) -> int:
     """``graphengine train GRAPH``: returns 0, or 130 when interrupted (a checkpoint is written)."""
     cfg = build_config(args)
     args.plugin = list(cfg.plugins)  # the graph's ops may come from the config file's plugins
-    result = train(_load(args), config=cfg)
+    result = (train_on_dask if cfg.dask else train)(_load(args), config=cfg)
     return 130 if result.status == "interrupted" else 0
