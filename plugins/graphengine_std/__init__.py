@@ -13,13 +13,29 @@ records):
 - :mod:`.reductions`: sum, mean, max
 - :mod:`.shape`: reshape, transpose, concat, slice, identity
 - :mod:`.losses`: squared_error, softmax_cross_entropy
+- :mod:`.elementwise`: erf, clip, where, maximum, minimum, cast_like, dropout
+- :mod:`.indexing`: gather, expand, flatten, squeeze, unsqueeze
+- :mod:`.conv`: conv, max_pool, average_pool, global_average_pool
+- :mod:`.normalization`: batch_normalization, layer_normalization
 """
 
 from __future__ import annotations
 
 from graphengine.ops import OpDef
 
-from . import activations, arithmetic, linalg, losses, reductions, shape, softmax
+from . import (
+    activations,
+    arithmetic,
+    conv,
+    elementwise,
+    indexing,
+    linalg,
+    losses,
+    normalization,
+    reductions,
+    shape,
+    softmax,
+)
 
 __all__ = ["OPS"]
 
@@ -31,4 +47,8 @@ OPS: list[OpDef] = [
     *reductions.OPS,
     *shape.OPS,
     *losses.OPS,
+    *elementwise.OPS,
+    *indexing.OPS,
+    *conv.OPS,
+    *normalization.OPS,
 ]

@@ -10,19 +10,23 @@ VJPs::
     relu        x_bar = g * (out > 0)                 (0 at the kink x == 0)
     leaky_relu  x_bar = g if x > 0 else slope * g
     softplus    x_bar = g * sigmoid(x)
-    gelu        x_bar = g * d/dx [x/2 (1 + tanh(c (x + 0.044715 x**3)))]
+    gelu        x_bar = g * d/dx [x/2 (1 + tanh(c (x + 0.044715 x**3)))]   (approximate: tanh, the default)
+                x_bar = g * (Phi(x) + x phi(x))                            (approximate: none, erf form)
 """
 
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 from graphengine.ops import Sample, defop
 
-__all__ = ["OPS", "LeakyReluAttrs"]
+from .elementwise import erf_values
+
+__all__ = ["OPS", "LeakyReluAttrs", "GeluAttrs"]
 
 Array = np.ndarray
 
@@ -97,20 +101,44 @@ def softplus(x: Array) -> Array:
     return np.logaddexp(0, x)
 
 
+def gelu_samples(rng: np.random.Generator) -> list[Sample]:
+    """The smooth samples with both forms."""
+    return [(xs, {"approximate": form}) for xs, _ in smooth_samples(rng) for form in ("tanh", "none")]
+
+
 _GELU_C = math.sqrt(2 / math.pi)
 _GELU_K = 0.044715
 
 
-def gelu_vjp(g: Array, x: Array) -> Array:
-    """x_bar = g * (0.5 (1 + t) + 0.5 x (1 - t**2) c (1 + 3k x**2)), t = tanh(c (x + k x**3))."""
+class GeluAttrs(BaseModel):
+    """Attributes of gelu."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    approximate: Literal["tanh", "none"] = Field(
+        "tanh",
+        description=(
+            'Which GELU: "tanh" (the default) is x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))); "none" is the exact '
+            "x/2 (1 + erf(x / sqrt(2))), as ONNX Gelu and PyTorch's default. They differ by up to about 5e-4."
+        ),
+    )
+
+
+def gelu_vjp(g: Array, x: Array, attrs: GeluAttrs) -> Array:
+    """tanh: x_bar = g * (0.5 (1 + t) + 0.5 x (1 - t**2) c (1 + 3k x**2)), t = tanh(c (x + k x**3));
+    none: x_bar = g * (Phi(x) + x phi(x))."""
+    if attrs.approximate == "none":
+        return g * (0.5 * (1 + erf_values(x / math.sqrt(2))) + x * np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi))
     t = np.tanh(_GELU_C * (x + _GELU_K * x**3))
     slope = 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * _GELU_C * (1 + 3 * _GELU_K * x * x)
     return g * slope
 
 
-@defop(gelu_vjp, samples=smooth_samples,
-       doc="GELU, tanh approximation: x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))")  # fmt: skip
-def gelu(x: Array) -> Array:
+@defop(gelu_vjp, attrs=GeluAttrs, samples=gelu_samples,
+       doc="GELU: tanh approximation by default, or the exact erf form (approximate: none)")  # fmt: skip
+def gelu(x: Array, *, attrs: GeluAttrs) -> Array:
+    if attrs.approximate == "none":
+        return np.asarray(0.5 * x * (1 + erf_values(x / math.sqrt(2))), dtype=x.dtype)
     return 0.5 * x * (1 + np.tanh(_GELU_C * (x + _GELU_K * x**3)))
 
 

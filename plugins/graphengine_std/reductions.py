@@ -1,5 +1,8 @@
 """Reductions over some axes: sum, mean, max.
 
+Over an empty axis (size 0), sum gives 0 and max gives -inf, their
+identities (as ONNX does); mean has none, and its shape rule refuses it.
+
 ``axis`` is ``None`` (every axis), one axis, or a list of axes; negative axes
 count from the end. With ``keepdims`` the reduced axes stay as size 1.
 
@@ -83,6 +86,9 @@ def sum_rule(x: TensorSpec, *, attrs: ReduceAttrs) -> TensorSpec:
 
 
 def mean_rule(x: TensorSpec, *, attrs: ReduceAttrs) -> TensorSpec:
+    empty = [a for a in _axes("mean", attrs.axis, x.shape) if x.shape[a] == 0]
+    if empty:  # the mean of nothing has no value (sum gives 0 and max -inf, their identities)
+        raise ShapeError(f"mean: axis {empty[0]} of the input of shape {format_shape(x.shape)} is empty")
     return _reduce_rule("mean", x, attrs)
 
 
@@ -158,14 +164,15 @@ def max_vjp(g: Array, out: Array, x: Array, attrs: ReduceAttrs) -> Array:
     """x_bar = g at the argmax positions, split evenly among ties, 0 elsewhere."""
     axes = _axes("max", attrs.axis, x.shape)
     is_max = x == _keep(out, axes, attrs)
-    ties = np.sum(is_max, axis=axes, keepdims=True, dtype=x.dtype)
+    ties = np.maximum(np.sum(is_max, axis=axes, keepdims=True, dtype=x.dtype), 1)  # 1: an empty axis has none
     return is_max * (_keep(g, axes, attrs) / ties)
 
 
 @defop(max_vjp, shape_rule=max_rule, attrs=ReduceAttrs, samples=max_samples,
        doc="maximum over axes (all by default); gradient split evenly among ties")  # fmt: skip
 def max_(x: Array, *, attrs: ReduceAttrs) -> Array:
-    return np.asarray(np.max(x, axis=_axes("max", attrs.axis, x.shape), keepdims=attrs.keepdims))
+    # initial=-inf: the maximum over an empty axis is max's identity, as in ONNX ReduceMax.
+    return np.asarray(np.max(x, axis=_axes("max", attrs.axis, x.shape), keepdims=attrs.keepdims, initial=-np.inf))
 
 
 OPS = [sum_, mean, max_]

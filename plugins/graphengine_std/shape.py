@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 from graphengine.errors import ShapeError
 from graphengine.ops import NoAttrs, Sample, TensorSpec, common_dtype, defop, format_shape
@@ -60,6 +60,23 @@ class ReshapeAttrs(BaseModel):
             raise ValueError(f"shape {shape}: only one dimension may be -1")
         return shape
 
+    copy_zeros: StrictBool = Field(
+        False,
+        description=(
+            "If true, a 0 in shape copies the input's dimension at that position (ONNX Reshape's default, "
+            "allowzero=0); if false, 0 is a dimension of size 0."
+        ),
+    )
+
+
+def _target(attrs: ReshapeAttrs, shape: tuple[int | None, ...]) -> list[int | None]:
+    """attrs.shape with each 0 replaced by the input's dimension when copy_zeros is set."""
+    if not attrs.copy_zeros:
+        return list(attrs.shape)
+    if any(d == 0 and i >= len(shape) for i, d in enumerate(attrs.shape)):
+        raise ShapeError(f"reshape: shape {attrs.shape} copies a dimension the input {format_shape(shape)} lacks")
+    return [shape[i] if d == 0 else d for i, d in enumerate(attrs.shape)]
+
 
 def reshape_rule(x: TensorSpec, *, attrs: ReshapeAttrs) -> TensorSpec:
     """Infer the -1 when the input size is known; otherwise check what can be checked.
@@ -68,7 +85,10 @@ def reshape_rule(x: TensorSpec, *, attrs: ReshapeAttrs) -> TensorSpec:
     dimension; without a -1, the known input dimensions must divide the target
     size (the free dimension then has to make up the rest at run time).
     """
-    target = list(attrs.shape)
+    copied = _target(attrs, x.shape)
+    if None in copied:  # a copied free dimension: the sizes are checked at run time
+        return TensorSpec(tuple(None if d == -1 else d for d in copied), x.dtype)
+    target = [d for d in copied if d is not None]
     has_free_out = -1 in target
     out_known = math.prod(d for d in target if d != -1)
     in_known = math.prod(d for d in x.shape if d is not None)
@@ -101,13 +121,15 @@ def reshape_samples(rng: np.random.Generator) -> list[Sample]:
         ([n((2, 3, 4))], {"shape": [-1, 4]}),
         ([n((6,))], {"shape": [1, 2, 3]}),
         ([n((1,))], {"shape": []}),
+        ([n((2, 3, 4))], {"shape": [0, -1], "copy_zeros": True}),
+        ([n((2, 3, 4))], {"shape": [0, 0, 2, 2], "copy_zeros": True}),
     ]
 
 
 @defop(lambda g, x: np.reshape(g, x.shape), shape_rule=reshape_rule, attrs=ReshapeAttrs, samples=reshape_samples,
        doc="same elements in a new shape; one dimension may be -1 (inferred)")  # fmt: skip
 def reshape(x: Array, *, attrs: ReshapeAttrs) -> Array:
-    return np.reshape(x, attrs.shape)
+    return np.reshape(x, _target(attrs, x.shape) if attrs.copy_zeros else attrs.shape)
 
 
 # --- transpose ---------------------------------------------------------------------------
@@ -251,15 +273,38 @@ class SliceAttrs(BaseModel):
             "Must lie within the axis: out-of-range values are an error, not clipped."
         ),
     )
-    step: StrictInt = Field(1, ge=1, description="Distance between the indices taken; a positive integer.")
+    step: StrictInt = Field(
+        1,
+        description=(
+            "Distance between the indices taken; not 0. A negative step walks backwards from start, as in Python: "
+            "then stop null means through the first element."
+        ),
+    )
+
+    @field_validator("step")
+    @classmethod
+    def _nonzero(cls, step: int) -> int:
+        if step == 0:
+            raise ValueError("step must not be 0")
+        return step
 
 
-def _bounds(attrs: SliceAttrs, n: int) -> tuple[int, int] | str:
-    """(start, stop) as non-negative indices for an axis of length ``n``, or what is wrong with them."""
+def _bounds(attrs: SliceAttrs, n: int) -> tuple[int, int | None] | str:
+    """(start, stop) as non-negative indices for an axis of length ``n`` (stop None: past the first element
+    of a backward slice), or what is wrong with them."""
     start = attrs.start + n if attrs.start < 0 else attrs.start
-    stop = n if attrs.stop is None else attrs.stop + n if attrs.stop < 0 else attrs.stop
     if not 0 <= start < n:
         return f"start {attrs.start} is out of range for an axis of length {n}"
+    if attrs.step < 0:
+        if attrs.stop is None:
+            return start, None
+        stop = attrs.stop + n if attrs.stop < 0 else attrs.stop
+        if not 0 <= stop < n:
+            return f"stop {attrs.stop} is out of range for an axis of length {n}"
+        if stop >= start:
+            return f"start {attrs.start} and stop {attrs.stop} select nothing backwards from an axis of length {n}"
+        return start, stop
+    stop = n if attrs.stop is None else attrs.stop + n if attrs.stop < 0 else attrs.stop
     if not 0 <= stop <= n:
         return f"stop {attrs.stop} is out of range for an axis of length {n}"
     if stop <= start:
@@ -285,8 +330,8 @@ def slice_rule(x: TensorSpec, *, attrs: SliceAttrs) -> TensorSpec:
         bounds = _bounds(attrs, n)
         if isinstance(bounds, str):
             raise ShapeError(f"slice: {bounds} (input shape {format_shape(x.shape)}, axis {attrs.axis})")
-        length = len(range(bounds[0], bounds[1], attrs.step))
-    elif attrs.start >= 0 and attrs.stop is not None and attrs.stop >= 0:
+        length = len(range(bounds[0], -1 if bounds[1] is None else bounds[1], attrs.step))
+    elif attrs.step > 0 and attrs.start >= 0 and attrs.stop is not None and attrs.stop >= 0:
         # A free axis: the length is known anyway; the range is checked at run time.
         if attrs.stop <= attrs.start:
             raise ShapeError(f"slice: start {attrs.start} and stop {attrs.stop} select nothing (axis {attrs.axis})")
@@ -310,6 +355,8 @@ def slice_samples(rng: np.random.Generator) -> list[Sample]:
         ([n((6, 3))], {"axis": 0, "start": 1, "step": 2}),
         ([n((2, 5, 3))], {"axis": -2, "start": -3, "stop": -1}),
         ([n((5,))], {"axis": 0, "start": 4}),
+        ([n((2, 6))], {"axis": 1, "start": -1, "step": -2}),
+        ([n((6, 2))], {"axis": 0, "start": 4, "stop": 1, "step": -1}),
     ]
 
 
