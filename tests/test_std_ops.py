@@ -33,6 +33,10 @@ REQUIRED = {
     "sum", "mean", "max",
     "reshape", "transpose", "concat", "slice", "identity",
     "squared_error", "softmax_cross_entropy",
+    # issue 11 (ONNX)
+    "erf", "clip", "where", "maximum", "minimum", "cast_like", "dropout",
+    "gather", "expand", "flatten", "squeeze", "unsqueeze",
+    "conv", "max_pool", "average_pool", "global_average_pool", "batch_normalization", "layer_normalization",
 }  # fmt: skip
 
 F32 = np.dtype("float32")

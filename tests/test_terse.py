@@ -113,6 +113,12 @@ def test_std_vjp_needs_are_inferred_as_they_were_declared():
         "sum": {"x"}, "mean": {"x"}, "max": {"x", "out"}, "reshape": {"x"}, "transpose": set(), "concat": {"xs"},
         "slice": {"x"}, "identity": set(), "squared_error": {"prediction", "target"},
         "softmax_cross_entropy": {"logits", "labels"},
+        # issue 11 (ONNX)
+        "erf": {"x"}, "clip": {"x"}, "where": {"cond"}, "maximum": {"xs", "out"}, "minimum": {"xs", "out"},
+        "cast_like": {"x"}, "dropout": set(), "gather": {"x", "indices"}, "expand": set(), "flatten": {"x"},
+        "squeeze": {"x"}, "unsqueeze": {"x"}, "conv": {"x", "W", "b"}, "max_pool": {"x"}, "average_pool": {"x"},
+        "global_average_pool": {"x"}, "batch_normalization": {"x", "scale", "mean", "var"},
+        "layer_normalization": {"x", "scale"},
     }  # fmt: skip
     assert {name: set(op.vjp_needs) for name, op in STD.items()} == declared
 
