@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from ..graph import Graph
 
-from .numbers import _esc, _html_value, _inline, _nonfinite, _number, _shape, _term
+from .numbers import _esc, _heatmap, _html_value, _inline, _nonfinite, _shape
 from .picture import _Box, _Picture
 from .safe import dot_id, dot_multiline, dot_text
 from .style import (
@@ -28,11 +28,11 @@ from .style import (
     KIND_FILL,
     LOSS_BORDER,
     LOSS_FILL,
-    SUBSCRIPTS,
     TALL_AFTER,
     TOOLTIP_ELEMENTS,
     WARN,
 )
+from .texts import grad_label, sigma_texts, tag
 
 
 def _draw(
@@ -49,7 +49,7 @@ def _draw(
         name, rankdir, _legend(name, picture, any(b.grad is not None for b in picture.boxes.values()), highlight)
     )
     _draw_boxes(dot, picture, on_path, lr=rankdir == "LR")
-    _draw_wires(dot, picture, on_path)
+    _draw_wires(dot, picture, on_path, set(_pins(picture)))
     return dot
 
 
@@ -60,6 +60,7 @@ def _new_digraph(name: str, rankdir: str, legend: str) -> "graphviz.Digraph":
     dot.attr(
         rankdir=rankdir,
         newrank="true",
+        forcelabels="true",
         nodesep="0.25",
         ranksep="0.55",
         fontname="Helvetica",
@@ -160,9 +161,13 @@ def _draw_group(
         )
 
 
-def _draw_wires(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | None) -> None:
-    """A solid forward arrow per wire, and a dashed one back carrying its contribution."""
-    for wire in picture.wires:
+def _draw_wires(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | None, pinned: set[str]) -> None:
+    """A solid forward arrow per wire, and a dashed one back carrying its contribution.
+
+    A pinned leaf sits in its reader's rank, so a plain label on that short arrow lands on the leaf's box:
+    such arrows carry an ``xlabel``, which Graphviz places after layout, clear of the boxes.
+    """
+    for k, wire in enumerate(picture.wires):
         dim = on_path is not None and (wire.src, wire.dst) not in on_path
         bold = on_path is not None and not dim
         css = {"class": "highlight"} if bold else {"class": "dimmed"} if dim else {}
@@ -176,6 +181,7 @@ def _draw_wires(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | 
             penwidth="2.2" if bold else "1.2",
             arrowsize="0.7",
             tooltip=dot_text(f"forward: {wire.src} is read by {wire.dst}"),
+            id=f"w{k}f",
             **css,
         )
         if wire.contribution is not None:
@@ -190,7 +196,8 @@ def _draw_wires(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | 
                 fontcolor=DIM_TEXT if dim else BACKWARD,
                 penwidth="3" if bold else "1.2",
                 arrowsize="0.7",
-                label=dot_text(label),
+                **{"xlabel" if wire.src in pinned else "label": dot_text(label)},
+                id=f"w{k}b",
                 tooltip=dot_multiline(
                     _tooltip(f"backward: contribution {wire.dst} sends to {wire.src}", wire.contribution)
                 ),
@@ -217,7 +224,11 @@ def _table(box: _Box, picture: _Picture, dim: bool, bold: bool) -> str:
     rows = [f'<TR><TD BGCOLOR="{fill}"><FONT COLOR="{text}">{head}</FONT></TD></TR>']
     if box.value is not None:
         shape = f"shape {_shape(box.shape or ())}   " if not picture.units else ""
-        rows.append(f'<TR><TD ALIGN="LEFT"><FONT COLOR="{text}">{shape}value {_html_value(box.value)}</FONT></TD></TR>')
+        heat = _heatmap(box.value)
+        shown = "" if heat else " " + _html_value(box.value)
+        rows.append(f'<TR><TD ALIGN="LEFT"><FONT COLOR="{text}">{shape}value{shown}</FONT></TD></TR>')
+        if heat:
+            rows.append(f'<TR><TD ALIGN="LEFT">{heat}</TD></TR>')
         warning = _nonfinite(box.value)
         if warning:
             rows.append(
@@ -226,31 +237,27 @@ def _table(box: _Box, picture: _Picture, dim: bool, bold: bool) -> str:
     elif box.spec:
         rows.append(f'<TR><TD ALIGN="LEFT"><FONT COLOR="{text}">{_esc(box.spec)}</FONT></TD></TR>')
     if box.grad is not None:
-        label = f"∂{_esc(picture.output or 'out')}/∂{_esc(box.name)}"
+        label = _esc(grad_label(picture.output, box.name))
+        grad_text = _esc(_inline(box.grad)) if picture.live else _html_value(box.grad)
         if box.id == picture.output:
             label += " (seed)"
-        rows.append(
-            f'<TR><TD ALIGN="LEFT"><FONT COLOR="{grad_colour}">{label} = {_html_value(box.grad)}</FONT></TD></TR>'
-        )
+        heat = None if picture.live else _heatmap(box.grad)
+        if heat:
+            rows.append(f'<TR><TD ALIGN="LEFT"><FONT COLOR="{grad_colour}">{label} =</FONT></TD></TR>')
+            rows.append(f'<TR><TD ALIGN="LEFT">{heat}</TD></TR>')
+        else:
+            rows.append(f'<TR><TD ALIGN="LEFT"><FONT COLOR="{grad_colour}">{label} = {grad_text}</FONT></TD></TR>')
         warning = _nonfinite(box.grad)
         if warning:
             rows.append(
                 f'<TR><TD BGCOLOR="{"#f9fafb" if dim else WARN}"><FONT COLOR="{text}">⚠ gradient: {warning}</FONT></TD></TR>'
             )
-    if box.fan_in:
-        tags = " + ".join(f"c{k}".translate(SUBSCRIPTS) for k in range(1, len(box.fan_in) + 1))
-        if all(np.size(c) <= 1 for _, c in box.fan_in) and box.grad is not None:
-            numbers = " + ".join(_term(float(np.asarray(c).reshape(-1)[0])) for _, c in box.fan_in)
-            total = _number(float(np.asarray(box.grad).reshape(-1)[0]))
-            sigma = f"Σ = {tags} = {numbers} = {total}"
-        else:
-            sigma = f"Σ = {tags} = the gradient above"
-        sources = ", ".join(
-            f"c{k}".translate(SUBSCRIPTS) + f" from {_esc(dst)}" for k, (dst, _) in enumerate(box.fan_in, 1)
-        )
-        rows.append(
-            f'<TR><TD ALIGN="LEFT" BGCOLOR="{"#f9fafb" if dim else "#fdecea"}"><FONT COLOR="{grad_colour}"><B>{sigma}</B><BR/><FONT POINT-SIZE="8">{sources}</FONT></FONT></TD></TR>'
-        )
+    if box.fan_in and box.grad is not None:
+        sigma = _esc(sigma_texts([c for _, c in box.fan_in], box.grad)[-1])
+        sources = ", ".join(tag(k) + f" from {_esc(dst)}" for k, (dst, _) in enumerate(box.fan_in, 1))
+        bg = "#f9fafb" if dim else "#fdecea"
+        sigma_row = f"<B>{sigma}</B>" if picture.live else f'<B>{sigma}</B><BR/><FONT POINT-SIZE="8">{sources}</FONT>'
+        rows.append(f'<TR><TD ALIGN="LEFT" BGCOLOR="{bg}"><FONT COLOR="{grad_colour}">{sigma_row}</FONT></TD></TR>')
     return f'<<TABLE BORDER="{width}" CELLBORDER="0" CELLSPACING="0" CELLPADDING="3" COLOR="{border}"{style}>{"".join(rows)}</TABLE>>'
 
 

@@ -14,12 +14,28 @@ from .style import FULL_ELEMENTS
 
 
 def _number(v: float) -> str:
+    """A number in at least 4 significant digits, never shown rounder than it is.
+
+    Examples
+    --------
+    >>> _number(0.99997), _number(0.5), _number(0.123456), _number(2.0)
+    ('0.99997', '0.5', '0.1235', '2')
+    """
     if v != v:
         return "nan"
     if v in (float("inf"), float("-inf")):
         return "inf" if v > 0 else "-inf"
-    text = f"{v:.4g}"
+    # 4 significant digits; more when that drops two or more of them (0.99997 is not "1", 0.10004 not "0.1").
+    for digits in range(4, 18):
+        text = f"{v:.{digits}g}"
+        if float(text) == v or len(_significant(text)) >= digits - 1:
+            break
     return "0" if text == "-0" else text
+
+
+def _significant(text: str) -> str:
+    mantissa = text.lower().split("e")[0].lstrip("-").replace(".", "")
+    return mantissa.lstrip("0")
 
 
 def _term(v: float) -> str:
@@ -60,6 +76,38 @@ def _html_value(value: Any) -> str:
     if a.size <= FULL_ELEMENTS and a.ndim == 2 and a.shape[0] > 1:
         return '<BR ALIGN="LEFT"/>'.join(_esc(_flat_text(row)) for row in a)
     return _esc(_inline(a))
+
+
+#: Matrices up to this many rows and columns are drawn as heatmap tables with numbers.
+HEATMAP_MAX = 8
+
+
+def _heat(v: float, scale: float) -> str:
+    """White at 0, blue for negative, red for positive; ``scale`` maps to full colour."""
+    t = 0.0 if not np.isfinite(v) or scale == 0 else max(-1.0, min(1.0, v / scale)) * 0.6
+    r, g, b = (1, 1 - t, 1 - t) if t >= 0 else (1 + t, 1 + t, 1)
+    return "#%02x%02x%02x" % (round(r * 255), round(g * 255), round(b * 255))
+
+
+def _heatmap(value: Any) -> str | None:
+    """An HTML-like table of a matrix, one cell per element coloured by sign and size; None when not a small matrix."""
+    a = np.asarray(value)
+    if a.ndim != 2 or a.dtype.kind not in "fiu" or not (a.shape[0] > 1 and a.shape[1] > 1):
+        return None
+    if a.shape[0] > HEATMAP_MAX or a.shape[1] > HEATMAP_MAX:
+        return None
+    finite = a[np.isfinite(a)] if a.dtype.kind == "f" else a
+    scale = float(np.abs(finite).max()) if finite.size else 0.0
+    rows = "".join(
+        "<TR>"
+        + "".join(
+            f'<TD BGCOLOR="{_heat(float(v), scale)}"><FONT POINT-SIZE="8">{_esc(_number(float(v)))}</FONT></TD>'
+            for v in row
+        )
+        + "</TR>"
+        for row in a
+    )
+    return f'<TABLE BORDER="0" CELLBORDER="1" CELLSPACING="0" CELLPADDING="2" COLOR="#e5e7eb">{rows}</TABLE>'
 
 
 def _nonfinite(value: Any) -> str:

@@ -55,6 +55,7 @@ class _Picture:
     clusters: dict[str, str]  # value name -> cluster caption (unit drawing only)
     output: str | None  # the value gradients are taken of
     units: bool
+    live: bool = False  # the explorer rewrites the gradient and Σ rows: keep each on one line
 
 
 def _try_values(graph: "Graph") -> dict[str, np.ndarray] | None:
