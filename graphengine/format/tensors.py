@@ -43,6 +43,23 @@ class InputInfo:
     dims: tuple[int | str | None, ...] = ()
 
 
+def _digits(size: int) -> str:
+    """A size for a message: the number itself, or how many digits it has when that is unreadable."""
+    return str(size) if size < 10**30 else f"a {len(str(size)) if size < 10**4000 else 'many'}-digit number"
+
+
+def _header_shape(shape: Any) -> str | None:
+    """What is wrong with a .npy header's shape (numpy's parser lets booleans and negative sizes through)."""
+    if not isinstance(shape, tuple):
+        return f"a shape that is not a tuple ({type(shape).__name__})"
+    for d in shape:
+        if type(d) is not int:
+            return f"a shape with a {type(d).__name__} size ({_clip(repr(d), 20)}); sizes are integers"
+        if d < 0:
+            return "a shape with a negative size"
+    return None
+
+
 def _fits(shape: Sequence[int], declared: Sequence[int | None]) -> bool:
     return len(shape) == len(declared) and all(d is None or d == s for s, d in zip(shape, declared))
 
@@ -69,7 +86,15 @@ class TensorReader:
             raise self.error(
                 LimitError, f"{len(shape)} dimensions, over the limit max_ndim={self.limits.max_ndim}", path, name
             )
-        elements = math.prod(d or 1 for d in shape)  # Python ints: a product past int64 is caught, not wrapped
+        for d in shape:  # each size alone first: a size of thousands of digits is never multiplied or printed
+            if d is not None and d > self.limits.max_elements:
+                raise self.error(
+                    LimitError,
+                    f"a dimension of {_digits(d)} is over the limit max_elements={self.limits.max_elements}",
+                    path,
+                    name,
+                )
+        elements = math.prod(1 if d is None else d for d in shape)  # Python ints: a product past int64 is caught
         if elements > self.limits.max_elements:
             raise self.error(
                 LimitError,
@@ -206,6 +231,13 @@ class TensorReader:
             raise fail(f"{shown} holds {stored} values, not numbers (object arrays are never unpickled)")
         if dtype.kind in "iu" and stored.kind == "f":
             raise fail(f"{shown} holds {stored} values for a {dtype.name} tensor")
+        if len(shape) > self.limits.max_ndim:  # before the sizes are looked at: a 10,000-entry shape is refused whole
+            raise fail(
+                f"{shown} has {len(shape)} dimensions, over the limit max_ndim={self.limits.max_ndim}", cls=LimitError
+            )
+        bad_shape = _header_shape(shape)
+        if bad_shape is not None:
+            raise fail(f"{shown} has a corrupt .npy header: {bad_shape}")
         elements = self.check_shape(shape, f"{path}.file", decl.name)
         if len(data) != offset + elements * stored.itemsize:
             raise fail(
@@ -213,7 +245,12 @@ class TensorReader:
             )
         self._reserve(elements * dtype.itemsize, path, decl.name)
         flat = np.frombuffer(data, dtype=stored, count=elements, offset=offset)
-        array = np.array(flat.reshape(shape, order="F" if fortran else "C"), dtype=dtype, order="C")
+        with np.errstate(over="ignore", invalid="ignore"):  # float64 too big for float32 becomes inf: reported below
+            array = np.array(flat.reshape(shape, order="F" if fortran else "C"), dtype=dtype, order="C")
+        if dtype.kind == "f" and stored.kind == "f" and stored.itemsize > dtype.itemsize:
+            overflow = np.isfinite(flat) & ~np.isfinite(array.reshape(-1, order="F" if fortran else "C"))
+            if overflow.any():
+                raise fail(f"{shown} holds {stored} values too large for {dtype.name} (e.g. {flat[overflow][0]:.6g})")
         if not self.allow_nonfinite and array.dtype.kind == "f" and not np.isfinite(array).all():
             raise fail(
                 f"{shown} holds NaN or Infinity (load with allow_nonfinite=True / --allow-nonfinite to accept it)"

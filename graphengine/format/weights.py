@@ -23,7 +23,17 @@ from ..errors import clip as _clip
 from ..errors import show as _show
 from .schema import TensorDecl
 
-__all__ = ["NPY_HEADER_ROOM", "safe_data_path", "read_data_file", "npy_header", "npz_member"]
+__all__ = ["NPY_HEADER_ROOM", "safe_data_path", "read_data_file", "read_bounded", "npy_header", "npz_member"]
+
+#: Opening flags: never block (a FIFO swapped in after the check would hang a blocking open), never follow
+#: a final symlink, never leak the descriptor to a child process.
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_BINARY", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+    | getattr(os, "O_NOFOLLOW", 0)
+)
 
 #: Room for a .npy header (numpy caps headers at 10,000 bytes) on top of the data it describes.
 NPY_HEADER_ROOM = 16 * 1024
@@ -84,13 +94,15 @@ def read_data_file(
     limit_error, read_error = limit_error or error, read_error or error
     checked = safe_data_path(base_dir, relative, error=error)
     assert base_dir is not None
-    before = os.lstat(checked)
+    try:
+        before = os.lstat(checked)
+    except OSError:  # renamed or removed since the check
+        raise error(f"{_show(relative)} changed while it was being opened; refusing it") from None
     if before.st_size > max_bytes:
         raise limit_error(
             f"{_show(relative)} is {before.st_size} bytes, more than the {max_bytes} left under the byte limit"
         )
     nofollow = getattr(os, "O_NOFOLLOW", 0)
-    flags = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0) | nofollow
     fd = -1
     try:
         if os.open in os.supports_dir_fd and nofollow and hasattr(os, "O_DIRECTORY"):
@@ -99,11 +111,11 @@ def read_data_file(
                 next_fd = os.open(part, os.O_RDONLY | os.O_DIRECTORY | nofollow, dir_fd=fd)
                 os.close(fd)
                 fd = next_fd
-            file_fd = os.open(relative.split("/")[-1], flags, dir_fd=fd)
+            file_fd = os.open(relative.split("/")[-1], _OPEN_FLAGS, dir_fd=fd)
             os.close(fd)
             fd = file_fd
         else:
-            fd = os.open(checked, flags)
+            fd = os.open(checked, _OPEN_FLAGS)
         info = os.fstat(fd)
         same = (info.st_dev, info.st_ino) == (before.st_dev, before.st_ino)
         if not same or not stat.S_ISREG(info.st_mode) or info.st_nlink > 1 or info.st_size > max_bytes:
@@ -111,6 +123,8 @@ def read_data_file(
         with os.fdopen(fd, "rb") as fh:
             fd = -1
             data = fh.read(info.st_size + 1)  # read(n) reserves n bytes up front: ask for what the file holds
+    except FileNotFoundError:  # renamed or removed between the check and the open
+        raise error(f"{_show(relative)} changed while it was being opened; refusing it") from None
     except OSError as exc:  # e.g. ELOOP: a component became a symlink after the check
         raise read_error(f"cannot read {_show(relative)}: {exc.strerror or exc}") from None
     finally:
@@ -118,6 +132,46 @@ def read_data_file(
             os.close(fd)
     if len(data) > max_bytes:
         raise limit_error(f"{_show(relative)} grew past the byte limit while being read")
+    return data
+
+
+#: Zip methods whose readers never unpack more than asked for (zipfile's bzip2 and LZMA readers do).
+_ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
+
+
+def read_bounded(path: str | os.PathLike[str], max_bytes: int, *, error: Any, limit_error: Any) -> bytes:
+    """The bytes of a file a user named (e.g. the graph file): a regular file, at most ``max_bytes`` long.
+
+    The path may be a symlink (the user chose it), but what it opens must be
+    a regular file: the open never blocks (a FIFO would hang it) and the read
+    stops one byte past ``max_bytes`` (``/dev/zero`` would never end).
+
+    Examples
+    --------
+    >>> len(read_bounded("examples/seed_network.json", 10**6, error=OSError, limit_error=OSError)) > 0
+    True
+    """
+    flags = _OPEN_FLAGS & ~getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        raise error(f"cannot read graph file: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise error("not a regular file (a folder, a pipe or a device); graph files are read from regular files")
+        if info.st_size > max_bytes:
+            raise limit_error(f"file is {info.st_size} bytes, over the limit max_file_bytes={max_bytes}")
+        with os.fdopen(fd, "rb") as fh:
+            fd = -1
+            data = fh.read(min(info.st_size, max_bytes) + 1)
+    except OSError as exc:
+        raise error(f"cannot read graph file: {exc.strerror or exc}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    if len(data) > max_bytes:
+        raise limit_error(f"file grew past the limit max_file_bytes={max_bytes} while being read")
     return data
 
 
@@ -146,7 +200,15 @@ def npz_member(data: bytes, decl: TensorDecl, budget: int, max_total_bytes: int,
                 have = [n[:-4] for n in names if n.endswith(".npy")]
                 listed = ", ".join(_show(n) for n in have[:10]) + (", ..." if len(have) > 10 else "")
                 raise fail(f"{shown} has no array {_show(key)} (it has {listed or 'none'})", ".key")
+            if names.count(member) > 1:
+                raise fail(f"{shown} holds array {_show(key)} twice; which one is meant is ambiguous", ".key")
             info = archive.getinfo(member)
+            if info.compress_type not in _ZIP_METHODS or info.flag_bits & 0x1:
+                method = "encrypted" if info.flag_bits & 0x1 else f"compression method {info.compress_type}"
+                raise fail(
+                    f"array {_show(key)} of {shown} uses {method}; only stored and deflated members are read "
+                    "(bzip2 and LZMA readers cannot bound what they unpack)"
+                )
             if info.file_size > budget + NPY_HEADER_ROOM:
                 raise fail(
                     f"array {_show(key)} of {shown} unpacks to {info.file_size} bytes, "

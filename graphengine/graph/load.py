@@ -8,6 +8,7 @@ from typing import Any, Sequence
 
 from ..errors import LimitError, SchemaError
 from ..format import Limits, parse_json, validate_document
+from ..format.weights import read_bounded
 from ..registry import Registry, default_registry
 from .build import Builder
 from .graph import Graph
@@ -59,14 +60,12 @@ def load(
     """
     limits = limits or Limits()
     file = str(path)
-    try:
-        size = os.stat(path).st_size
-        if size > limits.max_file_bytes:
-            raise LimitError(f"file is {size} bytes, over the limit max_file_bytes={limits.max_file_bytes}", file=file)
-        with open(path, "rb") as fh:
-            raw = fh.read()
-    except OSError as exc:
-        raise SchemaError(f"cannot read graph file: {exc.strerror or exc}", file=file) from None
+    raw = read_bounded(
+        path,
+        limits.max_file_bytes,
+        error=lambda detail: SchemaError(detail, file=file),
+        limit_error=lambda detail: LimitError(detail, file=file),
+    )
     data = parse_json(raw, file=file, allow_nonfinite=allow_nonfinite)
     return load_dict(
         data,
