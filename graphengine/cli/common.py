@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import FeedError
+from ..errors import FeedError, clip
 
 
 def parse_feeds(items: Sequence[str]) -> dict[str, Any]:
@@ -23,6 +24,10 @@ def parse_feeds(items: Sequence[str]) -> dict[str, Any]:
     --------
     >>> parse_feeds(["x=[0.05, 0.1]", "t=2"])
     {'x': [0.05, 0.1], 't': 2}
+    >>> parse_feeds(["x=[1e400]"])
+    Traceback (most recent call last):
+    ...
+    graphengine.errors.FeedError: --feed x: '[1e400]' is neither JSON nor a .npy file (1e400 is too large for a float)
     """
     feeds: dict[str, Any] = {}
     for item in items:
@@ -36,14 +41,22 @@ def parse_feeds(items: Sequence[str]) -> dict[str, Any]:
                 raise FeedError(f"--feed {name}: cannot read {text!r}: {exc}") from None
             continue
         try:
-            feeds[name] = json.loads(text, parse_constant=_reject_constant)
+            feeds[name] = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
         except (json.JSONDecodeError, ValueError) as exc:
-            raise FeedError(f"--feed {name}: {text!r} is neither JSON nor a .npy file ({exc})") from None
+            raise FeedError(f"--feed {name}: {clip(text)!r} is neither JSON nor a .npy file ({exc})") from None
     return feeds
 
 
 def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not allowed in a feed")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number as a float; one too large for a float (``1e400``) is refused, as NaN is, not made inf."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{clip(text, 40)} is too large for a float")
+    return value
 
 
 def _load(args: argparse.Namespace) -> Any:
