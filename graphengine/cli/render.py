@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+import warnings
 from pathlib import Path
 
 from ..errors import RenderError
-from ..render import diagram, write
+from ..render import UNIT_LIMIT, RenderWarning, diagram, write
+from ..render.api import _missing_inputs
 from .common import _load, parse_feeds
 
 
@@ -18,16 +21,27 @@ def cmd_render(args: "argparse.Namespace") -> int:
     started = time.perf_counter()
     graph = _load(args)
     grad = args.grad or args.trace is not None or bool(args.wrt) or args.output is not None
-    dot, result = diagram(
-        graph,
-        parse_feeds(args.feed),
-        grad=grad,
-        wrt=args.wrt or None,
-        output=args.output,
-        highlight=args.highlight,
-        units=args.units,
-        rankdir=args.rankdir,
-    )
+    feeds = parse_feeds(args.feed)
+    missing = _missing_inputs(graph, feeds)
+    if missing:
+        print(
+            f"graphengine: note: input {missing[0]!r} has no value (--feed {missing[0]}=...); drawing structure only",
+            file=sys.stderr,
+        )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RenderWarning)
+        dot, result = diagram(
+            graph,
+            feeds,
+            grad=grad,
+            wrt=args.wrt or None,
+            output=args.output,
+            highlight=args.highlight,
+            units=args.units,
+            rankdir=args.rankdir,
+        )
+    for warning in caught:
+        print(f"graphengine: note: {warning.message}", file=sys.stderr)
     if args.trace is not None and result is not None and result.trace is not None:
         try:
             Path(args.trace).write_text(json.dumps(result.trace.to_json(), indent=1) + "\n")
@@ -70,9 +84,12 @@ def add_arguments(p: "argparse.ArgumentParser") -> None:
         "--units",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="one box per tensor element (default: only for small graphs)",
+        help=f"one box per tensor element (default: only for small graphs; past {UNIT_LIMIT} elements in all, "
+        "--units falls back to one box per tensor with a note)",
     )
-    p.add_argument("--rankdir", choices=["LR", "TB"], help="layout direction (default: LR, TB for large graphs)")
+    p.add_argument(
+        "--rankdir", choices=["LR", "TB"], help="layout direction (default: LR; TB for large graphs and long chains)"
+    )
     p.add_argument(
         "--trace", metavar="FILE.json", help="also write the recorded backward pass as JSON (implies --grad)"
     )

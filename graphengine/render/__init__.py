@@ -40,9 +40,20 @@ imports it.
 """
 
 from .. import hooks
-from .api import diagram, mimebundle, to_dot, to_svg, write
-from .style import FORMATS, FULL_ELEMENTS, TOOLTIP_ELEMENTS
+from .api import RenderWarning, diagram, mimebundle, to_dot, to_svg, write
+from .style import FORMATS, FULL_ELEMENTS, TOOLTIP_ELEMENTS, UNIT_LIMIT
 
-__all__ = ["to_dot", "diagram", "write", "to_svg", "mimebundle", "FULL_ELEMENTS", "TOOLTIP_ELEMENTS", "FORMATS"]
+__all__ = [
+    "to_dot",
+    "diagram",
+    "write",
+    "to_svg",
+    "mimebundle",
+    "RenderWarning",
+    "FULL_ELEMENTS",
+    "TOOLTIP_ELEMENTS",
+    "UNIT_LIMIT",
+    "FORMATS",
+]
 
 hooks.set_display(mimebundle)

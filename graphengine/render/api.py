@@ -5,8 +5,11 @@ How a diagram reads is described in :mod:`graphengine.render`.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import numpy as np
 
 from ..errors import RenderError
 
@@ -25,7 +28,20 @@ from .picture import (
     _try_values,
     _unit_picture,
 )
-from .style import FORMATS
+from .style import FORMATS, UNIT_LIMIT
+
+
+class RenderWarning(UserWarning):
+    """A diagram was drawn differently from what was asked, e.g. ``units=True`` past :data:`UNIT_LIMIT`."""
+
+
+def _unit_count(graph: "Graph", values: Mapping[str, Any]) -> int:
+    return sum(int(np.size(values[name])) for name in graph.digraph.nodes if name in values)
+
+
+def _missing_inputs(graph: "Graph", feeds: Mapping[str, Any] | None) -> list[str]:
+    """Inputs with neither a feed nor a default: the diagram shows structure only."""
+    return [name for name, info in graph.inputs.items() if info.default is None and name not in (feeds or {})]
 
 
 def to_dot(
@@ -58,9 +74,12 @@ def to_dot(
     units : bool, optional
         Draw one box per tensor element. Default: only when every tensor has at
         most ``UNIT_MAX_ELEMENTS`` elements and there are at most
-        ``UNIT_MAX_TOTAL`` in all. Needs ``values``.
+        ``UNIT_MAX_TOTAL`` in all. Needs ``values``. Past ``UNIT_LIMIT``
+        elements, ``True`` falls back to one box per tensor with a
+        :class:`RenderWarning`.
     rankdir : {"LR", "TB"}, optional
-        Default: left to right, top to bottom above ``TALL_AFTER`` boxes.
+        Default: left to right; top to bottom above ``TALL_AFTER`` boxes or
+        when the longest chain has more than ``LONG_AFTER`` boxes.
     title : str, optional
         Caption; default: the graph's name or file.
 
@@ -89,9 +108,21 @@ def to_dot(
     picture = _node_picture(graph, values, gradients, trace)
     if units is None:
         units = values is not None and _small(graph, values)
+    if units and values is not None and _unit_count(graph, values) > UNIT_LIMIT:
+        warnings.warn(
+            f"--units: {_unit_count(graph, values)} element boxes is past the readable limit of {UNIT_LIMIT}; "
+            "drawing one box per tensor instead",
+            RenderWarning,
+            stacklevel=2,
+        )
+        units = False
+    if units and values is None:
+        warnings.warn(
+            "--units needs forward values; drawing the structure, one box per tensor", RenderWarning, stacklevel=2
+        )
+        units = False
     if units:
-        if values is None:
-            raise RenderError("a per-unit diagram needs forward values")
+        assert values is not None
         picture = _unit_picture(graph, picture, values, trace)
     _tag_fan_in(picture)
     on_path = _highlight_set(graph, picture, highlight) if highlight else None
@@ -119,6 +150,8 @@ def diagram(
     grad : bool
         Also differentiate ``output`` (default: the loss) with respect to
         ``wrt`` (default: every parameter) and draw the backward pass.
+        When an input has neither a feed nor a default, the diagram shows
+        structure only (ids, ops, shapes) and no pass is run.
     wrt, output, highlight, units, rankdir
         As :meth:`Plan.value_and_grad` and :func:`to_dot`.
 
@@ -140,8 +173,11 @@ def diagram(
     ['W_h', 'W_o', 'b_h', 'b_o']
     """
     plan = source.compile() if hasattr(source, "compile") else source
-    values = plan.run_all(feeds)
-    result = plan.value_and_grad(feeds, wrt, output=output, record=True) if grad else None
+    if _missing_inputs(plan.graph, feeds):  # draw ids, ops and shapes: any valid file can be drawn
+        values, result = None, None
+    else:
+        values = plan.run_all(feeds)
+        result = plan.value_and_grad(feeds, wrt, output=output, record=True) if grad else None
     dot = to_dot(
         plan.graph,
         values=values,

@@ -26,6 +26,7 @@ from .style import (
     INSTALL_HINT,
     KIND_BORDER,
     KIND_FILL,
+    LONG_AFTER,
     LOSS_BORDER,
     LOSS_FILL,
     TALL_AFTER,
@@ -44,13 +45,24 @@ def _draw(
     title: str | None,
 ) -> "graphviz.Digraph":
     name = title or graph.document.name or (Path(graph.file).stem if graph.file else "graph")
-    rankdir = rankdir or ("TB" if len(picture.boxes) > TALL_AFTER else "LR")
+    rankdir = rankdir or _choose_rankdir(picture)
     dot = _new_digraph(
         name, rankdir, _legend(name, picture, any(b.grad is not None for b in picture.boxes.values()), highlight)
     )
     _draw_boxes(dot, picture, on_path, lr=rankdir == "LR")
     _draw_wires(dot, picture, on_path, set(_pins(picture)))
     return dot
+
+
+def _choose_rankdir(picture: _Picture) -> str:
+    """Left to right for short, wide graphs; top to bottom for big ones and for long chains, which would be a strip."""
+    import networkx as nx
+
+    if len(picture.boxes) > TALL_AFTER:
+        return "TB"
+    flow = nx.DiGraph((w.src, w.dst) for w in picture.wires)
+    flow.add_nodes_from(picture.boxes)
+    return "TB" if nx.dag_longest_path_length(flow) + 1 > LONG_AFTER else "LR"
 
 
 def _new_digraph(name: str, rankdir: str, legend: str) -> "graphviz.Digraph":

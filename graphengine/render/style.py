@@ -25,6 +25,14 @@ UNIT_MAX_TOTAL = 48
 TALL_AFTER = 40
 
 
+#: Chains longer than this many ranks (boxes on the longest path) are laid out top to bottom, not as a strip.
+LONG_AFTER = 6
+
+
+#: ``units=True`` falls back to one box per tensor (with a warning) above this many element boxes.
+UNIT_LIMIT = 300
+
+
 INSTALL_HINT = (
     "the Graphviz 'dot' program is needed for {fmt} output but was not found on PATH; install Graphviz "
     "(Debian/Ubuntu: sudo apt-get install graphviz; macOS: brew install graphviz; conda: conda install graphviz) "
