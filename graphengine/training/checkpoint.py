@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, NonNegativeInt, ValidationError
 
-from ..errors import TrainingError
-from ..format import SavedGraph
+from ..errors import TrainingError, clip
+from ..format import Limits, SavedGraph
 from ..graph import Graph, load, save
 from .optimizers import Optimizer
 
@@ -55,12 +57,81 @@ def read_checkpoint(
     files = {d.file for d in checkpoint.document.parameters if d.file}
     if len(files) != 1:
         raise TrainingError(f"{str(path)!r} is a graph file but not a checkpoint (no training state)")
-    with np.load(Path(path).parent / files.pop(), allow_pickle=False) as npz:
-        if STATE_KEY not in npz.files:
-            raise TrainingError(f"{str(path)!r} is a graph file but not a checkpoint (no training state)")
-        state = json.loads(npz[STATE_KEY].tobytes().decode())
-        opt_state = {k[len(OPT_PREFIX) :]: npz[k] for k in npz.files if k.startswith(OPT_PREFIX)}
+    npz_path = Path(path).parent / files.pop()
+    _check_archive(npz_path, str(path))
+    try:
+        with np.load(npz_path, allow_pickle=False) as npz:
+            if STATE_KEY not in npz.files:
+                raise TrainingError(f"{str(path)!r} is a graph file but not a checkpoint (no training state)")
+            raw = npz[STATE_KEY]
+            opt_state = {k[len(OPT_PREFIX) :]: npz[k] for k in npz.files if k.startswith(OPT_PREFIX)}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise TrainingError(f"checkpoint {str(path)!r}: cannot read {npz_path.name!r}: {exc}") from None
+    state = _train_state(raw, str(path))
+    for key, value in opt_state.items():
+        if value.dtype.kind not in "fiu" or (value.dtype.kind == "f" and not np.isfinite(value).all()):
+            raise TrainingError(f"checkpoint {str(path)!r}: optimizer state {key!r} is not finite numbers")
+    t = opt_state.get("t")
+    if t is not None and (t.shape != () or t.dtype.kind not in "iu" or int(t) < 0):
+        raise TrainingError(f"checkpoint {str(path)!r}: optimizer step 't' must be a non-negative integer scalar")
     return dict(checkpoint.parameters), opt_state, state
+
+
+def _check_archive(npz_path: Path, shown: str) -> None:
+    """Refuse members whose unpacking zipfile cannot bound (bzip2, LZMA), before numpy reads any."""
+    try:
+        with zipfile.ZipFile(npz_path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+            if unpacked > Limits().max_total_bytes:
+                raise TrainingError(
+                    f"checkpoint {shown!r}: {npz_path.name!r} unpacks to {unpacked} bytes, over max_total_bytes"
+                )
+            for info in archive.infolist():
+                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 0x1:
+                    raise TrainingError(
+                        f"checkpoint {shown!r}: member {info.filename[:80]!r} is neither stored nor deflated"
+                    )
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise TrainingError(f"checkpoint {shown!r}: cannot read {npz_path.name!r}: {exc}") from None
+
+
+class SavedTrainState(BaseModel):
+    """The training state a checkpoint holds, as JSON; validated before any of it is used."""
+
+    model_config = ConfigDict(extra="ignore", strict=True)
+    version: Literal[1] = 1
+    epoch: NonNegativeInt = 0
+    batch: NonNegativeInt = 0
+    step: NonNegativeInt = 0
+    loss_sum: FiniteFloat = 0.0
+    examples: NonNegativeInt = 0
+    correct: NonNegativeInt = 0
+    counted: NonNegativeInt = 0
+    seconds: Annotated[FiniteFloat, Field(ge=0)] = 0.0
+    history: list[dict[str, Any]] = []
+    config: dict[str, Any] = {}
+
+
+def _train_state(raw: np.ndarray, shown: str) -> dict[str, Any]:
+    """The checkpoint's training state, or a TrainingError naming what is wrong with it."""
+    if raw.dtype != np.uint8 or raw.ndim != 1:
+        raise TrainingError(f"checkpoint {shown!r}: training state is {raw.dtype} {raw.shape}, not bytes of JSON")
+    try:
+        data = json.loads(raw.tobytes().decode("utf-8"), parse_constant=_no_constant)
+    except UnicodeDecodeError:
+        raise TrainingError(f"checkpoint {shown!r}: training state is not UTF-8 text") from None
+    except (ValueError, RecursionError) as exc:
+        raise TrainingError(f"checkpoint {shown!r}: training state is not valid JSON ({clip(str(exc), 120)})") from None
+    try:
+        return SavedTrainState.model_validate(data).model_dump()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "the top level"
+        raise TrainingError(f"checkpoint {shown!r}: training state field {clip(where)}: {first['msg']}") from None
+
+
+def _no_constant(name: str) -> float:
+    raise ValueError(f"{name} is not allowed")
 
 
 @dataclass
