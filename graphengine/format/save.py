@@ -13,8 +13,11 @@ A JSON file and its ``.npz`` must change together, and two renames are not one.
 So the ``.npz`` is *content-addressed*: ``model.json`` refers to
 ``model.<first 12 hex digits of its sha256>.npz`` and pins the full sha256.
 The new ``.npz`` is written first, then the JSON is replaced; until that
-rename the old JSON still points at the old, intact ``.npz``. Afterwards,
-stale ``model.<12 hex>.npz`` files beside it are removed.
+rename the old JSON still points at the old, intact ``.npz``. Afterwards the
+``.npz`` the old JSON named is removed, but only when no other graph file
+beside it (or in the folder above) could refer to it (``cp model.json
+best.json`` keeps it alive), and temp files of saves that were killed are
+removed once provably dead (unlocked and a minute old).
 
 The graph's own file is never overwritten unless ``overwrite_input=True``, and
 an existing file only with ``overwrite=True``.
@@ -26,7 +29,9 @@ import io
 import json
 import os
 import re
+import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Mapping
@@ -34,6 +39,11 @@ from typing import IO, Any, Callable, Mapping
 import numpy as np
 
 from ..errors import SaveError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["atomic_write", "atomic_write_bytes", "SavedGraph", "npz_bytes", "check_writable"]
 
@@ -79,6 +89,8 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[bytes]], None
     except OSError as exc:
         raise SaveError(f"cannot write {str(target)!r}: {exc.strerror or exc}") from None
     try:
+        if fcntl is not None:  # held until the rename: a clean-up never takes a live save's temp file
+            fcntl.flock(fd, fcntl.LOCK_EX)
         os.chmod(tmp, _mode_for(target))  # mkstemp makes 0600; a saved graph should be as readable as any file
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -166,14 +178,123 @@ def _stem(path: Path) -> str:
     return path.name[: -len(".json")] if path.name.lower().endswith(".json") else path.stem
 
 
-def _remove_stale_npz(target: Path, keep: Path | None) -> None:
-    pattern = re.compile(re.escape(_stem(target)) + r"\.[0-9a-f]{12}\.npz")
-    for candidate in target.parent.iterdir():
-        if pattern.fullmatch(candidate.name) and (keep is None or candidate.name != keep.name):
+#: A graph file larger than this is not searched for a reference to a .npz: it may hold one, so the .npz is kept.
+_SCAN_LIMIT = 64 * 1024**2
+
+
+def npz_names(doc_bytes: bytes) -> set[str]:
+    """The ``file`` names a graph document refers to (empty when it is not a readable graph document)."""
+    try:
+        doc = json.loads(doc_bytes)
+    except (ValueError, RecursionError):
+        return set()
+    names: set[str] = set()
+    if isinstance(doc, dict):
+        for section in ("parameters", "constants"):
+            entries = doc.get(section)
+            for entry in entries if isinstance(entries, list) else []:
+                if isinstance(entry, dict) and isinstance(entry.get("file"), str):
+                    names.add(entry["file"])
+    return names
+
+
+def _maybe_referenced(npz: Path, folder: Path, skip: Path) -> bool:
+    """Whether any graph file in ``folder`` or its parent, other than ``skip``, could refer to ``npz``.
+
+    Conservative: a file that cannot be read or is too large to search
+    counts as a reference; one with ``\\u`` escapes is parsed.
+    """
+    spellings = (npz.name.encode(), f"{folder.name}/{npz.name}".encode())
+    for place in {folder, folder.parent}:
+        try:
+            candidates = [p for p in place.iterdir() if p.name.lower().endswith(".json")]
+        except OSError:
+            return True
+        for candidate in candidates:
             try:
-                candidate.unlink()
+                if candidate.samefile(skip) or not candidate.is_file():
+                    continue
+                if candidate.stat().st_size > _SCAN_LIMIT:
+                    return True
+                raw = candidate.read_bytes()
             except OSError:
-                pass
+                return True
+            if any(s in raw for s in spellings):
+                return True
+            if b"\\u" in raw and (names := npz_names(raw)) and any(n.endswith(npz.name) for n in names):
+                return True  # spelt with escapes: parsed to be sure
+    return False
+
+
+def remove_replaced_npz(target: Path, old_names: set[str], keep: Path | None) -> list[Path]:
+    """Remove the .npz files the replaced ``target`` referred to, when provably unused; return those removed.
+
+    Only a file that (1) the old version of ``target`` named, (2) has this
+    graph's ``NAME.<12 hex>.npz`` form, (3) is a regular, single-link file
+    and (4) no other graph file beside it (or in the folder above) could
+    refer to is deleted. Anything else is left alone: a kept file costs disk
+    space, a deleted one can cost another graph its weights.
+    """
+    pattern = re.compile(re.escape(_stem(target)) + r"\.[0-9a-f]{12}\.npz")
+    removed = []
+    for name in sorted(old_names):
+        if not pattern.fullmatch(name) or (keep is not None and name == keep.name):
+            continue
+        candidate = target.parent / name
+        try:
+            info = os.lstat(candidate)
+        except OSError:
+            continue
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+            continue
+        if _maybe_referenced(candidate, target.parent, target):
+            continue
+        try:
+            candidate.unlink()
+            removed.append(candidate)
+        except OSError:
+            pass
+    return removed
+
+
+def remove_dead_temp_files(target: Path, min_age: float = 60.0) -> list[Path]:
+    """Remove temp files that a killed save of ``target`` (or its .npz) left behind; return those removed.
+
+    A save holds an exclusive ``flock`` on its temp file until the rename. A
+    temp file of this graph's form whose lock can be taken, and which is
+    older than ``min_age`` seconds (a save that has created but not yet
+    locked its file is younger), belongs to a save that died. Without
+    ``fcntl`` (Windows) nothing is removed.
+    """
+    if fcntl is None:
+        return []
+    pattern = re.compile(
+        r"\." + re.escape(_stem(target)) + r"\.(json|[0-9a-f]{12}\.npz)\.[A-Za-z0-9_]{6,12}\.tmp", re.IGNORECASE
+    )
+    removed = []
+    try:
+        names = [p for p in target.parent.iterdir() if pattern.fullmatch(p.name)]
+    except OSError:
+        return []
+    now = time.time()
+    for candidate in names:
+        try:
+            fd = os.open(candidate, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < min_age or info.st_uid != os.getuid():
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # OSError while a live save holds it
+            if (os.lstat(candidate).st_ino, os.lstat(candidate).st_dev) == (info.st_ino, info.st_dev):
+                os.unlink(candidate)
+                removed.append(candidate)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed
 
 
 def format_document(doc: Mapping[str, Any]) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from typing import Literal, Mapping
 
 import numpy as np
@@ -12,14 +13,28 @@ from ..errors import SaveError
 from ..format.save import (
     INLINE_LIMIT,
     SavedGraph,
-    _remove_stale_npz,
     _stem,
     atomic_write_bytes,
     check_writable,
     format_document,
     npz_bytes,
+    npz_names,
+    remove_dead_temp_files,
+    remove_replaced_npz,
 )
 from .graph import Graph
+
+
+def _names_in(target: os.PathLike[str]) -> set[str]:
+    """The weight files the graph file about to be replaced names (none if it is absent or unreadable)."""
+    try:
+        fd = os.open(target, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError:
+        return set()
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return set()
+        return npz_names(fh.read(64 * 1024**2 + 1))
 
 
 def save(
@@ -112,6 +127,8 @@ def save(
                     entry.update(file=npz_path.name, key=entry["name"], sha256=digest)
         if not npz_path.exists():
             atomic_write_bytes(npz_path, data)
+    old_names = _names_in(target)
     atomic_write_bytes(target, format_document(doc).encode())
-    _remove_stale_npz(target, keep=npz_path)
+    remove_replaced_npz(target, old_names, keep=npz_path)
+    remove_dead_temp_files(target)
     return SavedGraph(target, npz_path)
