@@ -154,7 +154,11 @@ class Context:
         node = self.node
         label = (node.name or node.op_type) if node is not None else op
         if out is not None:
-            wanted = node.name if node is not None and node.name and _NAME.match(node.name) else f"{node.op_type}_{out}"
+            wanted = (
+                node.name
+                if node is not None and node.name and _NAME.match(node.name)
+                else _stable_id(node.op_type, out)
+            )
             gname = self.fresh(wanted)
         else:
             gname = self.fresh(f"{label}.{op}")
@@ -169,6 +173,12 @@ class Context:
             self.values[out] = Value(out, dtype if dtype is not None else known.dtype if known else np.dtype("float32"),
                                      shape if shape is not None else known.shape if known else None, name=gname)  # fmt: skip
         return gname
+
+
+def _stable_id(op_type: str, output: str) -> str:
+    """An id from the op type and the output name: ``/conv/Conv_output_0`` gives ``conv.Conv``, ``y`` ``Gemm_y``."""
+    cleaned = re.sub(r"_output_\d+$", "", output).strip("/").replace("/", ".").replace("::", ".")
+    return cleaned if op_type in cleaned.split(".")[-1] else f"{op_type}_{cleaned}"
 
 
 def _node_name(node: Any) -> str | None:
