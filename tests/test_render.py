@@ -518,25 +518,3 @@ def test_matrices_are_heatmaps_and_tensor_sums_have_numbers(fanout, write_graph)
     # W is read by a and b: each sends x as rows, ∂l/∂W = 2 * [x, x]
     assert "Σ = c₁ + c₂ = [[1, 2], [1, 2]] + [[1, 2], [1, 2]] = [[2, 4], [2, 4]]" in w
     np.testing.assert_allclose(result.gradients["W"], [[2, 4], [2, 4]])
-
-
-@needs_dot
-def test_forward_view_and_gradient_view_share_one_element_order(seed) -> None:
-    def order(grad: bool) -> list[str]:
-        svg = write(diagram(seed, grad=grad, units=True)[0], Path(tmp_dir()) / "o.svg").read_text()
-        root = ET.fromstring(svg)
-        ns = "{http://www.w3.org/2000/svg}"
-        at = {}
-        for g in root.iter(ns + "g"):
-            if g.get("class") == "node":
-                text = next(g.iter(ns + "text"))
-                at[g.get("id")] = (round(float(text.get("y"))), float(text.get("x")))
-        return sorted(at, key=at.__getitem__)
-
-    assert order(False) == order(True)
-
-
-def tmp_dir() -> str:
-    import tempfile
-
-    return tempfile.mkdtemp()

@@ -196,9 +196,7 @@ def _draw_wires(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | 
             id=f"w{k}f",
             **css,
         )
-        if wire.contribution is None:  # keep the layout of the gradient view: one order in every view
-            dot.edge(dot_id(wire.src), dot_id(wire.dst), style="invis", dir="back", arrowsize="0.7")
-        else:
+        if wire.contribution is not None:
             label = f"{wire.tag} = " if wire.tag else ""
             label += _inline(wire.contribution)
             dot.edge(
