@@ -59,14 +59,46 @@ def test_peer_agrees_when_installed(peer: str) -> None:
 def test_harness_pieces_run() -> None:
     scenario = SCENARIOS["C"]
     impls, _ = implementations(scenario, peers=[])
-    timings = time_interleaved({"numpy": scenario.numpy_grad, "graphengine": impls["graphengine"]}, rounds=2, target=1e-4, warmup=1)
+    timings = time_interleaved(
+        {"numpy": scenario.numpy_grad, "graphengine": impls["graphengine"]}, rounds=2, target=1e-4, warmup=1
+    )
     assert set(timings) == {"numpy", "graphengine"} and all(t.samples == 2 for t in timings.values())
     assert peak_memory(scenario.numpy_grad) > 0
     rows = load_timings(sizes=(50,), repeats=1)
     assert rows[0]["nodes"] > 50 and rows[0]["json_loads_s"] > 0
     results = {
-        "environment": {"date": "d", "machine": "m", "python": "p", "numpy": "n", "torch": "t", "autograd": "a",
-                        "jax": "j", "OPENBLAS_CORETYPE": "(not set)", "blas": "b"},
+        "environment": {
+            "date": "d",
+            "machine": "m",
+            "python": "p",
+            "numpy": "n",
+            "torch": "t",
+            "autograd": "a",
+            "jax": "j",
+            "OPENBLAS_CORETYPE": "(not set)",
+            "blas": "b",
+        },
         "scenarios": [],
     }
     assert "load+validate" in markdown(results, rows)
+
+
+def test_first_gradient_runs_in_fresh_processes_and_agrees() -> None:
+    """Scenario F at a tiny size: one fresh process per implementation, gradients cross-checked."""
+    import sys
+
+    from benchmarks.first_gradient import _check, markdown, measure
+
+    pythons = {"graphengine": sys.executable}
+    if available("torch"):
+        pythons["torch"] = sys.executable
+    rows = measure([40], repeats=1, calls=1, pythons=pythons, timeouts={})
+    assert [(r["graph"], r["nodes"]) for r in rows] == [("chain", 40), ("dag", 40)]
+    for row in rows:
+        for impl in pythons:
+            assert isinstance(row[impl], dict), row[impl]  # a string says why the child failed
+            assert row[impl]["first_s"] > 0 and row[impl]["call2_s"] > 0
+    assert "file to first gradient" in markdown(rows, list(pythons)).lower()
+    bad = dict(rows[0], torch=dict(rows[0]["graphengine"], grad_x_sum=rows[0]["graphengine"]["grad_x_sum"] * 1.01 + 1))
+    with pytest.raises(AssertionError, match="torch gradient sum"):
+        _check(bad)

@@ -103,6 +103,7 @@ class Builder:
             registry=self.registry,
             file=self.file,
             document=doc,
+            limits=self.limits,
         )
 
     def _check_unique_names(self) -> None:

@@ -1,0 +1,235 @@
+"""Scenario F, "file to first gradient": a JSON graph file to its first gradient, each run in a fresh process.
+
+Usage (from the repository root)::
+
+    python -m benchmarks.first_gradient                      # 1k, 10k, 100k; chain and random DAG
+    python -m benchmarks.first_gradient --sizes 1000 10000 --repeats 3
+    python -m benchmarks.first_gradient --jax-python /path/to/venv/bin/python   # jax from another venv
+
+For each graph file and each implementation a new Python process is started
+(imports done before the clock starts: they are reported apart). It times, from
+the file's bytes to a gradient in hand:
+
+* graphengine: ``graphengine.load`` (parse, validate, build, shape rules),
+  ``Graph.compile()``, then ``Plan.value_and_grad`` (the first, checked call);
+* torch eager: ``json.loads``, tensors from the document, the op loop of
+  ``benchmarks.peers`` and ``torch.autograd.grad``;
+* jax: ``json.loads``, the same op loop under ``jax.jit(jax.value_and_grad)``,
+  first call (trace + XLA compile); dropped past ``--jax-timeout`` seconds.
+
+Then the same process times call 2 and the steady state (median of the next
+calls), so every row shows call 1, call 2 and steady. Each child prints the sum
+of its gradient of ``x``; the parent checks every implementation against
+graphengine's (relative 1e-6) before reporting anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+if __package__ in (None, ""):  # run as a script: make `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    __package__ = "benchmarks"
+
+from .scenarios import Scenario, random_dag, scenario_c
+
+ROOT = Path(__file__).resolve().parent.parent
+IMPLS = ("graphengine", "torch", "jax")
+
+
+def write_graphs(folder: Path, sizes: list[int]) -> list[tuple[str, int, Path]]:
+    """The chain (scenario C's ops) and random DAG (scenario E's) files, one per size."""
+    files = []
+    for n in sizes:
+        for kind, doc in (("chain", scenario_c(n).doc), ("dag", random_dag(n, 16, seed=1))):
+            path = folder / f"{kind}_{n}.json"
+            path.write_text(json.dumps(doc))
+            files.append((kind, n, path))
+    return files
+
+
+def _feeds(doc: dict[str, Any]) -> dict[str, np.ndarray]:
+    size = doc["inputs"][0]["shape"][0]
+    return {"x": np.random.default_rng(7).standard_normal(size)}
+
+
+def _wrt(doc: dict[str, Any]) -> list[str]:
+    return ["x"] + [p["name"] for p in doc.get("parameters", [])]
+
+
+def _child(impl: str, path: Path, calls: int) -> dict[str, Any]:
+    """Runs in the fresh process: import, then time file -> first gradient, call 2 and steady."""
+    t_import = time.perf_counter()
+    if impl == "graphengine":
+        import graphengine
+    else:
+        from .peers import make_peer
+
+        __import__(impl)
+    imports = time.perf_counter() - t_import
+    head = json.loads(path.read_bytes())  # the feeds and wrt names only; the clock starts below
+    feeds, wrt = _feeds(head), _wrt(head)
+    del head
+    t0 = time.perf_counter()
+    if impl == "graphengine":
+        plan = graphengine.load(path).compile()
+        load = time.perf_counter() - t0
+        plan.value_and_grad(feeds, wrt)
+
+        def call() -> Any:
+            return plan.value_and_grad(feeds, wrt).gradients["x"]
+    else:
+        doc = json.loads(path.read_bytes())
+        load = time.perf_counter() - t0
+        run = make_peer(impl, Scenario("F", path.stem, doc, feeds, wrt, numpy_grad=lambda: (None, {})))
+        run()
+
+        def call() -> Any:
+            return run()[1]["x"]
+
+    first = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    g = call()
+    call2 = time.perf_counter() - t1
+    steady = []
+    for _ in range(calls):
+        t1 = time.perf_counter()
+        g = call()
+        steady.append(time.perf_counter() - t1)
+    raw = path.read_bytes()
+    t1 = time.perf_counter()
+    json.loads(raw)
+    json_s = time.perf_counter() - t1
+    return {
+        "imports_s": imports,
+        "load_s": load,
+        "first_s": first,
+        "call2_s": call2,
+        "steady_s": statistics.median(steady),
+        "json_s": json_s,
+        "grad_x_sum": float(np.sum(g)),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+
+
+def run_child(python: str, impl: str, path: Path, calls: int, timeout: float) -> dict[str, Any] | str:
+    """One fresh process; its figures, or why there are none."""
+    cmd = [python, "-m", "benchmarks.first_gradient", "--child", impl, str(path), "--calls", str(calls)]
+    try:
+        done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"over {timeout:.0f} s"
+    if done.returncode != 0:
+        return "failed: " + (done.stderr.strip().splitlines() or ["?"])[-1][:120]
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def measure(
+    sizes: list[int], repeats: int, calls: int, pythons: dict[str, str], timeouts: dict[str, float]
+) -> list[dict[str, Any]]:
+    """Best of ``repeats`` fresh processes per (graph, implementation); gradients cross-checked."""
+    rows = []
+    given_up: dict[tuple[str, str], str] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for kind, n, path in write_graphs(Path(tmp), sizes):
+            row: dict[str, Any] = {"graph": kind, "nodes": n, "file_mb": path.stat().st_size / 1e6}
+            for impl, python in pythons.items():
+                if (impl, kind) in given_up:  # it failed or ran out of time on a smaller graph of this kind
+                    row[impl] = given_up[(impl, kind)]
+                    continue
+                runs = [run_child(python, impl, path, calls, timeouts.get(impl, 600.0))]
+                if isinstance(runs[0], str):
+                    given_up[(impl, kind)] = f"not run ({runs[0]} at {n:,})"
+                else:
+                    runs += [
+                        run_child(python, impl, path, calls, timeouts.get(impl, 600.0)) for _ in range(repeats - 1)
+                    ]
+                good = [r for r in runs if isinstance(r, dict)]
+                row[impl] = min(good, key=lambda r: r["first_s"]) if good else runs[0]
+                if good:
+                    row[impl]["first_median_s"] = statistics.median(r["first_s"] for r in good)
+                print(f"  {kind} {n}: {impl} {_cell(row[impl])}", file=sys.stderr)
+            _check(row)
+            rows.append(row)
+    return rows
+
+
+def _check(row: dict[str, Any]) -> None:
+    ref = row.get("graphengine")
+    if not isinstance(ref, dict):
+        return
+    for impl in IMPLS[1:]:
+        got = row.get(impl)
+        if isinstance(got, dict):
+            want, have = ref["grad_x_sum"], got["grad_x_sum"]
+            if not abs(have - want) <= 1e-6 * max(abs(want), 1e-12):
+                raise AssertionError(
+                    f"{row['graph']} {row['nodes']}: {impl} gradient sum {have!r}, graphengine {want!r}"
+                )
+
+
+def _ms(s: float) -> str:
+    return f"{s * 1e3:.1f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def _cell(r: dict[str, Any] | str) -> str:
+    if isinstance(r, str):
+        return r
+    return f"{_ms(r['first_s'])} (median {_ms(r['first_median_s'])})"
+
+
+def markdown(rows: list[dict[str, Any]], impls: list[str]) -> str:
+    lines = [
+        "File to first gradient, fresh process each (best of the repeats; median in brackets). "
+        "Then call 2 and steady state in the same process:",
+        "",
+        "| graph | nodes | " + " | ".join(f"{i} first" for i in impls) + " | graphengine load+validate / json.loads "
+        "| " + " | ".join(f"{i} call 2 / steady" for i in impls) + " |",
+        "|---" * (2 * len(impls) + 3) + "|",
+    ]
+    for row in rows:
+        firsts = [_cell(row.get(i, "not run")) for i in impls]
+        ge = row.get("graphengine")
+        ratio = f"{ge['load_s'] / ge['json_s']:.1f}× ({_ms(ge['load_s'])})" if isinstance(ge, dict) else "-"
+        later = [
+            f"{_ms(r['call2_s'])} / {_ms(r['steady_s'])}" if isinstance(r, dict) else "-"
+            for r in (row.get(i) for i in impls)
+        ]
+        lines.append(
+            f"| {row['graph']} | {row['nodes']:,} | " + " | ".join(firsts) + f" | {ratio} | " + " | ".join(later) + " |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.first_gradient", description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", nargs="*", type=int, default=[1_000, 10_000, 100_000])
+    parser.add_argument("--repeats", type=int, default=3, help="fresh processes per graph and implementation")
+    parser.add_argument("--calls", type=int, default=5, help="calls after call 2 for the steady state")
+    parser.add_argument("--jax-python", default=sys.executable, help="the interpreter that has jax (default: this one)")
+    parser.add_argument("--jax-timeout", type=float, default=60.0, help="seconds before a jax run is dropped")
+    parser.add_argument("--impls", nargs="*", default=list(IMPLS))
+    parser.add_argument("--child", nargs=2, metavar=("IMPL", "FILE"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(args.child[0], Path(args.child[1]), args.calls)))
+        return 0
+    pythons = {i: (args.jax_python if i == "jax" else sys.executable) for i in args.impls}
+    rows = measure(args.sizes, args.repeats, args.calls, pythons, {"jax": args.jax_timeout})
+    print(markdown(rows, list(pythons)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
