@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 
 from ..errors import GraphEngineError
 from . import dask as dask_commands
+from . import explore as explore_commands
 from . import ops as ops_commands
 from . import render as render_commands
 from . import run as run_commands
@@ -87,6 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         [graph_args],
     )
     render_commands.add_arguments(p)
+    p = add(
+        "explore",
+        explore_commands.cmd_explore,
+        "write a web page that plays the backward pass step by step",
+        [graph_args],
+    )
+    explore_commands.add_arguments(p)
     p = add("train", train_commands.cmd_train, "train the parameters on data and write the trained graph", [graph_args])
     train_commands.add_arguments(p)
     dask_commands.add_arguments(p)

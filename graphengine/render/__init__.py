@@ -41,6 +41,7 @@ imports it.
 
 from .. import hooks
 from .api import RenderWarning, diagram, mimebundle, to_dot, to_svg, write
+from .explorer import Explorer, explore
 from .style import FORMATS, FULL_ELEMENTS, TOOLTIP_ELEMENTS, UNIT_LIMIT
 
 __all__ = [
@@ -49,6 +50,8 @@ __all__ = [
     "write",
     "to_svg",
     "mimebundle",
+    "explore",
+    "Explorer",
     "RenderWarning",
     "FULL_ELEMENTS",
     "TOOLTIP_ELEMENTS",

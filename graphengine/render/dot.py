@@ -116,6 +116,7 @@ def _draw_boxes(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | 
         with outer as lg:
             if layer:
                 lg.attr(
+                    id=f"layer-{numbered[layer]}",
                     label=dot_text(layer),
                     style="rounded,filled",
                     fillcolor="#f8fafc",
@@ -193,7 +194,7 @@ def _draw_wires(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | 
             penwidth="2.2" if bold else "1.2",
             arrowsize="0.7",
             tooltip=dot_text(f"forward: {wire.src} is read by {wire.dst}"),
-            id=f"w{k}f",
+            id=f"w-{k}-f",
             **css,
         )
         if wire.contribution is not None:
@@ -209,7 +210,7 @@ def _draw_wires(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | 
                 penwidth="3" if bold else "1.2",
                 arrowsize="0.7",
                 **{"xlabel" if wire.src in pinned else "label": dot_text(label)},
-                id=f"w{k}b",
+                id=f"w-{k}-b",
                 tooltip=dot_multiline(
                     _tooltip(f"backward: contribution {wire.dst} sends to {wire.src}", wire.contribution)
                 ),

@@ -1,0 +1,270 @@
+"""The explorer's player: plain JavaScript and CSS, embedded in every page (no network, no libraries).
+
+The script reads the page's JSON data and only ever writes ``textContent``,
+classes and styles: no string from the graph file becomes markup or code.
+"""
+
+PLAYER_CSS = """
+body{font:14px/1.4 system-ui,-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:0;color:#111827;background:#fff}
+header{padding:8px 16px 0}h1{font-size:18px;margin:0}header p{margin:2px 0 0;color:#4b5563;font-size:13px}
+#ge-controls{display:flex;flex-wrap:wrap;gap:6px;align-items:center;padding:8px 16px;border-bottom:1px solid #e5e7eb;
+position:sticky;top:0;background:#fff;z-index:2}
+#ge-controls button{font:inherit;padding:3px 9px;border:1px solid #cbd5e1;border-radius:5px;background:#f8fafc;cursor:pointer}
+#ge-controls button:hover{background:#e2e8f0}#ge-slider{width:220px}#ge-counter{min-width:150px;color:#334155}
+#ge-main{display:flex;align-items:flex-start}#ge-diagram{flex:1;overflow:auto;padding:8px;max-height:calc(100vh - 110px)}
+#ge-panel{width:400px;flex:none;padding:4px 14px;border-left:1px solid #e5e7eb;max-height:calc(100vh - 110px);overflow:auto}
+#ge-panel h2{font-size:13px;text-transform:uppercase;letter-spacing:.04em;color:#64748b;margin:12px 0 4px}
+#ge-step-text{font-size:14px;margin:0;white-space:pre-wrap}.ge-phase{font-weight:700;color:#c0392b}
+.ge-phase.forward{color:#15803d}#ge-sum-list{margin:0;padding-left:18px;font-size:13px}
+#ge-sum-list li{margin:2px 0;color:#6b7280}#ge-sum-list li.ge-partial{color:#c0392b}
+#ge-sum-list li.ge-done{color:#7f1d1d;font-weight:600}.ge-hint{color:#94a3b8;margin:0}
+table.ge-heat{border-collapse:collapse;font-size:11px;margin:4px 0}table.ge-heat td{border:1px solid #e5e7eb;
+padding:1px 4px;text-align:right;font-variant-numeric:tabular-nums}
+.ge-arr{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;word-break:break-all}
+#ge-diagram.ge-fit svg{max-width:100%;height:auto}
+g.node,g.edge{cursor:pointer;transition:opacity .2s}
+g.ge-future{opacity:.22}g.ge-dim{opacity:.18}g.ge-gone{display:none}
+g.ge-lit{filter:drop-shadow(0 0 5px #f97316) drop-shadow(0 0 2px #f97316)}
+g.ge-lit>polygon:last-of-type,g.ge-lit>path:last-of-type{stroke:#f97316;stroke-width:3}
+g.edge.ge-current path{stroke:#f97316;stroke-width:3.5}g.edge.ge-current polygon{stroke:#f97316;fill:#f97316}
+g.edge.ge-current text{fill:#9a3412;font-weight:700}
+g.ge-hl path{stroke-width:2.6}g.node.ge-hl{filter:drop-shadow(0 0 3px #2563eb)}
+g.ge-selected{filter:drop-shadow(0 0 4px #2563eb)}
+rect.ge-cover{fill:#e2e8f0;stroke:#64748b;stroke-width:1.5;cursor:pointer}text.ge-cover{fill:#1e293b;font-size:14px;
+font-weight:600;cursor:pointer}
+"""
+
+PLAYER_JS = r"""
+(function () {
+  "use strict";
+  var D = JSON.parse(document.getElementById("ge-data").textContent);
+  var $ = function (id) { return document.getElementById(id); };
+  var root = document.querySelector("#ge-diagram svg");
+  var keys = Object.keys(D.boxes);
+  var el = {}, gradText = {}, sigmaText = {}, needs = {}, layerOf = {}, collapsed = {};
+  var nForward = D.steps.filter(function (s) { return s.phase === "forward"; }).length;
+  var current = 0, timer = null, selected = null;
+
+  function findText(g, wanted) {
+    if (!g || !wanted) return null;
+    var texts = g.getElementsByTagName("text");
+    for (var i = 0; i < texts.length; i++) if (texts[i].textContent === wanted) return texts[i];
+    return null;
+  }
+  keys.forEach(function (k) {
+    var b = D.boxes[k];
+    el[k] = document.getElementById(b.id);
+    gradText[k] = findText(el[k], b.grad_row);
+    if (b.sigma) sigmaText[k] = findText(el[k], b.sigma[b.sigma.length - 1]);
+    needs[k] = 0;
+  });
+  D.wires.forEach(function (w) { if (w.back) needs[w.src] += 1; });
+  D.layers.forEach(function (L, i) { L.boxes.forEach(function (id) { layerOf[id] = i; }); });
+
+  function wireEls(w) { return [document.getElementById(w.fwd), w.back ? document.getElementById(w.back) : null]; }
+  function cls(node, name, on) { if (node) node.classList.toggle(name, !!on); }
+  function minStep() { return $("ge-forward").checked ? 0 : Math.min(nForward, D.steps.length - 1); }
+
+  function arrivedUpTo(s) {
+    var arrived = {};
+    for (var i = nForward; i <= s && i < D.steps.length; i++) D.steps[i].sends.forEach(function (k) { arrived[k] = true; });
+    return arrived;
+  }
+
+  function show(s) {
+    if (!D.steps.length) { $("ge-counter").textContent = "structure only"; renderSums({}, -1); return; }
+    s = Math.max(minStep(), Math.min(D.steps.length - 1, s));
+    current = s;
+    var step = D.steps[s], backward = step.phase === "backward";
+    var arrived = backward ? arrivedUpTo(s) : {};
+    var count = {};
+    D.wires.forEach(function (w, k) { if (arrived[k]) count[w.src] = (count[w.src] || 0) + 1; });
+    var computed = {};
+    for (var i = 0; i < nForward && (backward || i <= s); i++) computed[D.steps[i].tensor] = true;
+    var lit = {};
+    step.lit.forEach(function (k) { lit[k] = true; });
+    keys.forEach(function (k) {
+      var b = D.boxes[k], known = backward && (b.tensor === D.output || (needs[k] > 0 && count[k] === needs[k]));
+      cls(el[k], "ge-future", b.kind === "op" && !backward && !computed[b.tensor]);
+      cls(el[k], "ge-lit", lit[k]);
+      if (gradText[k]) gradText[k].textContent = known ? b.grad_row : b.grad_pending;
+      if (sigmaText[k]) sigmaText[k].textContent = b.sigma[Math.min(count[k] || 0, b.sigma.length - 1)];
+    });
+    var sends = {};
+    step.sends.forEach(function (k) { sends[k] = true; });
+    D.wires.forEach(function (w, k) {
+      var pair = wireEls(w);
+      cls(pair[0], "ge-current", !backward && lit[w.dst]);
+      if (pair[1]) { cls(pair[1], "ge-gone", !arrived[k]); cls(pair[1], "ge-current", sends[k]); }
+    });
+    D.layers.forEach(function (L, i) { if (L.cover) cls(L.cover, "ge-lit", step.lit.some(function (k) { return layerOf[D.boxes[k].id] === i; })); });
+    $("ge-slider").min = minStep(); $("ge-slider").max = D.steps.length - 1; $("ge-slider").value = s;
+    var n = backward ? s - nForward + 1 : s + 1, total = backward ? D.steps.length - nForward : nForward;
+    $("ge-counter").textContent = (backward ? "backward " : "forward ") + n + " / " + total;
+    var phase = document.createElement("span");
+    phase.className = "ge-phase " + step.phase;
+    phase.textContent = backward ? "Backward · " : "Forward · ";
+    $("ge-step-text").replaceChildren(phase, document.createTextNode(step.text));
+    $("ge-step-text").setAttribute("data-lit", step.lit.join(" "));
+    renderSums(count, backward ? s : -1);
+  }
+
+  function renderSums(count, s) {
+    var items = [];
+    keys.forEach(function (k) {
+      var b = D.boxes[k];
+      if (!b.sigma) return;
+      var c = s < 0 ? 0 : Math.min(count[k] || 0, b.sigma.length - 1), li = document.createElement("li");
+      li.textContent = b.name + ":  " + b.sigma[c];
+      li.setAttribute("data-box", b.name);
+      li.className = c === b.sigma.length - 1 ? "ge-done" : c > 0 ? "ge-partial" : "";
+      items.push(li);
+    });
+    if (!items.length) { var none = document.createElement("li"); none.textContent = "no value here is read twice"; items.push(none); }
+    $("ge-sum-list").replaceChildren.apply($("ge-sum-list"), items);
+  }
+
+  function arrayView(a) {
+    var box = document.createElement("div");
+    if (!a) { box.textContent = "—"; return box; }
+    var shape = "shape (" + a.shape.join(", ") + (a.shape.length === 1 ? ",)" : ")");
+    if (a.flat && a.shape.length === 2 && a.shape[0] <= 16 && a.shape[1] <= 16) {
+      var t = document.createElement("table"), scale = 0;
+      t.className = "ge-heat";
+      a.flat.forEach(function (v) { if (v !== null) scale = Math.max(scale, Math.abs(v)); });
+      for (var r = 0; r < a.shape[0]; r++) {
+        var tr = document.createElement("tr");
+        for (var c = 0; c < a.shape[1]; c++) {
+          var i = r * a.shape[1] + c, v = a.flat[i], td = document.createElement("td");
+          td.textContent = a.shown[i];
+          var u = v === null || !scale ? 0 : 0.6 * v / scale;
+          td.style.background = u >= 0 ? "rgb(255," + Math.round(255 * (1 - u)) + "," + Math.round(255 * (1 - u)) + ")"
+            : "rgb(" + Math.round(255 * (1 + u)) + "," + Math.round(255 * (1 + u)) + ",255)";
+          tr.appendChild(td);
+        }
+        t.appendChild(tr);
+      }
+      var cap = document.createElement("div"); cap.textContent = shape; box.append(cap, t);
+    } else if (a.shown && a.shown.length <= 64) {
+      box.className = "ge-arr"; box.textContent = shape + "  [" + a.shown.join(", ") + "]";
+    } else {
+      box.className = "ge-arr";
+      var st = a.stats || {};
+      box.textContent = shape + "  mean " + st.mean + "  std " + st.std + "  min " + st.min + "  max " + st.max +
+        (a.nonfinite ? "  (" + a.nonfinite + " NaN/Inf)" : "");
+    }
+    return box;
+  }
+
+  function detail(title, rows) {
+    var body = $("ge-detail-body"), h = document.createElement("h3");
+    h.textContent = title; h.style.margin = "4px 0";
+    var parts = [h];
+    rows.forEach(function (r) { var p = document.createElement("div"); p.textContent = r[0]; p.style.marginTop = "6px";
+      p.style.fontWeight = "600"; parts.push(p, r[1] instanceof Node ? r[1] : arrayView(r[1])); });
+    body.replaceChildren.apply(body, parts);
+    body.setAttribute("data-shows", title);
+  }
+
+  function select(g) { if (selected) cls(selected, "ge-selected", false); selected = g; cls(g, "ge-selected", true); }
+
+  keys.forEach(function (k) {
+    if (!el[k]) return;
+    el[k].addEventListener("click", function () {
+      var b = D.boxes[k], t = D.tensors[b.tensor] || {}, rows = [];
+      select(el[k]);
+      if (b.tensor !== b.name) rows.push(["this element: value " + b.value + (b.grad ? ",  gradient " + b.grad : ""), document.createElement("span")]);
+      rows.push(["value of " + b.tensor + "  (" + t.spec + ")", t.value]);
+      rows.push(["gradient ∂" + D.output + "/∂" + b.tensor + " (at the end of the pass)", t.grad]);
+      if (b.sigma) rows.push([b.sigma[b.sigma.length - 1] + "   (from " + b.sources.join(", ") + ")", document.createElement("span")]);
+      detail(b.name + (b.formula ? " = " + b.formula : "  (" + b.kind + ")"), rows);
+    });
+  });
+  D.wires.forEach(function (w) {
+    wireEls(w).forEach(function (g) {
+      if (!g) return;
+      g.addEventListener("click", function () {
+        select(g);
+        var rows = [["forward: " + w.dst + " reads " + w.src, document.createElement("span")]];
+        if (w.back) rows.push(["backward: " + (w.tag ? w.tag + ", " : "") + "the contribution " + w.dst + " sends to " + w.src, w.array]);
+        detail(w.src + " → " + w.dst, rows);
+      });
+    });
+  });
+
+  var NS = "http://www.w3.org/2000/svg";
+  function setCollapsed(i, on) {
+    var L = D.layers[i], cluster = document.getElementById(L.id);
+    if (!cluster) return;
+    collapsed[i] = on;
+    L.boxes.forEach(function (id) { cls(document.getElementById(id), "ge-gone", on); });
+    L.wires.forEach(function (k) { wireEls(D.wires[k]).forEach(function (g) { cls(g, "ge-gone", on); }); });
+    if (!L.cover) {
+      var bb = cluster.getBBox(), g = document.createElementNS(NS, "g"), r = document.createElementNS(NS, "rect"),
+        t = document.createElementNS(NS, "text");
+      r.setAttribute("x", bb.x); r.setAttribute("y", bb.y); r.setAttribute("width", bb.width); r.setAttribute("height", bb.height);
+      r.setAttribute("rx", 8); r.setAttribute("class", "ge-cover");
+      t.setAttribute("x", bb.x + 10); t.setAttribute("y", bb.y + 22); t.setAttribute("class", "ge-cover");
+      t.textContent = "▸ " + L.name + "  (" + L.boxes.length + " values; click to expand)";
+      g.append(r, t); g.setAttribute("class", "ge-layer-cover"); g.setAttribute("data-layer", L.name);
+      g.addEventListener("click", function () { setCollapsed(i, false); });
+      cluster.parentNode.appendChild(g);
+      L.cover = g;
+    }
+    cls(L.cover, "ge-gone", !on);
+  }
+  D.layers.forEach(function (L, i) {
+    var cluster = document.getElementById(L.id);
+    if (cluster) cluster.addEventListener("click", function (e) { if (e.target.closest("g.node,g.edge")) return; setCollapsed(i, true); });
+  });
+  $("ge-collapse").addEventListener("click", function () {
+    var any = D.layers.some(function (L, i) { return !collapsed[i]; });
+    D.layers.forEach(function (L, i) { setCollapsed(i, any); });
+    $("ge-collapse").textContent = any ? "expand layers" : "collapse layers";
+    show(current);
+  });
+  if (!D.layers.length) $("ge-collapse").disabled = true;
+
+  Object.keys(D.highlight).forEach(function (name) {
+    var o = document.createElement("option"); o.value = name; o.textContent = name; $("ge-highlight").appendChild(o);
+  });
+  $("ge-highlight").addEventListener("change", function () {
+    var h = D.highlight[this.value], onBox = {}, onWire = {};
+    if (h) { h.boxes.forEach(function (id) { onBox[id] = true; }); h.wires.forEach(function (k) { onWire[k] = true; }); }
+    keys.forEach(function (k) { var id = D.boxes[k].id; cls(el[k], "ge-dim", h && !onBox[id]); cls(el[k], "ge-hl", h && onBox[id]); });
+    D.wires.forEach(function (w, k) { wireEls(w).forEach(function (g) { cls(g, "ge-dim", h && !onWire[k]); cls(g, "ge-hl", h && onWire[k]); }); });
+  });
+
+  function stop() { if (timer) { clearInterval(timer); timer = null; } $("ge-play").textContent = "▶ play"; }
+  function play() {
+    if (timer) { stop(); return; }
+    if (current >= D.steps.length - 1) show(minStep());
+    $("ge-play").textContent = "⏸ pause";
+    timer = setInterval(function () { if (current >= D.steps.length - 1) stop(); else show(current + 1); }, 1100);
+  }
+  $("ge-play").addEventListener("click", play);
+  $("ge-next").addEventListener("click", function () { stop(); show(current + 1); });
+  $("ge-back").addEventListener("click", function () { stop(); show(current - 1); });
+  $("ge-first").addEventListener("click", function () { stop(); show(minStep()); });
+  $("ge-last").addEventListener("click", function () { stop(); show(D.steps.length - 1); });
+  $("ge-slider").addEventListener("input", function () { stop(); show(parseInt(this.value, 10)); });
+  $("ge-forward").addEventListener("change", function () { show(this.checked ? current : Math.max(current, nForward)); });
+  document.addEventListener("keydown", function (e) {
+    if (e.target && (e.target.tagName === "INPUT" && e.target.type !== "range" && e.target.type !== "checkbox" || e.target.tagName === "SELECT")) return;
+    if (e.key === "ArrowRight") { stop(); show(current + 1); e.preventDefault(); }
+    else if (e.key === "ArrowLeft") { stop(); show(current - 1); e.preventDefault(); }
+    else if (e.key === " ") { play(); e.preventDefault(); }
+    else if (e.key === "Home") { stop(); show(minStep()); e.preventDefault(); }
+    else if (e.key === "End") { stop(); show(D.steps.length - 1); e.preventDefault(); }
+  });
+  $("ge-zoom").addEventListener("click", function () {
+    var fit = $("ge-diagram").classList.toggle("ge-fit");
+    this.textContent = fit ? "zoom: fit" : "zoom: 100%";
+  });
+  $("ge-description").textContent = D.description;
+  if (!D.has_values) $("ge-step-text").textContent = "Structure only: an input has no value. Feed the inputs (--feed NAME=VALUE) to see the passes.";
+  if (D.collapsed) { D.layers.forEach(function (L, i) { setCollapsed(i, true); }); $("ge-collapse").textContent = "expand layers"; }
+  if (D.steps.length) show(0); else renderSums({}, -1);
+  window.geExplorer = { data: D, step: function () { return current; }, show: show };
+})();
+"""
