@@ -199,6 +199,35 @@ def cast_like(ctx: Context, node: Any, attrs: dict[str, Any]) -> None:
     ctx.emit("cast_like", [ctx.ref(x), ctx.ref(like)], out=node.output[0], dtype=ctx.value(like).dtype)
 
 
+def shape(ctx: Context, node: Any, attrs: dict[str, Any]) -> None:
+    """Shape and Size become constant data when the input's shape is static (then they fold what follows)."""
+    dims = ctx.value(node.input[0]).shape
+    if dims is None or not all(isinstance(d, int) for d in dims):
+        raise ctx.unsupported(f"{node.op_type} of a tensor whose shape is not static ({dims})")
+    from .context import Value
+
+    full = np.array(dims, dtype=np.int64)
+    if node.op_type == "Size":
+        data = np.array(int(np.prod(full)), dtype=np.int64)
+    else:
+        data = full[slice(attrs.get("start", 0), attrs.get("end"))]
+    ctx.values[node.output[0]] = Value(node.output[0], data.dtype, data.shape, data, "constant")
+
+
+def sum_mean(ctx: Context, node: Any, attrs: dict[str, Any]) -> None:
+    """ONNX Sum and Mean (variadic, broadcasting) as a chain of adds, then a multiplication by 1/n."""
+    names = [ctx.float_ref(x) for x in node.input if x]
+    mean = node.op_type == "Mean" and len(names) > 1
+    total = names[0]
+    for i, other in enumerate(names[1:], 2):
+        total = ctx.emit("add", [total, other], out=node.output[0] if i == len(names) and not mean else None)
+    if len(names) == 1:
+        ctx.emit("identity", [total], out=node.output[0])
+    elif mean:
+        inverse = ctx.constant(np.array(1.0 / len(names), ctx.value(node.input[0]).dtype), "inverse_count")
+        ctx.emit("mul", [total, inverse], out=node.output[0])
+
+
 BASIC: dict[str, Converter] = {
     "Relu": _unary("relu"), "Sigmoid": _unary("sigmoid"), "Tanh": _unary("tanh"), "Exp": _unary("exp"),
     "Log": _unary("log"), "Sqrt": _unary("sqrt"), "Abs": _unary("abs"), "Neg": _unary("neg"), "Erf": _unary("erf"),
@@ -207,5 +236,5 @@ BASIC: dict[str, Converter] = {
     "Max": _variadic("maximum"), "Min": _variadic("minimum"), "MatMul": matmul, "Gemm": gemm,
     "Reshape": reshape, "Transpose": transpose, "Concat": concat, "Flatten": flatten, "Squeeze": squeeze,
     "Unsqueeze": unsqueeze, "Gather": gather, "Expand": expand, "Where": where, "Clip": clip, "Cast": cast,
-    "CastLike": cast_like,
+    "CastLike": cast_like, "Shape": shape, "Size": shape, "Sum": sum_mean, "Mean": sum_mean,
 }  # fmt: skip

@@ -27,8 +27,9 @@ from .safety import read_model
 __all__ = ["ImportedModel", "import_model", "CONVERTERS", "MIN_OPSET", "MAX_OPSET"]
 
 CONVERTERS = {**BASIC, **NN}
-#: The opsets of the default domain whose semantics the converters follow.
-MIN_OPSET, MAX_OPSET = 7, 23
+#: The opsets of the default domain whose semantics the converters follow. The versions of the translated ops
+#: after opset 23 (24, 25, 28) only add element types (float8e8m0, int2, float6 ...), which are refused by type.
+MIN_OPSET, MAX_OPSET = 7, 28
 #: Never folded: their value is random or they must stay visible.
 _NO_FOLD = {
     "Dropout",
@@ -80,7 +81,12 @@ class ImportedModel:
         return doc
 
     def graph(self, **load_options: Any) -> Graph:
-        """Build the :class:`~graphengine.Graph` (tensors inline, nothing written)."""
+        """Build the :class:`~graphengine.Graph` (tensors inline, nothing written).
+
+        Non-finite constants are allowed (``allow_nonfinite=True`` by default): ONNX
+        models hold -inf in attention masks and as reduction identities.
+        """
+        load_options.setdefault("allow_nonfinite", True)
         return load_dict(self.inline_document(), **load_options)
 
 
@@ -238,6 +244,8 @@ def _fold(ctx: Context, node: Any, opset: int, inputs: list[Value]) -> None:
         model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
         results = ReferenceEvaluator(model).run(None, feeds)
     except Exception as exc:
+        if node.op_type in ("If", "Loop", "Scan"):
+            raise ctx.unsupported("control flow (If, Loop, Scan) is not translated") from None
         raise ctx.error(f"cannot fold this node on its constant inputs: {type(exc).__name__}: {exc}") from None
     for name, data in zip([o for o in node.output if o], results):
         array = np.asarray(data)

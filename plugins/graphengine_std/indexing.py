@@ -130,19 +130,19 @@ def _prod(dims: tuple[int | None, ...]) -> int | None:
 def flatten_rule(x: TensorSpec, *, attrs: FlattenAttrs) -> TensorSpec:
     if not -x.ndim <= attrs.axis <= x.ndim:
         raise ShapeError(f"flatten: axis {attrs.axis} is out of range for shape {format_shape(x.shape)}")
-    axis = attrs.axis % (x.ndim + 1) if attrs.axis < 0 else attrs.axis
+    axis = attrs.axis + x.ndim if attrs.axis < 0 else attrs.axis  # ONNX: -1 is the last axis
     return TensorSpec((_prod(x.shape[:axis]), _prod(x.shape[axis:])), x.dtype)
 
 
 def flatten_samples(rng: np.random.Generator) -> list[Sample]:
     x = rng.standard_normal((2, 3, 4))
-    return [([x], {}), ([x], {"axis": 0}), ([x], {"axis": 3}), ([x], {"axis": -1})]
+    return [([x], {}), ([x], {"axis": 0}), ([x], {"axis": 3}), ([x], {"axis": -1}), ([x], {"axis": -3})]
 
 
 @defop(lambda g, x: np.reshape(g, x.shape), shape_rule=flatten_rule, attrs=FlattenAttrs, samples=flatten_samples,
        doc="x as a matrix: axes before axis become rows, the rest columns (ONNX Flatten)")  # fmt: skip
 def flatten(x: Array, *, attrs: FlattenAttrs) -> Array:
-    axis = attrs.axis % (x.ndim + 1) if attrs.axis < 0 else attrs.axis
+    axis = attrs.axis + x.ndim if attrs.axis < 0 else attrs.axis  # ONNX: -1 is the last axis
     return np.reshape(
         x, (math.prod(x.shape[:axis]), -1) if x.size else (math.prod(x.shape[:axis]), math.prod(x.shape[axis:]))
     )
