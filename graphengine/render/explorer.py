@@ -39,6 +39,9 @@ from .texts import grad_label, sigma_texts
 #: Tensors with more elements than this are embedded as shape and statistics only.
 PAGE_ELEMENTS = 4096
 
+#: A layout wider than this many times its height is redone top to bottom.
+STRIP_ASPECT = 3.0
+
 #: Graphs with more boxes than this open with every labelled layer collapsed.
 COLLAPSE_AFTER = 80
 
@@ -130,10 +133,17 @@ def explore(
         picture = _unit_picture(graph, picture, values, trace)
     _tag_fan_in(picture)
     picture.live = True
-    dot = _draw(graph, picture, None, None, rankdir, title)
-    svg = _clean_svg(_pipe(dot, "svg").decode())
+    svg = _clean_svg(_pipe(_draw(graph, picture, None, None, rankdir, title), "svg").decode())
+    if rankdir is None and _aspect(svg) > STRIP_ASPECT:  # a strip cannot be read at any zoom: wrap it top to bottom
+        svg = _clean_svg(_pipe(_draw(graph, picture, None, None, "TB", title), "svg").decode())
     data = _page_data(graph, picture, values, result, title, grads)
     return Explorer(_page(svg, data), data)
+
+
+def _aspect(svg: str) -> float:
+    """Width over height of a graphviz SVG."""
+    size = re.search(r'<svg width="([0-9.]+)pt"\s+height="([0-9.]+)pt"', svg)
+    return float(size.group(1)) / max(float(size.group(2)), 1.0) if size else 1.0
 
 
 def _scalar_output(graph: "Graph", values: Mapping[str, Any]) -> bool:
