@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 from ..errors import GraphEngineError
 from . import dask as dask_commands
 from . import explore as explore_commands
+from . import onnx as onnx_commands
 from . import ops as ops_commands
 from . import render as render_commands
 from . import run as run_commands
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="op name")
     p.add_argument("--seed", type=int, default=0)
     add("schema", ops_commands.cmd_schema, "print the JSON Schema of graph files (with the registered ops)", [common])
+    onnx_commands.register(add, common, graph_args)
     p = add(
         "render",
         render_commands.cmd_render,
