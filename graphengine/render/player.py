@@ -22,7 +22,8 @@ table.ge-heat{border-collapse:collapse;font-size:11px;margin:4px 0}table.ge-heat
 padding:1px 4px;text-align:right;font-variant-numeric:tabular-nums}
 .ge-arr{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:12px;word-break:break-all}
 #ge-diagram.ge-fit svg{max-width:100%;height:auto}
-g.node,g.edge{cursor:pointer;transition:opacity .2s}
+g.node,g.edge{cursor:pointer;transition:opacity .2s}g.node polygon,g.node path,g.node text{pointer-events:all}
+g.cluster>text{cursor:pointer;text-decoration:underline dotted}
 g.ge-future{opacity:.22}g.ge-dim{opacity:.18}g.ge-gone{display:none}
 g.ge-lit{filter:drop-shadow(0 0 5px #f97316) drop-shadow(0 0 2px #f97316)}
 g.ge-lit>polygon:last-of-type,g.ge-lit>path:last-of-type{stroke:#f97316;stroke-width:3}
@@ -215,7 +216,9 @@ PLAYER_JS = r"""
   }
   D.layers.forEach(function (L, i) {
     var cluster = document.getElementById(L.id);
-    if (cluster) cluster.addEventListener("click", function (e) { if (e.target.closest("g.node,g.edge")) return; setCollapsed(i, true); });
+    var label = cluster && cluster.querySelector(":scope > text");  // the layer's name: click it to collapse the layer
+    if (label) { label.addEventListener("click", function () { setCollapsed(i, true); });
+      var tip = document.createElementNS(NS, "title"); tip.textContent = "click to collapse this layer"; label.appendChild(tip); }
   });
   $("ge-collapse").addEventListener("click", function () {
     var any = D.layers.some(function (L, i) { return !collapsed[i]; });
