@@ -18,8 +18,8 @@ def _number(v: float) -> str:
 
     Examples
     --------
-    >>> _number(0.99997), _number(0.5), _number(0.123456), _number(2.0)
-    ('0.99997', '0.5', '0.1235', '2')
+    >>> _number(0.99997), _number(0.5), _number(0.123456), _number(2.0), _number(1.3 * 0.7)
+    ('0.99997', '0.5', '0.1235', '2', '0.91')
     """
     if v != v:
         return "nan"
@@ -28,7 +28,7 @@ def _number(v: float) -> str:
     # 4 significant digits; more when that drops two or more of them (0.99997 is not "1", 0.10004 not "0.1").
     for digits in range(4, 18):
         text = f"{v:.{digits}g}"
-        if float(text) == v or len(_significant(text)) >= digits - 1:
+        if abs(float(text) - v) <= 1e-12 * abs(v) or len(_significant(text)) >= digits - 1:  # exact up to float noise
             break
     return "0" if text == "-0" else text
 
