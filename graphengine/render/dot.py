@@ -156,8 +156,9 @@ def _draw_group(
             fontsize="10",
             labeljust="l",
         )
+    ids = {b.id for b in boxes}
     for leaf, reader in pins.items():
-        if picture.boxes[reader].layer == layer and picture.boxes[leaf] in boxes:
+        if leaf in ids and picture.boxes[reader].layer == layer:
             with vg.subgraph() as same:
                 same.attr(rank="same")
                 same.node(dot_id(leaf))

@@ -19,6 +19,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+import networkx as nx
 import numpy as np
 
 from ..errors import RenderError
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 from .api import _missing_inputs, _unit_count
 from .dot import _draw, _pipe
 from .numbers import _inline, _number
-from .picture import _highlight_set, _node_picture, _Picture, _small, _tag_fan_in, _unit_picture
+from .picture import _node_picture, _Picture, _small, _tag_fan_in, _unit_picture
 from .player import PLAYER_CSS, PLAYER_JS
 from .safe import clean, dot_id, html_text
 from .style import UNIT_LIMIT
@@ -333,16 +334,30 @@ def _layer_data(picture: _Picture) -> list[dict[str, Any]]:
 
 
 def _highlight_data(graph: "Graph", picture: _Picture) -> dict[str, Any]:
-    """For each parameter (and input) that gets a gradient: the boxes and wires on every path from the output to it."""
+    """For each parameter (and input) that gets a gradient: the boxes and wires on every path from the output to it.
+
+    The same sets as ``to_dot(highlight=...)``, with the flow graph and the output's ancestors found once.
+    """
+    flow = nx.DiGraph()
+    flow.add_nodes_from(picture.boxes)
+    flow.add_edges_from((w.src, w.dst) for w in picture.wires)
+    members: dict[str, list[str]] = {}
+    for box in picture.boxes.values():
+        members.setdefault(box.value_name, []).append(box.id)
+    above: set[str] = set(members.get(picture.output or "", []))
+    for target in list(above):
+        above |= nx.ancestors(flow, target)
     out = {}
     for name in (*graph.parameters, *graph.inputs):
-        if not any(b.value_name == name and b.grad is not None for b in picture.boxes.values()):
+        if not any(picture.boxes[b].grad is not None for b in members.get(name, [])):
             continue
-        try:
-            on_path = _highlight_set(graph, picture, name)
-        except RenderError:
+        below = set(members[name])
+        for source in members[name]:
+            below |= nx.descendants(flow, source)
+        on_path = below & above
+        if not on_path:
             continue
-        wires = [k for k, w in enumerate(picture.wires) if (w.src, w.dst) in on_path]
+        wires = [k for k, w in enumerate(picture.wires) if w.src in on_path and w.dst in on_path]
         out[clean(name)] = {"boxes": [dot_id(b) for b in picture.boxes if b in on_path], "wires": wires}
     return out
 
