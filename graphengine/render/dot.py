@@ -127,7 +127,7 @@ def _draw_boxes(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | 
                 )
             for k, (group, boxes) in enumerate(groups.items()):
                 inner = (
-                    lg.subgraph(name=f"cluster_v{numbered.get(layer, -1) + 1}_{k}")
+                    lg.subgraph(name=f"cluster_v{numbered[layer] + 1 if layer else 0}_{k}")
                     if group
                     else contextlib.nullcontext(lg)
                 )

@@ -267,7 +267,7 @@ def _backward_steps(picture: _Picture, trace: Any) -> list[dict[str, Any]]:
     """The seed, then one step per node the pass visits (per element in a unit drawing), each with what it sends."""
     out = picture.output or ""
     seed_boxes = [b.id for b in picture.boxes.values() if b.value_name == out]
-    steps = [
+    steps: list[dict[str, Any]] = [
         {
             "phase": "backward",
             "lit": seed_boxes,
