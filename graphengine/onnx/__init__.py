@@ -7,7 +7,16 @@ The ``onnx`` package is imported only when a function here is called.
 """
 
 from .errors import OnnxError, UnsupportedOnnxError
+from .exporter import export_model, save_model
 from .importer import ImportedModel, import_model
 from .safety import read_model
 
-__all__ = ["import_model", "ImportedModel", "read_model", "OnnxError", "UnsupportedOnnxError"]
+__all__ = [
+    "import_model",
+    "ImportedModel",
+    "export_model",
+    "save_model",
+    "read_model",
+    "OnnxError",
+    "UnsupportedOnnxError",
+]

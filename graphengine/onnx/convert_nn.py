@@ -180,20 +180,29 @@ def batch_normalization(ctx: Context, node: Any, attrs: dict[str, Any]) -> None:
     ctx.emit("batch_normalization", names, {"epsilon": float(attrs.get("epsilon", 1e-5))}, out=node.output[0])
 
 
+def _layer_norm_statistics(ctx: Context, node: Any, x: str, axis: int, epsilon: float) -> None:
+    """LayerNormalization's optional Mean and InvStdDev outputs, as nodes of their own (kept axes of size 1)."""
+    rank = ctx.rank(node.input[0])
+    dtype = ctx.value(node.input[0]).dtype
+    stats = {"axis": list(range(axis % rank, rank)), "keepdims": True}
+    mean = ctx.emit("mean", [x], stats, out=node.output[1] or None)
+    if len(node.output) > 2 and node.output[2]:
+        centred = ctx.emit("sub", [x, mean])
+        var = ctx.emit("mean", [ctx.emit("mul", [centred, centred])], stats)
+        std = ctx.emit("sqrt", [ctx.emit("add", [var, ctx.constant(np.array(epsilon, dtype), "epsilon")])])
+        ctx.emit("div", [ctx.constant(np.array(1.0, dtype), "one"), std], out=node.output[2])
+
+
 def layer_normalization(ctx: Context, node: Any, attrs: dict[str, Any]) -> None:
-    if any(node.output[1:]):
-        raise ctx.unsupported("the Mean and InvStdDev outputs of LayerNormalization are not translated")
     x = node.input[0]
     dtype = ctx.value(x).dtype
-    bias = (
-        ctx.float_ref(node.input[2])
-        if len(node.input) > 2 and node.input[2]
-        else ctx.constant(np.zeros((), dtype), "bias")
-    )
+    has_bias = len(node.input) > 2 and node.input[2]
+    bias = ctx.float_ref(node.input[2]) if has_bias else ctx.constant(np.zeros((), dtype), "bias")
     ln_attrs = {"axis": int(attrs.get("axis", -1)), "epsilon": float(attrs.get("epsilon", 1e-5))}
-    ctx.emit(
-        "layer_normalization", [ctx.float_ref(x), ctx.float_ref(node.input[1]), bias], ln_attrs, out=node.output[0]
-    )
+    xref = ctx.float_ref(x)
+    ctx.emit("layer_normalization", [xref, ctx.float_ref(node.input[1]), bias], ln_attrs, out=node.output[0])
+    if any(node.output[1:]):
+        _layer_norm_statistics(ctx, node, xref, ln_attrs["axis"], ln_attrs["epsilon"])
 
 
 NN: dict[str, Converter] = {

@@ -1,7 +1,7 @@
 """ONNX out: :func:`export_model` writes a graph whose ops all have ONNX equivalents as a ModelProto.
 
 Inputs become graph inputs (named dimensions become ``dim_param``), parameters
-and constants initializers, nodes one or a few ONNX nodes each. The result is
+initializers, constants Constant nodes (so they stay untrainable on import), nodes one or a few ONNX nodes each. The result is
 checked with ``onnx.checker`` before it is returned. Opset 18 (20 when a gelu
 is present, the first with Gelu).
 """
@@ -9,7 +9,7 @@ is present, the first with Gelu).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -17,7 +17,7 @@ from ..graph import Graph
 from ..graph.graph import NodeInfo
 from .errors import OnnxError, UnsupportedOnnxError
 
-__all__ = ["export_model", "save_model", "EXPORTERS"]
+__all__ = ["export_model", "save_model"]
 
 _ELEM = {"float32": 1, "float64": 11, "int32": 6, "int64": 7}
 _UNARY = {"add": "Add", "sub": "Sub", "mul": "Mul", "div": "Div", "pow": "Pow", "neg": "Neg", "exp": "Exp",
@@ -49,9 +49,6 @@ class _Out:
 
         self.nodes.append(helper.make_node(op, inputs, [output], name=name, **attrs))
         return output
-
-
-Exporter = Callable[[_Out, NodeInfo], None]
 
 
 def _attrs(info: NodeInfo) -> dict[str, Any]:
@@ -149,13 +146,14 @@ def export_model(graph: Graph, *, opset: int | None = None) -> Any:
     from onnx import helper, numpy_helper
 
     out = _Out(graph)
+    for name, value in graph.constants.items():  # Constant nodes, so an importer keeps them untrainable
+        out.node("Constant", [], name, name, value=numpy_helper.from_array(np.asarray(value), name))
     for info in graph.nodes.values():
         _export_node(out, info)
     if opset is None:
         opset = 20 if any(n.op.name == "gelu" for n in graph.nodes.values()) else 18
     inputs = [_value_info(n, i.spec.dtype, i.dims or i.spec.shape) for n, i in graph.inputs.items()]
-    for section in (graph.parameters, graph.constants):
-        out.initializers.extend(numpy_helper.from_array(np.asarray(v), name) for name, v in section.items())
+    out.initializers.extend(numpy_helper.from_array(np.asarray(v), name) for name, v in graph.parameters.items())
     outputs = [_value_info(n, graph.spec(n).dtype, graph.spec(n).shape) for n in graph.outputs]
     onnx_graph = helper.make_graph(out.nodes, graph.document.name or "graphengine", inputs, outputs, out.initializers)
     model = helper.make_model(onnx_graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="graphengine")
