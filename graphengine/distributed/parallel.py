@@ -163,7 +163,7 @@ class DataParallel:
         params = {k: np.asarray(v) for k, v in self.graph.parameters.items()}
         digest = hashlib.sha256(b"".join(v.tobytes() + str(v.shape).encode() for v in params.values())).hexdigest()
         if self._sent is None or self._sent[0] != digest:
-            self._sent = (digest, self.client.scatter([params], broadcast=True, hash=False)[0])
+            self._sent = (digest, self.client.scatter([params], hash=False)[0])
         return self._sent[1]
 
     # --- public calls ---------------------------------------------------------------------
@@ -284,9 +284,9 @@ class DataParallel:
         return next(iter(sizes.values()))
 
     def _shard_feeds(self, feeds: dict[str, Any], sizes: list[int], n: int | None) -> list[list[Any]]:
-        """Per shard, its feeds: numpy slices scattered (spread over the workers), dask blocks where they lie."""
+        """Per shard, its feeds: numpy slices in the task, dask blocks where they lie."""
         if n is None:
-            return [[self.client.scatter([feeds], hash=False)[0]]]
+            return [[feeds]]
         import dask.array as da
 
         bounds = np.cumsum([0, *sizes])
@@ -298,7 +298,8 @@ class DataParallel:
             axis = self.axes.get(name)
             for i, part in enumerate(local):
                 part[name] = value if axis is None else _take(np.asarray(value), axis, bounds[i], bounds[i + 1])
-        shards: list[list[Any]] = [[f] for f in self.client.scatter(local, hash=False)]
+        # Slices travel in their tasks, not scattered: a task whose worker dies is run again elsewhere with them.
+        shards: list[list[Any]] = [[part] for part in local]
         for name, array in lazy.items():
             axis = self.axes[name]
             chunks = tuple(tuple(sizes) if a == axis else (array.shape[a],) for a in range(array.ndim))
@@ -318,7 +319,10 @@ class DataParallel:
         from distributed.comm.core import CommClosedError
         from distributed.scheduler import KilledWorker
 
-        lost: tuple[type[BaseException], ...] = (KilledWorker, CancelledError, CommClosedError, OSError, TimeoutError)
+        # KeyError: a broadcast scatter racing the scheduler's removal of a dead worker (distributed 2026.8).
+        lost: tuple[type[BaseException], ...] = (
+            KilledWorker, CancelledError, CommClosedError, OSError, TimeoutError, KeyError,
+        )  # fmt: skip
         last: BaseException | None = None
         for _ in range(self.retries + 1):
             try:

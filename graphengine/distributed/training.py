@@ -100,7 +100,7 @@ def evaluate(
 
         def submit() -> Any:
             graph_future, params = parallel._graph(), parallel._params()
-            parts = parallel.client.scatter([[feeds] for feeds in batches], hash=False)
+            parts = [[feeds] for feeds in batches]
             tasks = [
                 parallel.client.submit(
                     shard_pass,
