@@ -195,3 +195,15 @@ def test_cli_errors_are_one_line(capsys, tmp_path: Path) -> None:
     assert err.count("\n") == 1 and "x" in err
     assert main(["explore", str(SEED), "-o", str(tmp_path / "missing" / "p.html")]) == 1
     assert "cannot write" in capsys.readouterr().err
+
+
+def test_page_json_cannot_close_its_script_and_ids_are_distinct() -> None:
+    from graphengine.render.explorer import _json_for_script
+    from graphengine.render.safe import dot_id
+
+    text = _json_for_script({"s": "</script><!-- \u2028 & \ud800"})
+    assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
+    assert json.loads(text)["s"] == "</script><!-- \u2028 & \ud800"
+    names = ["h[0]", "h_5b_0_5d_", "a.b", "a-b", "a_b", "ab", "a_2e_b", "W_h[0,1]", "W_h[01]"]
+    assert len({dot_id(n) for n in names}) == len(names)
+    assert all(re.fullmatch(r"[A-Za-z0-9_]+", dot_id(n)) for n in names)
