@@ -64,6 +64,7 @@ def build_cache(root: str | os.PathLike[str] = DEFAULT_CACHE) -> Path:
     for case in cases:
         data = folder / "node" / case.name / "test_data_set_0"
         data.mkdir(parents=True, exist_ok=True)
+        assert case.model is not None and case.data_sets  # node tests carry both
         (data.parent / "model.onnx").write_bytes(case.model.SerializeToString())
         inputs, outputs = case.data_sets[0]
         for prefix, values, infos in (

@@ -150,7 +150,11 @@ def conv(ctx: Context, node: Any, attrs: dict[str, Any]) -> None:
     if attrs.get("group", 1) != 1:
         conv_attrs["groups"] = int(attrs["group"])
     has_bias = len(node.input) > 2 and node.input[2]
-    bias = ctx.float_ref(node.input[2]) if has_bias else ctx.constant(np.zeros(w_shape[0], ctx.value(w).dtype), "bias")
+    out_channels = w_shape[0]
+    assert isinstance(out_channels, int)  # checked static above
+    bias = (
+        ctx.float_ref(node.input[2]) if has_bias else ctx.constant(np.zeros(out_channels, ctx.value(w).dtype), "bias")
+    )
     ctx.emit("conv", [ctx.float_ref(x), ctx.float_ref(w), bias], conv_attrs, out=node.output[0])
 
 
@@ -198,11 +202,12 @@ def layer_normalization(ctx: Context, node: Any, attrs: dict[str, Any]) -> None:
     dtype = ctx.value(x).dtype
     has_bias = len(node.input) > 2 and node.input[2]
     bias = ctx.float_ref(node.input[2]) if has_bias else ctx.constant(np.zeros((), dtype), "bias")
-    ln_attrs = {"axis": int(attrs.get("axis", -1)), "epsilon": float(attrs.get("epsilon", 1e-5))}
+    axis, epsilon = int(attrs.get("axis", -1)), float(attrs.get("epsilon", 1e-5))
     xref = ctx.float_ref(x)
+    ln_attrs = {"axis": axis, "epsilon": epsilon}
     ctx.emit("layer_normalization", [xref, ctx.float_ref(node.input[1]), bias], ln_attrs, out=node.output[0])
     if any(node.output[1:]):
-        _layer_norm_statistics(ctx, node, xref, ln_attrs["axis"], ln_attrs["epsilon"])
+        _layer_norm_statistics(ctx, node, xref, axis, epsilon)
 
 
 NN: dict[str, Converter] = {

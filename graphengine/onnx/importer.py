@@ -138,7 +138,9 @@ def import_model(
         model = read_model(model)
     opset = _opset(model, file)
     try:
-        model = onnx.inliner.inline_local_functions(model)
+        from onnx import inliner
+
+        model = inliner.inline_local_functions(model)
         model = onnx.shape_inference.infer_shapes(model)
     except Exception:  # shape inference is a help, not a requirement: converters say when they need a shape
         pass
@@ -236,7 +238,7 @@ def _fold(ctx: Context, node: Any, opset: int, inputs: list[Value]) -> None:
     from onnx.reference import ReferenceEvaluator
 
     given = [i for i in node.input if i]
-    feeds = {i: ctx.value(i).data for i in given}
+    feeds = {i: ctx.data(i, "a folded input") for i in given}
     infos = [helper.make_tensor_value_info(i, helper.np_dtype_to_tensor_dtype(feeds[i].dtype), None) for i in given]
     outs = [helper.make_empty_tensor_value_info(o) for o in node.output if o]
     graph = helper.make_graph([node], "fold", infos, outs)

@@ -129,7 +129,9 @@ def reshape_samples(rng: np.random.Generator) -> list[Sample]:
 @defop(lambda g, x: np.reshape(g, x.shape), shape_rule=reshape_rule, attrs=ReshapeAttrs, samples=reshape_samples,
        doc="same elements in a new shape; one dimension may be -1 (inferred)")  # fmt: skip
 def reshape(x: Array, *, attrs: ReshapeAttrs) -> Array:
-    return np.reshape(x, _target(attrs, x.shape) if attrs.copy_zeros else attrs.shape)
+    # A real array's dimensions are all known: the target has no None here.
+    target = [-1 if d is None else d for d in _target(attrs, x.shape)] if attrs.copy_zeros else attrs.shape
+    return np.reshape(x, target)
 
 
 # --- transpose ---------------------------------------------------------------------------
