@@ -10,6 +10,7 @@ unbroadcasts it or raises naming the input.
 
 from __future__ import annotations
 
+import re
 import types
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -28,11 +29,16 @@ _Info = Any
 
 @dataclass
 class Program:
-    """A generated forward (+ reverse) pass; call it with the bound values, like an Interpreter."""
+    """A generated forward (+ reverse) pass; call it with the bound values, like an Interpreter.
+
+    ``fn`` runs the pass; a long pass is several generated functions (chunks,
+    see :data:`CHUNK_LINES`) that ``fn`` calls in turn. ``where`` maps each
+    chunk's code object to what an exception on each of its lines means.
+    """
 
     fn: Any
     source: str
-    where: list[_Info]  # per source line: None, or what an exception on that line means
+    where: dict[types.CodeType, list[_Info]]  # per chunk: per source line, None or what a raise there means
 
     def __call__(
         self, values: Sequence[Any], seed: Any = None, recorder: Any = None
@@ -49,13 +55,14 @@ class Program:
 
     def _info(self, exc: BaseException) -> _Info:
         """What the generated line that raised ``exc`` means (the last frame of ours in the traceback)."""
-        line = None
+        where, line = None, None
         tb = exc.__traceback__
         while tb is not None:
-            if tb.tb_frame.f_code is self.fn.__code__:
-                line = tb.tb_lineno
+            lines = self.where.get(tb.tb_frame.f_code)
+            if lines is not None:
+                where, line = lines, tb.tb_lineno
             tb = tb.tb_next
-        return self.where[line - 1] if line is not None and 0 < line <= len(self.where) else None
+        return where[line - 1] if where is not None and line is not None and 0 < line <= len(where) else None
 
 
 def _explain(info: _Info, exc: BaseException) -> Exception:
@@ -93,19 +100,89 @@ class _Writer:
         if dead:
             self.emit("del " + ", ".join(f"s{s}" for s in sorted(dead)))
 
-    def function(self) -> tuple[Any, str]:
+    def function(self) -> tuple[Any, str, dict[types.CodeType, list[_Info]]]:
+        """Compile the lines: one function, or a chain of chunks when there are more than CHUNK_LINES."""
         # The checks read locals and literals, not globals: a global load is five times the bytecode,
         # and on a graph of 10,000 nodes the size of the bytecode is what the time goes with.
         prologue = ["    nd, fix = _nd, _fix"] + [f"    {name} = _{name}" for name in self.dtype_names.values()]
         fits = self.fits
         self.ns["_fix"] = lambda raw, shape, k: fit_cotangent(raw, shape, *fits[k])
         self.ns.update({f"_{name}": dtype for dtype, name in self.dtype_names.items()})
-        self.where[1:1] = [None] * len(prologue)
-        source = "def _program(values, seed, recorder):\n" + "\n".join(prologue + self.lines) + "\n"
-        module = compile(source, "<graphengine plan>", "exec")
-        # Build the function from its code object directly: no exec of a module body.
-        (code,) = [c for c in module.co_consts if isinstance(c, types.CodeType)]
-        return types.FunctionType(code, self.ns, "_program"), source
+        body, where = self.lines, self.where[1:]
+        bounds = list(range(0, len(body), CHUNK_LINES))[1:]
+        if not bounds:
+            code, source = _compile("_program", "values, seed, recorder", prologue + body)
+            return types.FunctionType(code, self.ns, "_program"), source, {code: [None] * (1 + len(prologue)) + where}
+        return self._chunked(prologue, body, where, bounds)
+
+    def _chunked(
+        self, prologue: list[str], body: list[str], where: list[_Info], bounds: list[int]
+    ) -> tuple[Any, str, dict[types.CodeType, list[_Info]]]:
+        """Chunks of at most CHUNK_LINES lines; each hands the locals still live on to the next in a list.
+
+        The list is emptied on entry, so a value dies where the one long function would drop it.
+        """
+        carried = _carried(body, bounds)
+        starts, ends = [0, *bounds], [*bounds, len(body)]
+        chunks, sources, lines_of = [], [], {}
+        for k, (start, end) in enumerate(zip(starts, ends)):
+            head = list(prologue)
+            if k > 0 and carried[k - 1]:
+                head += [f"    {', '.join(carried[k - 1])}, = live", "    live.clear()"]
+            tail = [f"    return [{', '.join(carried[k])}]"] if k < len(bounds) else []
+            code, source = _compile(f"_chunk{k}", "values, seed, recorder, live", head + body[start:end] + tail)
+            chunks.append(types.FunctionType(code, self.ns, f"_chunk{k}"))
+            sources.append(source)
+            lines_of[code] = [None] * (1 + len(head)) + where[start:end] + [None] * len(tail)
+        first, middle, last = chunks[0], chunks[1:-1], chunks[-1]
+
+        def _program(values: Any, seed: Any, recorder: Any) -> Any:
+            live = first(values, seed, recorder, None)
+            for chunk in middle:
+                live = chunk(values, seed, recorder, live)
+            return last(values, seed, recorder, live)
+
+        return _program, "\n".join(sources), lines_of
+
+
+#: Generated functions are cut into chunks of at most this many lines: CPython's compile() is
+#: superlinear in the size of one function (12,000 lines cost 2.4-3.2x what 6,000 do), linear over chunks.
+CHUNK_LINES = 4000
+
+_LOCAL = re.compile(r"\b(?:[shg]\d+|c\d*)\b")  # the generated code's locals: values, shapes, cotangents, contributions
+
+
+def _carried(body: Sequence[str], bounds: Sequence[int]) -> list[list[str]]:
+    """Per chunk boundary, the locals defined before it, not deleted, and named again after it."""
+    alive: set[str] = set()
+    defined_at: list[set[str]] = []
+    starts = [0, *bounds]
+    for k, (start, end) in enumerate(zip(starts, bounds)):
+        for line in body[start:end]:
+            text = line.strip()
+            if text.startswith("del "):
+                alive.difference_update(n.strip() for n in text[4:].split(","))
+            else:
+                target = text.split(" ", 1)[0]
+                if _LOCAL.fullmatch(target):
+                    alive.add(target)
+        defined_at.append(set(alive))
+    named_after: list[set[str]] = [set() for _ in bounds]
+    later: set[str] = set()
+    for k in range(len(bounds) - 1, -1, -1):
+        end = bounds[k + 1] if k + 1 < len(bounds) else len(body)
+        for line in body[bounds[k] : end]:
+            later.update(_LOCAL.findall(line))
+        named_after[k] = set(later)
+    return [sorted(defined_at[k] & named_after[k]) for k in range(len(bounds))]
+
+
+def _compile(name: str, params: str, lines: list[str]) -> tuple[types.CodeType, str]:
+    source = f"def {name}({params}):\n" + "\n".join(lines) + "\n"
+    module = compile(source, "<graphengine plan>", "exec")
+    # Build the function from its code object directly: no exec of a module body.
+    (code,) = [c for c in module.co_consts if isinstance(c, types.CodeType)]
+    return code, source
 
 
 def generate(
@@ -154,8 +231,8 @@ def generate(
         has_g = _emit_backward(writer, schedule, live, t_backward, names, shapes, dtypes, record)
         grad_tuple = _wrt_tuple(writer, schedule.wrt, has_g, shapes, dtypes)
     writer.emit(f"return ({''.join(f's{s}, ' for s in schedule.outputs)}), {grad_tuple}")
-    fn, source = writer.function()
-    return Program(fn, source, writer.where)
+    fn, source, where = writer.function()
+    return Program(fn, source, where)
 
 
 def _free_points(schedule: Schedule, live: Sequence[int]) -> tuple[dict[int, list[int]], int]:

@@ -10,12 +10,14 @@ first call runs it on the step interpreter
 (:class:`~graphengine.engine.interpreter.Interpreter`, the reference
 semantics); later calls run it as generated straight-line Python
 (:func:`graphengine.engine.codegen.generate`), which computes the same bits.
-Schedules of more than ``CODEGEN_MAX_STEPS`` steps always run on the
-interpreter, where generating code would cost more than it saves.
+Schedules of more than ``CODEGEN_MAX_STEPS`` steps stay on the interpreter
+until it has spent about what generating their code costs, then switch
+(:meth:`~graphengine.engine.schedule.Schedule.worth_generating`).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -28,7 +30,7 @@ from .codegen import Program, generate
 from .interpreter import Interpreter
 from .interpreter import forward as _run_forward
 from .results import GradResult
-from .schedule import CODEGEN_MAX_STEPS, Schedule, Step, build_schedule
+from .schedule import Schedule, Step, build_schedule
 from .trace import Recorder, Trace
 
 #: Runs a schedule: ``runner(values, seed, recorder) -> (outputs, gradients)``.
@@ -134,7 +136,8 @@ class Plan:
         """Build the schedule and generate the code of a ``grad`` request now.
 
         The first call still runs on the fully checked interpreter; from the
-        second call on, the code is ready instead of being generated then.
+        second call on, the code is ready instead of being generated then,
+        whatever the size of the graph.
 
         Parameters
         ----------
@@ -147,8 +150,7 @@ class Plan:
             For an unknown name.
         """
         schedule, _, _ = self._grad_schedule(wrt, output)
-        if schedule.size <= CODEGEN_MAX_STEPS:
-            self._generate(schedule, record)
+        self._generate(schedule, record)
 
     def value_and_grad(
         self,
@@ -282,11 +284,25 @@ class Plan:
         The first call runs on the interpreter, which also checks every op's
         output against its shape rule, and generates no code (one call would
         not repay the compile). Both check every VJP result on every call.
-        Schedules over ``CODEGEN_MAX_STEPS`` steps always use the interpreter.
+        Code already generated (or prepared) always runs; otherwise a schedule
+        over ``CODEGEN_MAX_STEPS`` steps stays on the interpreter until that
+        has cost about what generating its code will.
         """
-        if record not in schedule.ran or schedule.size > CODEGEN_MAX_STEPS:
-            return self._interpreter(schedule)
-        return self._generate(schedule, record)
+        program = schedule.programs.get(record)
+        if program is not None and record in schedule.ran:
+            return program
+        if record in schedule.ran and schedule.worth_generating():
+            return self._generate(schedule, record)
+        interpreter = self._interpreter(schedule)
+
+        def timed(*args: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+            start = time.perf_counter()
+            try:
+                return interpreter(*args)
+            finally:
+                schedule.interpreted_seconds += time.perf_counter() - start
+
+        return timed
 
     def _interpreter(self, schedule: Schedule) -> Interpreter:
         return Interpreter(schedule, self.specs, self.names)

@@ -48,10 +48,16 @@ class Step:
     input_names: tuple[str, ...]
 
 
-#: Schedules with more steps than this run through the step-by-step interpreter
-#: instead of generated code: compiling the generated source costs about 10 µs per
-#: line, which is not worth it for one-off runs of huge graphs.
+#: Schedules of up to this many steps get generated code on their second call. Larger
+#: ones stay on the step interpreter until it has spent about as long on them as
+#: generating their code would cost (``GENERATE_SECONDS_PER_STEP`` per step), then
+#: switch: a one-off run of a huge graph never pays for the compile, and a long one
+#: (training) runs generated code after a bounded start, with no cliff in its steady state.
 CODEGEN_MAX_STEPS = 40_000
+
+#: What generating and compiling the code of one step costs, about (10,000-node chain: 0.6 s
+#: for 20,000 steps on the project machine; a random DAG costs more per step).
+GENERATE_SECONDS_PER_STEP = 50e-6
 
 
 @dataclass
@@ -67,6 +73,12 @@ class Schedule:
     required: frozenset[int] = frozenset()  # the same, as a set: inputs outside it need no value
     programs: dict[bool, Program] = field(default_factory=dict)  # generated code, by `record`
     ran: set[bool] = field(default_factory=set)  # `record` values whose first call has run (on the interpreter)
+    interpreted_seconds: float = 0.0  # time its calls spent on the interpreter (see CODEGEN_MAX_STEPS)
+
+    def worth_generating(self) -> bool:
+        """Whether generated code should run from now on (the interpreter ran it once already)."""
+        small = self.size <= CODEGEN_MAX_STEPS
+        return small or self.interpreted_seconds >= self.size * GENERATE_SECONDS_PER_STEP
 
     @property
     def size(self) -> int:
