@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import FeedError, did_you_mean
 from ..ops import TensorSpec, format_shape
+from .limits import RunLimits
 
 if TYPE_CHECKING:
     from ..graph import Graph
@@ -64,6 +65,7 @@ class Binder:
     ) -> None:
         self.graph, self.slot, self.specs, self.dtype = graph, slot, specs, dtype
         self.n_slots = len(specs)
+        self.run_limits = RunLimits(graph, dict(slot), specs)
         self.n_sources = len(graph.inputs) + len(graph.parameters) + len(graph.constants)
         self.input_slots = [(slot[name], name, info) for name, info in graph.inputs.items()]
         self.param_slots = [(slot[name], name) for name in graph.parameters]
@@ -105,6 +107,8 @@ class Binder:
                 values[slot] = self.cast(info.default)
         if self.named_dims:
             check_dimension_names(self.named_dims, values)
+        if self.run_limits.active:  # free dimensions: bound what this call computes before it allocates
+            self.run_limits.check(values)
         graph = self.graph
         for slots, table in ((self.param_slots, graph.parameters), (self.const_slots, graph.constants)):
             if self.dtype is None:

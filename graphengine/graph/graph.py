@@ -10,7 +10,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from .. import hooks
-from ..format import GraphV1, InputInfo
+from ..format import GraphV1, InputInfo, Limits
 from ..ops import OpDef, TensorSpec
 from ..registry import Registry
 
@@ -53,6 +53,8 @@ class Graph:
         The default output of :meth:`grad`.
     file : str or None
     registry : Registry
+    limits : Limits
+        The limits it was loaded with; running it checks them again on the fed shapes.
     """
 
     def __init__(
@@ -68,6 +70,7 @@ class Graph:
         registry: Registry,
         file: str | None,
         document: GraphV1,
+        limits: Limits | None = None,
     ) -> None:
         self.inputs = inputs
         self.parameters = parameters
@@ -79,6 +82,7 @@ class Graph:
         self.registry = registry
         self.file = file
         self.document = document
+        self.limits = limits or Limits()
         self._plan: "Plan | None" = None
 
     @property

@@ -1,0 +1,143 @@
+"""Run-time limits: the sizes a call will compute, bound before anything is allocated.
+
+At load time a free dimension counts as 1, so a file's limits say nothing
+about what its nodes produce once a feed fixes the free and named
+dimensions. :class:`RunLimits` re-runs every node's shape rule on the
+concrete shapes of a call's inputs, in topological order, and checks each
+output against ``max_elements`` and all of them together (with the feeds)
+against ``max_total_bytes`` — before the plan runs a single op. A node
+whose rule refuses the fed shapes is left to fail when it runs (with the
+op's own message, before anything after it is computed), so the nodes
+after it are not measured.
+
+The answer depends only on the input shapes, so it is cached per distinct
+shape signature: a steady training loop pays one tuple and one dict lookup
+per call. A graph without free dimensions was bounded at load time and pays
+nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Sequence
+
+from ..errors import FeedError, GraphEngineError, LimitError, clip
+from ..format import Limits
+from ..ops import TensorSpec, format_shape
+
+if TYPE_CHECKING:
+    from ..graph import Graph
+
+__all__ = ["RunLimits"]
+
+#: Distinct input-shape signatures remembered per plan; past this the cache starts afresh (a bound on memory).
+CACHE_SIZE = 256
+
+
+class RunLimits:
+    """Checks, once per distinct input-shape signature, that a call stays within the graph's :class:`Limits`.
+
+    Parameters
+    ----------
+    graph : Graph
+        Its ``limits`` (those it was loaded with) are the bounds.
+    slot : mapping of str to int
+    specs : sequence of TensorSpec
+        Per slot, in the plan's dtype.
+
+    Examples
+    --------
+    >>> import graphengine, numpy as np
+    >>> doc = {"format": "graphengine/v1", "inputs": [{"name": "x", "shape": [None]}],
+    ...        "nodes": [{"id": "y", "op": "concat", "inputs": ["x", "x"]}], "outputs": ["y"]}
+    >>> g = graphengine.load_dict(doc, limits=graphengine.Limits(max_elements=100))
+    >>> g.run({"x": np.zeros(10)})["y"].shape
+    (20,)
+    >>> g.run({"x": np.zeros(60)})
+    Traceback (most recent call last):
+    ...
+    graphengine.errors.LimitError: <graph>: $.nodes[0] (node 'y'): with the fed shapes (x: (60,)) this node makes shape (120,), 120 elements, over the limit max_elements=100
+    """
+
+    def __init__(self, graph: "Graph", slot: dict[str, int], specs: Sequence[TensorSpec]) -> None:
+        self.limits: Limits = getattr(graph, "limits", None) or Limits()
+        self.file = graph.file
+        self.specs = specs
+        # Only inputs with a free or named dimension change what a call computes.
+        self.free = [(slot[name], name) for name, info in graph.inputs.items() if None in info.spec.shape]
+        self.nodes = [(node, slot[node.id], tuple(slot[i] for i in node.inputs)) for node in graph.nodes.values()]
+        self.active = bool(self.free)
+        self._seen: dict[tuple[Any, ...], GraphEngineError | None] = {}
+
+    def check(self, values: Sequence[Any]) -> None:
+        """Raise a LimitError (a FeedError for a feed itself) if the shapes of this call's inputs make any value too big."""
+        signature = tuple(None if values[s] is None else values[s].shape for s, _ in self.free)
+        try:
+            problem = self._seen[signature]
+        except KeyError:
+            problem = self._measure(values, signature)
+            if len(self._seen) >= CACHE_SIZE:
+                self._seen.clear()
+            self._seen[signature] = problem
+        if problem is not None:
+            raise problem
+
+    def _measure(self, values: Sequence[Any], signature: tuple[Any, ...]) -> GraphEngineError | None:
+        limits = self.limits
+        spec_of: dict[int, TensorSpec] = {}
+        total = 0
+        fed = ", ".join(f"{name}: {format_shape(shape)}" for (_, name), shape in zip(self.free, signature) if shape)
+        for (slot, name), shape in zip(self.free, signature):
+            if shape is not None:
+                spec_of[slot] = TensorSpec(tuple(shape), self.specs[slot].dtype)
+                elements = math.prod(shape)
+                if elements > limits.max_elements:
+                    return FeedError(
+                        f"feed {clip(name)!r} has shape {_shape(shape)}, {elements} elements, "
+                        f"over the limit max_elements={limits.max_elements}"
+                    )
+                total += elements * self.specs[slot].dtype.itemsize
+        known: dict[tuple[Any, ...], TensorSpec] = {}
+        broken: set[int] = set()  # outputs of nodes whose rule the fed shapes break, and everything after them
+        for node, out, inputs in self.nodes:
+            if broken and any(i in broken for i in inputs):
+                broken.add(out)
+                continue
+            specs = [spec_of.get(i) or self.specs[i] for i in inputs]
+            key = (id(node.op), id(node.attrs), *specs)
+            spec = known.get(key)
+            if spec is None:
+                try:
+                    spec = node.op.shape_rule(*specs, attrs=node.attrs)
+                except Exception:  # the op itself refuses these shapes when it runs, with its own message
+                    spec = None
+                if not isinstance(spec, TensorSpec):  # a broken rule is reported with the node's name when it runs
+                    broken.add(out)
+                    continue
+                known[key] = spec
+            spec_of[out] = spec
+            elements = math.prod(1 if d is None else d for d in spec.shape)
+            if elements > limits.max_elements:
+                return self._error(node, f"{_shape(spec.shape)}, {_count(elements)} elements", fed, "max_elements")
+            total += elements * spec.dtype.itemsize
+            if total > limits.max_total_bytes:
+                what = f"{_shape(spec.shape)}, which takes the values of one call to {_count(total)} bytes"
+                return self._error(node, what, fed, "max_total_bytes")
+        return None
+
+    def _error(self, node: Any, what: str, fed: str, limit: str) -> LimitError:
+        return LimitError(
+            f"with the fed shapes ({clip(fed, 200)}) this node makes shape {what}, "
+            f"over the limit {limit}={getattr(self.limits, limit)}",
+            file=self.file,
+            json_path=node.json_path,
+            node_id=node.id,
+        )
+
+
+def _count(n: int) -> str:
+    return str(n) if n < 10**30 else f"about 10^{len(str(n)) - 1}" if n < 10**4000 else "a number past 10^4000"
+
+
+def _shape(shape: tuple[int | None, ...]) -> str:
+    return clip(format_shape(shape), 120)
