@@ -128,6 +128,12 @@ def test_click_a_node_and_an_arrow_highlight_and_collapse(browser: Any, tmp_path
     assert page.locator("g.ge-layer-cover[data-layer='hidden']").is_visible()
     page.locator("g.ge-layer-cover[data-layer='hidden']").click()
     assert page.eval_on_selector(f"#{dot_id('h[0]')}", "g => getComputedStyle(g).display") != "none"
+    page.keyboard.press("End")  # every dashed arrow is there now; click the one h[0] gets from y_pre[0]
+    k = page.evaluate("geExplorer.data.wires.findIndex(w => w.src === 'h[0]' && w.dst === 'y_pre[0]')")
+    page.dispatch_event(f"#w-{k}-b", "click")
+    n = hand_numbers(graphengine.load(SEED))
+    assert page.get_attribute("#ge-detail-body", "data-shows") == "h[0] → y_pre[0]"
+    assert f"{n['branch'][0, 0]:.4g}" in page.inner_text("#ge-detail-body")  # c₁ = δ_o[0] · W_o[0,0]
     page.keyboard.press("Space")  # play, then pause
     page.keyboard.press("Space")
     assert problems == []
