@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from typing import Callable, Sequence
 
 from ..errors import GraphEngineError
@@ -108,7 +109,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            code = int(args.func(args) or 0)
+        _numeric_warning(caught)
+        return code
     except GraphEngineError as exc:
         if args.debug:
             raise
@@ -127,6 +132,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 70
+
+
+def _numeric_warning(caught: list[warnings.WarningMessage]) -> None:
+    """numpy's overflow/invalid-value warnings (exp, log, div on a file's values) as one line, not a stack of them."""
+    numeric = [w for w in caught if issubclass(w.category, RuntimeWarning)]
+    if numeric:
+        kinds = sorted({" ".join(str(w.message).split())[:80] for w in numeric})
+        print(
+            f"graphengine: warning: results may hold Inf or NaN (numpy: {'; '.join(kinds[:3])})",
+            file=sys.stderr,
+        )
 
 
 def _one_line(exc: BaseException) -> str:
