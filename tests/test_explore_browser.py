@@ -156,3 +156,16 @@ def test_other_examples_open_without_errors(which: str, browser: Any, tmp_path: 
         assert "Σ = c₁ + c₂ = (-0.00504) + (-0.00504) = -0.01008" in sigma_on(page, "wx")
     page.screenshot(path=str(tmp_path / f"{which}.png"))
     assert problems == []
+
+
+def test_a_502_value_graph_opens_collapsed_to_its_layers(browser: Any, tmp_path: Path) -> None:
+    from test_render import _mlp
+
+    page, problems = open_page(browser, _mlp(125), tmp_path)
+    assert page.locator("g.ge-layer-cover").count() == 125
+    assert page.eval_on_selector(f"#{dot_id('z7')}", "g => getComputedStyle(g).display") == "none"
+    page.keyboard.press("End")
+    assert lit(page) == [dot_id("z0")] and "Backward" in page.inner_text("#ge-step-text")
+    page.click("#ge-collapse")  # expand all
+    assert page.eval_on_selector(f"#{dot_id('z7')}", "g => getComputedStyle(g).display") != "none"
+    assert problems == []
