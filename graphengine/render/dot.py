@@ -169,7 +169,8 @@ def _draw_group(
         vg.node(
             dot_id(box.id),
             label=_table(box, picture, dim, bold),
-            tooltip=dot_multiline(_box_tooltip(box, picture.output)),
+            # the explorer's panel shows full values: its tooltips just name the box
+            tooltip=dot_text(box.name) if picture.live else dot_multiline(_box_tooltip(box, picture.output)),
             id=dot_id(box.id),
             **({"class": "highlight"} if bold else {"class": "dimmed"} if dim else {}),
         )
@@ -212,7 +213,9 @@ def _draw_wires(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | 
                 arrowsize="0.7",
                 **{"xlabel" if wire.src in pinned else "label": dot_text(label)},
                 id=f"w-{k}-b",
-                tooltip=dot_multiline(
+                tooltip=dot_text(f"backward: {wire.dst} sends to {wire.src}")
+                if picture.live
+                else dot_multiline(
                     _tooltip(f"backward: contribution {wire.dst} sends to {wire.src}", wire.contribution)
                 ),
                 **css,
