@@ -31,7 +31,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from graphengine.errors import ShapeError
 from graphengine.ops import LossInfo, Sample, TensorSpec, common_dtype, defop, elementwise_rule, format_shape
@@ -143,18 +143,49 @@ class CrossEntropyAttrs(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    reduction: Literal["sum", "mean"] = Field(
+    reduction: Literal["sum", "mean", "none"] = Field(
         "mean",
-        description='How the per-example losses become one number: "sum", or "mean" over the examples.',
+        description=(
+            'How the per-example losses become the output: "sum", "mean" over the examples (weighted: divided by the '
+            'sum of the examples\' weights, as ONNX and PyTorch do), or "none" (one loss per example).'
+        ),
     )
+    class_weights: list[float] | None = Field(
+        None, description="With class-index labels: a weight per class; each example's loss is scaled by its class's."
+    )
+    ignore_index: StrictInt | None = Field(
+        None, description="With class-index labels: examples with this label count for nothing (weight 0)."
+    )
+
+
+def _weights(labels: Array, attrs: CrossEntropyAttrs, dtype: np.dtype) -> Array | None:
+    """Each example's weight (class weight, 0 where ignored), or None when every example weighs 1."""
+    if not _is_index(labels) or (attrs.class_weights is None and attrs.ignore_index is None):
+        return None
+    keep = labels != attrs.ignore_index if attrs.ignore_index is not None else np.ones(labels.shape, bool)
+    safe = np.where(keep, labels, 0)
+    per_class = np.asarray(attrs.class_weights, dtype=dtype) if attrs.class_weights is not None else None
+    weight = per_class[safe] if per_class is not None else np.ones(labels.shape, dtype)
+    return np.asarray(np.where(keep, weight, 0), dtype=dtype)
+
+
+def _reduce(per_example: Array, weight: Array | None, attrs: CrossEntropyAttrs) -> Array:
+    weighted = per_example if weight is None else per_example * weight
+    if attrs.reduction == "none":
+        return np.asarray(weighted)
+    total = np.sum(weighted)
+    if attrs.reduction == "sum":
+        return np.asarray(total)
+    count = per_example.size if weight is None else np.sum(weight)
+    return np.asarray(total / count)
 
 
 def _is_index(labels: Array) -> bool:
     return labels.dtype.kind in "iu"
 
 
-def _check_labels(logits: Array, labels: Array) -> None:
-    """Raise ValueError for labels of the wrong shape, or class indices outside [0, C)."""
+def _check_labels(logits: Array, labels: Array, ignore_index: int | None = None) -> None:
+    """Raise ValueError for labels of the wrong shape, or class indices outside [0, C) (ignore_index aside)."""
     if _is_index(labels):
         if labels.shape != logits.shape[:-1]:
             raise ValueError(
@@ -162,7 +193,7 @@ def _check_labels(logits: Array, labels: Array) -> None:
                 f"logits of shape {format_shape(logits.shape)} (expected {format_shape(logits.shape[:-1])})"
             )
         classes = logits.shape[-1]
-        bad = np.flatnonzero((labels < 0) | (labels >= classes))
+        bad = np.flatnonzero(((labels < 0) | (labels >= classes)) & (labels != ignore_index))
         if bad.size:
             where = tuple(int(i) for i in np.unravel_index(bad[0], labels.shape))
             value = labels[where]
@@ -201,20 +232,35 @@ def softmax_cross_entropy_rule(logits: TensorSpec, labels: TensorSpec, *, attrs:
         raise ShapeError(
             f"softmax_cross_entropy: labels must have shape {format_shape(expected)} to match the logits: {shown}"
         )
-    return TensorSpec((), dtype)
+    if attrs.class_weights is not None and logits.shape[-1] not in (None, len(attrs.class_weights)):
+        raise ShapeError(f"softmax_cross_entropy: {len(attrs.class_weights)} class weights for {shown}")
+    if (attrs.class_weights is not None or attrs.ignore_index is not None) and labels.dtype not in INDEX_DTYPES:
+        raise ShapeError(f"softmax_cross_entropy: class_weights and ignore_index need class-index labels: {shown}")
+    return TensorSpec(logits.shape[:-1] if attrs.reduction == "none" else (), dtype)
 
 
 def softmax_cross_entropy_vjp_logits(g: Array, logits: Array, labels: Array, attrs: CrossEntropyAttrs) -> Array:
-    """logits_bar = g * (softmax(logits) * sum(labels) - labels), / n for mean."""
-    _check_labels(logits, labels)
+    """logits_bar = g * w * (softmax(logits) * sum(labels) - labels); / n (or / sum(w)) for mean; per example for none."""
+    _check_labels(logits, labels, attrs.ignore_index)
     grad = np.exp(log_softmax_values(logits, -1))
+    weight = _weights(labels, attrs, logits.dtype)
     if _is_index(labels):
-        index = labels[..., None]
+        index = (
+            np.where(labels == attrs.ignore_index, 0, labels)[..., None]
+            if attrs.ignore_index is not None
+            else labels[..., None]
+        )
         np.put_along_axis(grad, index, np.take_along_axis(grad, index, axis=-1) - 1, axis=-1)
     else:
         grad = grad * np.sum(labels, axis=-1, keepdims=True) - labels
-    scale = g / (grad.size // grad.shape[-1]) if attrs.reduction == "mean" else g
-    return grad * scale
+    if weight is not None:
+        grad = grad * weight[..., None]
+    if attrs.reduction == "none":
+        return grad * g[..., None]
+    if attrs.reduction == "mean":
+        count = grad.size // grad.shape[-1] if weight is None else np.sum(weight)
+        return grad * (g / count)
+    return grad * g
 
 
 def softmax_cross_entropy_samples(rng: np.random.Generator) -> list[Sample]:
@@ -226,6 +272,12 @@ def softmax_cross_entropy_samples(rng: np.random.Generator) -> list[Sample]:
         ([n((3,)), np.array(2)], {}),  # one example
         ([n((4, 3)), rng.dirichlet(np.ones(3), size=4)], {}),  # probabilities
         ([n((4, 3)), np.eye(3)[[0, 2, 1, 1]]], {"reduction": "sum"}),  # one-hot rows
+        ([n((5, 3)), np.array([0, 2, 1, 2, 0])], {"class_weights": [0.5, 2.0, 1.5]}),  # weighted mean
+        ([n((5, 3)), np.array([0, -100, 1, 2, -100])], {"ignore_index": -100, "reduction": "sum"}),
+        (
+            [n((4, 3)), np.array([1, 0, 2, 1])],
+            {"reduction": "none", "class_weights": [1.0, 2.0, 3.0], "ignore_index": 2},
+        ),
     ]
 
 
@@ -233,14 +285,14 @@ def softmax_cross_entropy_samples(rng: np.random.Generator) -> list[Sample]:
        samples=softmax_cross_entropy_samples, loss=LossInfo("logits", "labels", class_labels=True, reduction_attr="reduction"),
        doc="cross-entropy of softmax(logits) with class-index or probability labels, reduced to a scalar")  # fmt: skip
 def softmax_cross_entropy(logits: Array, labels: Array, *, attrs: CrossEntropyAttrs) -> Array:
-    _check_labels(logits, labels)
+    _check_labels(logits, labels, attrs.ignore_index)
     logp = log_softmax_values(logits, -1)
     if _is_index(labels):
-        per_example = -np.take_along_axis(logp, labels[..., None], axis=-1)[..., 0]
+        safe = np.where(labels == attrs.ignore_index, 0, labels) if attrs.ignore_index is not None else labels
+        per_example = -np.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
     else:
         per_example = -np.sum(labels * logp, axis=-1)
-    total = np.sum(per_example)
-    return np.asarray(total / per_example.size if attrs.reduction == "mean" else total)
+    return _reduce(per_example, _weights(labels, attrs, logits.dtype), attrs)
 
 
 OPS = [squared_error, softmax_cross_entropy]
