@@ -103,6 +103,20 @@ def write_data() -> None:
     (DATA / "understated.npz").write_bytes(npz_with_sizes("W.npy", big.getvalue(), len(member)))
     np.savez(DATA / "weights.npz", other=np.eye(2))
     (DATA / "not_a_zip.npz").write_bytes(b"PK\x03\x04" + b"\0" * 60)
+    # Round two (issue 10): members whose readers have no output cap, odd header shapes, float32 overflow.
+    zeros = io.BytesIO()
+    np.save(zeros, np.zeros((2, 2)))
+    for name, method in (("bzip2", zipfile.ZIP_BZIP2), ("lzma", zipfile.ZIP_LZMA)):
+        with zipfile.ZipFile(DATA / f"{name}_member.npz", "w", method) as archive:
+            archive.writestr("W.npy", zeros.getvalue())
+    with zipfile.ZipFile(DATA / "twice.npz", "w") as archive:
+        archive.writestr("W.npy", zeros.getvalue())
+        with_warning = zipfile.ZipInfo("W.npy")
+        archive.writestr(with_warning, zeros.getvalue())
+    for name, shape in (("negative", "(-2, -2)"), ("bool", "(True, 2)"), ("digits", "(" + "9" * 4000 + ", 2)")):
+        header = "{'descr': '<f8', 'fortran_order': False, 'shape': " + shape + ", }"
+        (DATA / f"shape_{name}.npy").write_bytes(npy_bytes(header, b"\0" * 32))
+    np.save(DATA / "too_big_for_float32.npy", np.array([[1e300, 0.2], [0.3, 0.4]]))
 
 
 def cases() -> None:
@@ -243,7 +257,38 @@ def cases() -> None:
     case("not_utf8", b'{"format": "graphengine/v1", "name": "\xff\xfe"}', "SchemaError", "$", None, "")
     case("format_missing", {k: v for k, v in base().items() if k != "format"}, "SchemaError", "$.format", None, "graphengine/v1")
     case("terminal_escape_in_key", base(**{"\u001b]0;pwned\u0007\n": 1}), "SchemaError", '$["\\u001b]0;pwned\\u0007\\n"]', None, "unknown field")
+    round_two()
     case("op_name_10k_long", one_node({"id": "h", "op": "x" * 10000, "inputs": ["x"]}), "UnknownOpError", "$.nodes[0].op", "h", "10000 characters")
+
+
+def round_two() -> None:
+    """Issue 10: duplicate keys, unbounded zip readers, odd .npy shapes, float32 overflow, run-time sizes."""
+    text = json.dumps(base())
+    case("dup_key_top_level", text.replace('"format": "graphengine/v1"', '"format": "graphengine/v1", "format": "graphengine/v1"'),
+         "SchemaError", "$", None, 'key "format" appears twice')
+    case("dup_key_value", text.replace('"value": [0.0, 0.5]', '"value": [0.0, 0.5], "value": [9.0, 9.0]'),
+         "SchemaError", "$.parameters[1]", None, 'key "value" appears twice')
+    case("dup_key_attrs", json.dumps(one_node({"id": "s", "op": "softmax", "inputs": ["x"], "attrs": {"axis": 0}})).replace(
+        '"axis": 0', '"axis": 0, "axis": 1'), "SchemaError", "$.nodes[0].attrs", None, 'key "axis" appears twice')
+    case("dup_key_escaped", text.replace('"outputs"', '"outputs": ["x"], "\\u006futputs"'), "SchemaError", "$", None, "appears twice")
+    for name in ("bzip2", "lzma"):
+        case(f"npz_{name}_member", with_file(f"data/{name}_member.npz"), "SchemaError", "$.parameters[0].file", "W",
+             "only stored and deflated")
+    case("npz_member_twice", with_file("data/twice.npz"), "SchemaError", "$.parameters[0].key", "W", "twice")
+    case("npy_negative_shape", with_file("data/shape_negative.npy"), "SchemaError", "$.parameters[0].file", "W", "negative size")
+    case("npy_bool_shape", with_file("data/shape_bool.npy"), "SchemaError", "$.parameters[0].file", "W", "bool size")
+    case("npy_4000_digit_shape", with_file("data/shape_digits.npy"), "LimitError", "$.parameters[0].file", "W", "4000-digit")
+    case("npy_float32_overflow", with_file("data/too_big_for_float32.npy", dtype="float32"), "SchemaError",
+         "$.parameters[0].file", "W", "too large for float32")
+    chain = [{"id": "c0", "op": "concat", "inputs": ["x", "x"]}]
+    chain += [{"id": f"c{i}", "op": "concat", "inputs": [f"c{i - 1}", f"c{i - 1}"]} for i in range(1, 28)]
+    doc = base(inputs=[{"name": "x", "shape": [None], "default": [1.0, 2.0]}], parameters=[], nodes=chain, outputs=["c27"])
+    case("run_concat_chain_28", doc, "LimitError", "$.nodes[25]", "c25", "max_elements=100000000", stage="run")
+    for op in ("add", "matmul"):
+        doc = base(inputs=[{"name": "a", "shape": [None, 1], "default": [[0.5]] * 12000},
+                           {"name": "b", "shape": [1, None], "default": [[0.25] * 12000]}],
+                   parameters=[], nodes=[{"id": "y", "op": op, "inputs": ["a", "b"]}], outputs=["y"])
+        case(f"run_{op}_defaults_outer", doc, "LimitError", "$.nodes[0]", "y", "144000000 elements", stage="run")
 
 
 def main() -> None:
