@@ -131,7 +131,7 @@ class _Writer:
                 head += [f"    {', '.join(carried[k - 1])}, = live", "    live.clear()"]
             tail = [f"    return [{', '.join(carried[k])}]"] if k < len(bounds) else []
             code, source = _compile(f"_chunk{k}", "values, seed, recorder, live", head + body[start:end] + tail)
-            chunks.append(types.FunctionType(code, self.ns, f"_chunk{k}"))
+            chunks.append(types.FunctionType(code, _namespace(self.ns, source), f"_chunk{k}"))
             sources.append(source)
             lines_of[code] = [None] * (1 + len(head)) + where[start:end] + [None] * len(tail)
         first, middle, last = chunks[0], chunks[1:-1], chunks[-1]
@@ -154,10 +154,13 @@ _LOCAL = re.compile(r"\b(?:[shg]\d+|c\d*)\b")  # the generated code's locals: va
 
 def _carried(body: Sequence[str], bounds: Sequence[int]) -> list[list[str]]:
     """Per chunk boundary, the locals defined before it, not deleted, and named again after it."""
+    last: dict[str, int] = {}  # each local's last mention, by line
+    for i, line in enumerate(body):
+        for name in _LOCAL.findall(line):
+            last[name] = i
     alive: set[str] = set()
-    defined_at: list[set[str]] = []
-    starts = [0, *bounds]
-    for k, (start, end) in enumerate(zip(starts, bounds)):
+    carried = []
+    for start, end in zip([0, *bounds], bounds):
         for line in body[start:end]:
             text = line.strip()
             if text.startswith("del "):
@@ -166,15 +169,18 @@ def _carried(body: Sequence[str], bounds: Sequence[int]) -> list[list[str]]:
                 target = text.split(" ", 1)[0]
                 if _LOCAL.fullmatch(target):
                     alive.add(target)
-        defined_at.append(set(alive))
-    named_after: list[set[str]] = [set() for _ in bounds]
-    later: set[str] = set()
-    for k in range(len(bounds) - 1, -1, -1):
-        end = bounds[k + 1] if k + 1 < len(bounds) else len(body)
-        for line in body[bounds[k] : end]:
-            later.update(_LOCAL.findall(line))
-        named_after[k] = set(later)
-    return [sorted(defined_at[k] & named_after[k]) for k in range(len(bounds))]
+        carried.append(sorted(n for n in alive if last[n] >= end))
+    return carried
+
+
+def _namespace(ns: dict[str, Any], source: str) -> dict[str, Any]:
+    """The globals one chunk reads: a small dict per chunk keeps every global load cache-friendly."""
+    own = {name: ns[name] for name in _GLOBAL.findall(source) if name in ns}
+    own.update((k, v) for k, v in ns.items() if k.startswith("_"))
+    return own
+
+
+_GLOBAL = re.compile(r"\b[fabvDS]\d+(?:_\d+)?\b")
 
 
 def _compile(name: str, params: str, lines: list[str]) -> tuple[types.CodeType, str]:
