@@ -2,7 +2,7 @@
 
 Outputs must equal torch's, and the parameter gradients of sum(y * r) must
 equal torch's autograd gradients: to 1e-10 relative with the model cast to
-float64, and to 1e-5 in float32 (summation order alone moves float32 by ~1e-7).
+float64, and to 1e-6 in float32 (summation order alone moves float32 by ~1e-7).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ def _torch_grads(model, x, r):
 
 
 @pytest.mark.parametrize("kind", sorted(CASES))
-@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-10), (torch.float32, 1e-5)], ids=["float64", "float32"])
+@pytest.mark.parametrize("dtype, rtol", [(torch.float64, 1e-10), (torch.float32, 1e-6)], ids=["float64", "float32"])
 def test_outputs_and_parameter_gradients_equal_torch(kind, dtype, rtol):
     model, x, imported = _setup(kind, dtype)
     graph = imported.graph()
