@@ -198,7 +198,7 @@ def test_cli_errors_are_one_line(capsys, tmp_path: Path) -> None:
 
 
 def test_page_json_cannot_close_its_script_and_ids_are_distinct() -> None:
-    from graphengine.render.explorer import _json_for_script
+    from graphengine.render.player import _json_for_script
     from graphengine.render.safe import dot_id
 
     text = _json_for_script({"s": "</script><!-- \u2028 & \ud800"})

@@ -10,10 +10,7 @@ JSON data, shown with ``textContent``.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import html
-import json
 import math
 import re
 from pathlib import Path
@@ -32,8 +29,8 @@ from .api import _missing_inputs, _unit_count
 from .dot import _draw, _pipe
 from .numbers import _inline, _number
 from .picture import _node_picture, _Picture, _small, _tag_fan_in, _unit_picture
-from .player import PLAYER_CSS, PLAYER_JS
-from .safe import clean, dot_id, html_text
+from .player import _page
+from .safe import clean, dot_id
 from .style import UNIT_LIMIT
 from .texts import grad_label, sigma_texts
 
@@ -360,43 +357,3 @@ def _highlight_data(graph: "Graph", picture: _Picture) -> dict[str, Any]:
         wires = [k for k, w in enumerate(picture.wires) if w.src in on_path and w.dst in on_path]
         out[clean(name)] = {"boxes": [dot_id(b) for b in picture.boxes if b in on_path], "wires": wires}
     return out
-
-
-def _json_for_script(data: Any) -> str:
-    """JSON that cannot end its ``<script>`` element: ``<``, ``>`` and ``&`` as escapes, everything non-ASCII too."""
-    text = json.dumps(data, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-
-
-def _page(svg: str, data: dict[str, Any]) -> str:
-    digest = base64.b64encode(hashlib.sha256(PLAYER_JS.encode()).digest()).decode()
-    csp = f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; img-src data:"
-    title = html_text(data["title"])
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="{csp}">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · graphengine explorer</title>
-<style>{PLAYER_CSS}</style></head>
-<body>
-<header><h1>{title}</h1><p id="ge-description"></p></header>
-<div id="ge-controls">
-<button id="ge-first" title="first step (Home)">|◀</button><button id="ge-back" title="step back (←)">◀</button>
-<button id="ge-play" title="play / pause (space)">▶ play</button><button id="ge-next" title="step forward (→)">▶</button>
-<button id="ge-last" title="last step (End)">▶|</button>
-<input id="ge-slider" type="range" min="0" max="0" value="0" aria-label="step">
-<span id="ge-counter"></span>
-<label><input id="ge-forward" type="checkbox" checked> forward pass first</label>
-<label>highlight paths to <select id="ge-highlight"><option value="">(none)</option></select></label>
-<button id="ge-collapse" title="collapse or expand every labelled layer">collapse layers</button>
-<button id="ge-zoom" title="fit the diagram to the window, or show it at full size">zoom: fit</button>
-</div>
-<div id="ge-main"><div id="ge-diagram" class="ge-fit">{svg}</div>
-<aside id="ge-panel"><section id="ge-step"><h2>Step</h2><p id="ge-step-text"></p></section>
-<section id="ge-sums"><h2>Sums (Σ): where branches meet</h2><ul id="ge-sum-list"></ul></section>
-<section id="ge-detail"><h2>Details</h2><p class="ge-hint">Click a box or an arrow.</p><div id="ge-detail-body"></div></section>
-</aside></div>
-<script type="application/json" id="ge-data">{_json_for_script(data)}</script>
-<script>{PLAYER_JS}</script>
-</body></html>
-"""
