@@ -210,10 +210,28 @@ def layer_normalization(ctx: Context, node: Any, attrs: dict[str, Any]) -> None:
         _layer_norm_statistics(ctx, node, xref, axis, epsilon)
 
 
+def softmax_cross_entropy_loss(ctx: Context, node: Any, attrs: dict[str, Any]) -> None:
+    """ONNX SoftmaxCrossEntropyLoss: classes on axis 1 (moved last for graphengine), weights as constant data."""
+    scores, labels = node.input[0], node.input[1]
+    if len(node.output) > 1 and node.output[1]:  # log_prob: log_softmax over the class axis
+        ctx.emit("log_softmax", [ctx.float_ref(scores)], {"axis": 1}, out=node.output[1])
+    rank = ctx.rank(scores)
+    loss_attrs: dict[str, Any] = {"reduction": attrs.get("reduction", "mean")}
+    weights = ctx.optional_data(node.input, 2, "weights")
+    if weights is not None:
+        loss_attrs["class_weights"] = [float(w) for w in weights.reshape(-1)]
+    if "ignore_index" in attrs:
+        loss_attrs["ignore_index"] = int(attrs["ignore_index"])
+    logits = ctx.float_ref(scores)
+    if rank > 2:
+        logits = ctx.emit("transpose", [logits], {"axes": [0, *range(2, rank), 1]})
+    ctx.emit("softmax_cross_entropy", [logits, ctx.ref(labels)], loss_attrs, out=node.output[0])
+
+
 NN: dict[str, Converter] = {
     "Softmax": _softmax("softmax"), "LogSoftmax": _softmax("log_softmax"),
     "ReduceSum": _reduce("sum", 13), "ReduceMean": _reduce("mean", 18), "ReduceMax": _reduce("max", 18),
     "ReduceMin": _reduce("max", 18, negate=True), "Slice": slice_, "Conv": conv,
     "MaxPool": _pool("max_pool"), "AveragePool": _pool("average_pool"), "GlobalAveragePool": global_average_pool,
-    "BatchNormalization": batch_normalization, "LayerNormalization": layer_normalization,
+    "SoftmaxCrossEntropyLoss": softmax_cross_entropy_loss, "BatchNormalization": batch_normalization, "LayerNormalization": layer_normalization,
 }  # fmt: skip
