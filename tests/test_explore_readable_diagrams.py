@@ -45,8 +45,9 @@ def test_file_strings_never_become_dot_markup(units: bool, write_graph) -> None:
     source = dot.source
     # The only unquoted HTML labels are our own tables; the file's strings stay in quoted DOT strings.
     assert not re.search(r"(=|digraph |subgraph )\s*<(?!<TABLE)", source)
-    assert 'digraph "<<IMG SRC=\\"/etc/passwd\\"/>>"' in source and '"a\\\\N\ufffd <layer>"' in source
-    assert "&lt;IMG SRC=&quot;/etc/passwd&quot;/&gt;" in source  # inside our HTML labels: escaped
+    assert "<IMG" not in source and "<layer>" not in source  # nowhere, not even quoted
+    assert 'digraph "&lt;&lt;IMG SRC=&quot;/etc/passwd&quot;/&gt;&gt;"' in source  # dot decodes it: shown as text
+    assert '"a\\\\N\ufffd &lt;layer&gt;"' in source
     assert "a\\\\N" in source  # a backslash is shown, not read as DOT's \N escape
     assert "\ud800" not in source and "\ufffd" in source  # a lone surrogate becomes U+FFFD
     source.encode("utf-8")

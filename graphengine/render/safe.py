@@ -11,7 +11,6 @@ crashes on them.
 
 from __future__ import annotations
 
-import html
 import re
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -29,20 +28,34 @@ def clean(text: object) -> str:
     return _CONTROL.sub("\ufffd", _SURROGATE.sub("\ufffd", str(text)))
 
 
+def _entities(text: str) -> str:
+    """``& < > " '`` as character references, which ``dot`` decodes in every string: no markup; and the ``=`` of
+    anything that reads like a file-opening attribute (``image=``), so that not even its text is in the DOT source."""
+    escaped = "".join(_ENTITY.get(c, c) for c in text)
+    return _FILE_ATTRIBUTE.sub(lambda m: m.group(1) + "&#61;", escaped)
+
+
+_ENTITY = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}
+_FILE_ATTRIBUTE = re.compile(r"(?i)(\b(?:image|shapefile|fontpath|imagepath|fontname)\s*)=")
+
+
 def dot_text(text: object) -> str:
-    """A plain (quoted) DOT string showing ``text`` literally: never an HTML label, no escapes.
+    """A plain (quoted) DOT string showing ``text`` literally: never an HTML label, no escapes, no markup.
+
+    ``dot`` decodes character references in every string, so the text is shown
+    as written while the DOT source holds no ``<``, ``>`` or ``"`` from it.
 
     Examples
     --------
     >>> from graphviz.quoting import quote
     >>> quote(dot_text('<<IMG SRC="/etc/passwd"/>>'))
-    '"<<IMG SRC=\\\\"/etc/passwd\\\\"/>>"'
-    >>> dot_text("a\\\\N")
-    'a\\\\\\\\N'
+    '"&lt;&lt;IMG SRC=&quot;/etc/passwd&quot;/&gt;&gt;"'
+    >>> dot_text("a" + chr(92) + "N").count(chr(92))  # a backslash is doubled: dot shows it, not "\\N"
+    2
     """
     from graphviz import nohtml
 
-    return nohtml(clean(text).replace("\\", "\\\\"))
+    return nohtml(_entities(clean(text).replace("\\", "\\\\")))
 
 
 def html_text(text: object) -> str:
@@ -53,7 +66,7 @@ def html_text(text: object) -> str:
     >>> html_text('<B x="1">&')
     '&lt;B x=&quot;1&quot;&gt;&amp;'
     """
-    return html.escape(clean(text), quote=True)
+    return _entities(clean(text))
 
 
 def dot_id(name: object) -> str:
@@ -77,4 +90,4 @@ def dot_multiline(text: object) -> str:
     """A tooltip: like :func:`dot_text`, with line breaks kept as DOT ``\\n``."""
     from graphviz import nohtml
 
-    return nohtml(clean(text).replace("\\", "\\\\").replace("\n", "\\n"))
+    return nohtml(_entities(clean(text).replace("\\", "\\\\")).replace("\n", "\\n"))
