@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import Any, Callable, Sequence
 
 from pydantic import BaseModel
 
 from ..ops import OpDef, TensorSpec
-
-if TYPE_CHECKING:
-    from .codegen import Program
 
 
 @dataclass(frozen=True)
@@ -71,7 +68,8 @@ class Schedule:
     wrt: tuple[int, ...] = ()
     bound: tuple[int, ...] = ()  # input/parameter/constant slots the pass reads
     required: frozenset[int] = frozenset()  # the same, as a set: inputs outside it need no value
-    programs: dict[bool, Program] = field(default_factory=dict)  # generated code, by `record`
+    # Generated code (codegen.Program), by `record`: cached here, typed loosely so schedules need not know codegen.
+    programs: dict[bool, Callable[..., Any]] = field(default_factory=dict)
     ran: set[bool] = field(default_factory=set)  # `record` values whose first call has run (on the interpreter)
     interpreted_seconds: float = 0.0  # time its calls spent on the interpreter (see CODEGEN_MAX_STEPS)
 
