@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import GraphEngineError
+from .worker import ignore_sigint
 
 __all__ = ["DistributedError", "connect", "require_dask", "upload_plugins"]
 
@@ -59,7 +60,10 @@ def connect(target: Any) -> tuple[Any, Any]:
         cluster = distributed.LocalCluster(
             n_workers=int(count), threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
         )
-        return distributed.Client(cluster), cluster
+        client = distributed.Client(cluster)
+        # Ctrl-C in a terminal reaches our workers too; the client's training loop handles it.
+        client.run(ignore_sigint)
+        return client, cluster
     distributed = require_dask()
     try:
         return distributed.Client(target, timeout="10s"), None

@@ -145,3 +145,10 @@ def collect(*pieces: Any) -> list[Any]:
 def worker_pid() -> int:
     """This worker's process id (for tests that kill a worker)."""
     return os.getpid()
+
+
+def ignore_sigint() -> None:
+    """On a ``local:N`` worker: leave Ctrl-C to the client (a terminal sends it to the whole process group)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
