@@ -404,3 +404,37 @@ def test_ctrl_c_on_the_cluster_stops_after_the_step_and_a_resume_finishes(client
                  "--dask", client.scheduler.address, "-o", str(out), "--quiet"]) == 0  # fmt: skip
     whole = train_on_dask(mlp, train_file, client=client, **CTRL_C, **QUIET)
     assert_same(graphengine.load(out).parameters, whole.graph.parameters, atol=ATOL)
+
+
+def diverging_doc() -> dict[str, Any]:
+    """Least squares: with a huge learning rate each step multiplies the error, until the loss overflows."""
+    return {
+        "format": "graphengine/v1",
+        "dtype": "float64",
+        "inputs": [{"name": "x", "shape": ["batch", 2]}, {"name": "t", "shape": ["batch", 1]}],
+        "parameters": [{"name": "W", "value": [[0.5, -0.5]]}, {"name": "b", "value": [0.0]}],
+        "nodes": [
+            {"id": "y", "op": "linear", "inputs": ["x", "W", "b"]},
+            {"id": "loss", "op": "squared_error", "inputs": ["y", "t"], "attrs": {"reduction": "mean"}},
+        ],
+        "outputs": ["loss"],
+        "loss": "loss",
+    }
+
+
+def test_the_nan_stop_on_the_cluster_names_the_step_and_keeps_the_checkpoint(client: Any, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    data = {"x": rng.standard_normal((8, 2)), "t": rng.standard_normal((8, 1))}
+    options = {"epochs": 40, "batch_size": 4, "lr": 1e30, "checkpoint_every": 1}
+    local = graphengine.load_dict(diverging_doc())
+    with pytest.raises(graphengine.NonFiniteError) as one_process:
+        graphengine.train(local, data, checkpoint=tmp_path / "local.ckpt.json", **options, **QUIET)
+    graph, ckpt = graphengine.load_dict(diverging_doc()), tmp_path / "run.ckpt.json"
+    with pytest.raises(graphengine.NonFiniteError, match=r"at step \d+ .*is intact") as caught:
+        train_on_dask(graph, data, client=client, checkpoint=ckpt, **options, **QUIET)
+    step = caught.value.step
+    assert step == one_process.value.step and step is not None and step > 2, str(caught.value)
+    # The loop ended epoch 3 (step 6) with a checkpoint and blew up at step 7 before applying it.
+    saved = graphengine.load(ckpt)
+    assert_same(saved.parameters, graph.parameters, atol=0)
+    assert all(np.isfinite(v).all() for v in saved.parameters.values())
