@@ -48,6 +48,7 @@ def train(
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
     handle_sigint: bool = True,
     gradient_fn: Callable[..., Any] | None = None,
+    evaluate_fn: Callable[..., dict[str, float]] | None = None,
     **options: Any,
 ) -> TrainResult:
     """Train a graph's parameters to minimize its loss.
@@ -75,6 +76,8 @@ def train(
     gradient_fn : callable, optional
         ``gradient_fn(feeds, wrt=names)`` returns what ``Plan.value_and_grad`` does; default: the
         graph's plan. :func:`graphengine.distributed.train` passes one that runs on a Dask cluster.
+    evaluate_fn : callable, optional
+        Like :func:`evaluate`, for the ``final`` and ``test`` figures (the cluster's, on Dask).
     **options
         Fields of :class:`TrainConfig` (``epochs=3``, ``lr=0.5``...): they
         override ``config``'s. An unknown one is a TrainingError with "did you mean".
@@ -110,7 +113,7 @@ def train(
     if cfg.dask is not None and gradient_fn is None:
         raise TrainingError(f"dask={cfg.dask!r}: train on a cluster with graphengine.distributed.train")
     run = _prepare(graph, cfg, data, validation_data, test_data, stream, started)
-    run.gradient_fn = gradient_fn
+    run.gradient_fn, run.evaluate_fn = gradient_fn, evaluate_fn
     _loop(run, on_step, on_epoch, handle_sigint)
     return _finish(run)
 
@@ -140,6 +143,7 @@ class _Run:
     last_checkpoint: SavedGraph | None = None
     base_seconds: float = 0.0  # training time of the runs before a resume
     gradient_fn: Callable[..., Any] | None = None  # default: plan.value_and_grad
+    evaluate_fn: Callable[..., dict[str, float]] | None = None  # default: evaluate
 
     def __post_init__(self) -> None:
         self.base_seconds = self.state.seconds
@@ -358,8 +362,9 @@ def _finish(run: _Run) -> TrainResult:
     test_result = saved = None
     if status != "interrupted":
         size = max(run.batch_size, 256)
-        final = evaluate(graph, run.dataset, metric=run.acc, batch_size=size)
-        test_result = evaluate(graph, run.test, metric=run.acc, batch_size=size) if run.test is not None else None
+        figures = run.evaluate_fn or evaluate
+        final = figures(graph, run.dataset, metric=run.acc, batch_size=size)
+        test_result = figures(graph, run.test, metric=run.acc, batch_size=size) if run.test is not None else None
         if run.out_path is not None:
             saved = save(
                 graph, run.out_path, weights=cfg.weights, overwrite=cfg.overwrite, overwrite_input=cfg.in_place
