@@ -438,3 +438,25 @@ def test_the_nan_stop_on_the_cluster_names_the_step_and_keeps_the_checkpoint(cli
     saved = graphengine.load(ckpt)
     assert_same(saved.parameters, graph.parameters, atol=0)
     assert all(np.isfinite(v).all() for v in saved.parameters.values())
+
+
+def test_final_and_test_figures_of_cluster_training_come_from_the_cluster(
+    client: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    import graphengine.training.loop as loop
+
+    graph, _ = load_case("digits", tmp_path)
+    data, test = feeds_for("digits", 37, seed=1), feeds_for("digits", 19, seed=2)
+
+    def not_on_the_client(*args: Any, **kwargs: Any) -> dict[str, float]:
+        raise AssertionError("final/test figures were computed on the client")
+
+    monkeypatch.setattr(loop, "evaluate", not_on_the_client)
+    result = train_on_dask(
+        graph, data, client=client, test_data=test, epochs=2, batch_size=8, metric="accuracy", **QUIET
+    )
+    assert result.test is not None
+    for got, on in ((result.final, data), (result.test, test)):
+        want = graphengine.evaluate(result.graph, on, metric="accuracy", batch_size=256)
+        assert got.keys() == want.keys() and got["accuracy"] == want["accuracy"]
+        assert abs(got["loss"] - want["loss"]) <= ATOL

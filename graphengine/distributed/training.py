@@ -62,7 +62,9 @@ def train(
     DistributedError
         No cluster given, or a worker failed (after retries); no update of that step was applied.
     """
-    fields = {k: options.pop(k) for k in list(options) if k in TrainConfig.model_fields}
+    # validation_data and test_data stay arguments: as such they may be arrays, not only paths.
+    passed = ("validation_data", "test_data")
+    fields = {k: options.pop(k) for k in list(options) if k in TrainConfig.model_fields and k not in passed}
     cfg = (config or TrainConfig()).replace("train()", **fields)
     target = client if client is not None else cfg.dask
     if target is None:
@@ -70,7 +72,17 @@ def train(
     if not isinstance(graph, Graph):
         graph = load(graph, plugins=cfg.plugins, limits=limits)
     with DataParallel(graph, target, shards=cfg.shards, limits=limits, plugins=cfg.plugins) as parallel:
-        return train_locally(graph, data, config=cfg, gradient_fn=parallel.value_and_grad, **options)
+
+        def figures(trained: Graph, dataset: Any, *, metric: Any, batch_size: int) -> dict[str, float]:
+            """The final and test figures, computed on the cluster."""
+            return evaluate(
+                trained, dataset, client=parallel.client, metric=metric, batch_size=batch_size,
+                plugins=cfg.plugins, limits=limits,
+            )  # fmt: skip
+
+        return train_locally(
+            graph, data, config=cfg, gradient_fn=parallel.value_and_grad, evaluate_fn=figures, **options
+        )
 
 
 def evaluate(
