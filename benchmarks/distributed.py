@@ -93,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from graphengine.distributed import DataParallel
 
-    graph = graphengine.load_dict(mlp((784, args.hidden, 10)))
+    # 200,000 x 784 is over the default max_elements (10^8): this benchmark raises the limits on purpose.
+    limits = graphengine.Limits(max_elements=10**9, max_total_bytes=32 * 1024**3)
+    graph = graphengine.load_dict(mlp((784, args.hidden, 10)), limits=limits)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((args.rows, 784))
     labels = rng.integers(0, 10, size=args.rows)
@@ -112,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         ) as cluster,
         Client(cluster) as client,
     ):
-        with DataParallel(graph, client, shards=args.workers) as parallel:
+        with DataParallel(graph, client, shards=args.workers, limits=limits) as parallel:
             first, steady, result = timed(lambda: parallel.value_and_grad(feeds), args.rounds)
             rows.append(("cluster, data from the client", first, steady))
             worst = max(
