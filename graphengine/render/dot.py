@@ -174,6 +174,21 @@ def _draw_group(
             id=dot_id(box.id),
             **({"class": "highlight"} if bold else {"class": "dimmed"} if dim else {}),
         )
+    if group and len(boxes) > 1:
+        _fix_element_order(vg, boxes, lr=lr)
+
+
+def _fix_element_order(vg: "graphviz.Digraph", boxes: list[_Box], *, lr: bool) -> None:
+    """Keep a tensor's elements in index order, the same in every view.
+
+    dot orders a rank to cross few arrows, so the backward arrows of the gradient view could swap
+    h[0] and h[1]. Invisible arrows between consecutive elements of one rank fix their order.
+    """
+    ordered = list(reversed(boxes)) if lr else boxes  # LR turns a rank's left-to-right into bottom-to-top
+    with vg.subgraph() as same:
+        same.attr(rank="same")
+        for a, b in zip(ordered, ordered[1:]):
+            same.edge(dot_id(a.id), dot_id(b.id), style="invis")
 
 
 def _draw_wires(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | None, pinned: set[str]) -> None:
