@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install 'graphengine[onnx]')")
+from conftest import ROOT  # noqa: E402
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 import graphengine  # noqa: E402
@@ -187,3 +188,17 @@ def test_export_then_import_gives_the_same_outputs_and_gradients():
 def test_export_refuses_an_op_without_onnx_equivalent():
     with pytest.raises(UnsupportedOnnxError, match="node 'loss' \\(op squared_error\\)"):
         export_model(graphengine.load("examples/seed_network.json"))
+
+
+def test_writing_into_a_missing_folder_is_one_line(tmp_path, capsys) -> None:
+    """import-onnx and export-onnx write atomically through format.atomic_write: a SaveError, never a traceback."""
+    from graphengine.cli import main
+
+    model = ROOT / "examples" / "onnx" / "small_cnn.onnx"
+    assert main(["import-onnx", str(model), "-o", str(tmp_path / "missing" / "cnn.json")]) == 1
+    assert main(["import-onnx", str(model), "-o", str(tmp_path / "cnn.json")]) == 0
+    assert main(["export-onnx", str(tmp_path / "cnn.json"), "-o", str(tmp_path / "missing" / "m.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("graphengine: error: cannot write") == 2 and "Traceback" not in err and "internal error" not in err
+    assert main(["import-onnx", str(tmp_path / "nope.onnx"), "-o", str(tmp_path / "x.json")]) == 1
+    assert "cannot read model file" in capsys.readouterr().err

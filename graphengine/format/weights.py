@@ -139,7 +139,9 @@ def read_data_file(
 _ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 
 
-def read_bounded(path: str | os.PathLike[str], max_bytes: int, *, error: Any, limit_error: Any) -> bytes:
+def read_bounded(
+    path: str | os.PathLike[str], max_bytes: int, *, error: Any, limit_error: Any, what: str = "graph file"
+) -> bytes:
     """The bytes of a file a user named (e.g. the graph file): a regular file, at most ``max_bytes`` long.
 
     The path may be a symlink (the user chose it), but what it opens must be
@@ -155,18 +157,18 @@ def read_bounded(path: str | os.PathLike[str], max_bytes: int, *, error: Any, li
     try:
         fd = os.open(path, flags)
     except OSError as exc:
-        raise error(f"cannot read graph file: {exc.strerror or exc}") from None
+        raise error(f"cannot read {what}: {exc.strerror or exc}") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise error("not a regular file (a folder, a pipe or a device); graph files are read from regular files")
+            raise error(f"not a regular file (a folder, a pipe or a device); a {what} is read from a regular file")
         if info.st_size > max_bytes:
             raise limit_error(f"file is {info.st_size} bytes, over the limit max_file_bytes={max_bytes}")
         with os.fdopen(fd, "rb") as fh:
             fd = -1
             data = fh.read(min(info.st_size, max_bytes) + 1)
     except OSError as exc:
-        raise error(f"cannot read graph file: {exc.strerror or exc}") from None
+        raise error(f"cannot read {what}: {exc.strerror or exc}") from None
     finally:
         if fd >= 0:
             os.close(fd)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..format import atomic_write_bytes
 from ..graph import Graph
 from ..graph.graph import NodeInfo
 from .errors import OnnxError, UnsupportedOnnxError
@@ -165,6 +166,5 @@ def export_model(graph: Graph, *, opset: int | None = None) -> Any:
 
 
 def save_model(graph: Graph, path: str | os.PathLike[str], *, opset: int | None = None) -> None:
-    """Export ``graph`` and write it to ``path``."""
-    with open(path, "wb") as fh:
-        fh.write(export_model(graph, opset=opset).SerializeToString())
+    """Export ``graph`` and write it to ``path`` atomically; a :class:`~graphengine.errors.SaveError` if it cannot be."""
+    atomic_write_bytes(path, export_model(graph, opset=opset).SerializeToString())

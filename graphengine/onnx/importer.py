@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from ..format import atomic_write_bytes, npz_bytes
 from ..graph import Graph, load_dict
 from .context import Context, Value, numpy_dtype
 from .convert_basic import BASIC
@@ -65,9 +66,10 @@ class ImportedModel:
         path = Path(path)
         weights = path.with_suffix(".npz").name
         text = json.dumps(self.document, indent=1).replace('"file": "WEIGHTS"', f'"file": {json.dumps(weights)}')
-        path.write_text(text + "\n")
+        # The .npz first, then the JSON that names it, each atomically (a SaveError if it cannot be written).
         if self.arrays:
-            np.savez(path.with_suffix(".npz"), allow_pickle=False, **self.arrays)
+            atomic_write_bytes(path.with_suffix(".npz"), npz_bytes(self.arrays))
+        atomic_write_bytes(path, (text + "\n").encode())
         return path
 
     def inline_document(self) -> dict[str, Any]:

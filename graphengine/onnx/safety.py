@@ -44,7 +44,7 @@ def read_model(path: str | os.PathLike[str], *, max_bytes: int = MAX_MODEL_BYTES
     def limit(detail: str) -> LimitError:
         return LimitError(f"{file}: {detail}")
 
-    raw = read_bounded(path, max_bytes, error=error, limit_error=limit)
+    raw = read_bounded(path, max_bytes, error=error, limit_error=limit, what="model file")
     try:
         model = onnx.load_model_from_string(raw)
     except Exception as exc:  # protobuf's DecodeError and friends: the file is not a model
