@@ -80,7 +80,8 @@ class RunLimits:
                 self._seen.clear()
             self._seen[signature] = problem
         if problem is not None:
-            raise problem
+            # A cached error is raised again on every such call: drop the last traceback, or it would grow each time.
+            raise problem.with_traceback(None)
 
     def _measure(self, values: Sequence[Any], signature: tuple[Any, ...]) -> GraphEngineError | None:
         limits = self.limits
