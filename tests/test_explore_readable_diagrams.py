@@ -141,7 +141,9 @@ def _element_positions(source: str) -> dict[str, tuple[float, float]]:
     import subprocess
 
     plain = subprocess.run(["dot", "-Tplain"], input=source, capture_output=True, text=True, check=True).stdout
-    return {p[1]: (float(p[2]), float(p[3])) for p in (line.split() for line in plain.splitlines()) if p and p[0] == "node"}
+    return {
+        p[1]: (float(p[2]), float(p[3])) for p in (line.split() for line in plain.splitlines()) if p and p[0] == "node"
+    }
 
 
 @needs_dot
@@ -155,7 +157,9 @@ def test_one_element_order_in_every_view(rankdir: str) -> None:
         pos = _element_positions(dot.source)
         order = {}
         for tensor in ("x", "h_pre", "h", "y_pre", "y", "W_h", "W_o"):
-            ids = sorted(k for k in pos if re.fullmatch(re.escape(tensor.replace("_", "_5f_")) + r"_5b_[0-9_c]+_5d_", k))
+            ids = sorted(
+                k for k in pos if re.fullmatch(re.escape(tensor.replace("_", "_5f_")) + r"_5b_[0-9_c]+_5d_", k)
+            )
             assert len(ids) >= 2, (tensor, sorted(pos))
             # Down the page in LR (y falls), across it in TB (x grows).
             key = (lambda k: -pos[k][1]) if rankdir == "LR" else (lambda k: pos[k][0])
@@ -164,3 +168,12 @@ def test_one_element_order_in_every_view(rankdir: str) -> None:
                 assert order[tensor] == ids, f"{tensor}: elements out of index order {order[tensor]}"
         orders.append(order)
     assert orders[0] == orders[1]
+
+
+def test_summaries_count_in_the_singular_and_the_plural(capsys) -> None:
+    fanout = SEED.parent / "custom_op" / "fanout.json"
+    assert main(["validate", str(fanout), "--plugin", str(SEED.parent / "custom_op" / "sine.py")]) == 0
+    out = capsys.readouterr().out
+    assert "(1 input, 1 parameter, 0 constants, 5 nodes; output y)" in out
+    assert main(["validate", str(SEED)]) == 0
+    assert "(2 inputs, 4 parameters, 0 constants, 5 nodes; outputs loss, y)" in capsys.readouterr().out

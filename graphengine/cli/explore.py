@@ -6,8 +6,7 @@ import argparse
 import sys
 import time
 
-from ..render import explore
-from ..render.api import _missing_inputs
+from ..render import explore, missing_inputs
 from ..render.explorer import COLLAPSE_AFTER
 from .common import _load, parse_feeds
 
@@ -17,7 +16,7 @@ def cmd_explore(args: "argparse.Namespace") -> int:
     started = time.perf_counter()
     graph = _load(args)
     feeds = parse_feeds(args.feed)
-    missing = _missing_inputs(graph, feeds)
+    missing = missing_inputs(graph, feeds)
     if missing:
         print(
             f"graphengine: note: input {missing[0]!r} has no value (--feed {missing[0]}=...); the page shows structure only",

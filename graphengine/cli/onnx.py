@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import GraphEngineError
-from .common import _load
+from .common import _load, counted
 
 
 class MissingOnnxError(GraphEngineError):
@@ -31,8 +31,9 @@ def cmd_import_onnx(args: argparse.Namespace) -> int:
     doc = imported.document
     extra = f" and {out.with_suffix('.npz').name}" if imported.arrays else ""
     print(
-        f"{args.model} -> {out}{extra}: {len(doc['inputs'])} inputs, {len(doc['parameters'])} parameters, "
-        f"{len(doc['nodes'])} nodes; outputs {', '.join(doc['outputs'])}"
+        f"{args.model} -> {out}{extra}: {counted(len(doc['inputs']), 'input')}, "
+        f"{counted(len(doc['parameters']), 'parameter')}, {counted(len(doc['nodes']), 'node')}; "
+        f"{'output' if len(doc['outputs']) == 1 else 'outputs'} {', '.join(doc['outputs'])}"
     )
     return 0
 

@@ -10,8 +10,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import RenderError
-from ..render import UNIT_LIMIT, RenderWarning, diagram, write
-from ..render.api import _missing_inputs
+from ..render import UNIT_LIMIT, RenderWarning, diagram, missing_inputs, write
 from .common import _load, parse_feeds
 
 
@@ -22,7 +21,7 @@ def cmd_render(args: "argparse.Namespace") -> int:
     graph = _load(args)
     grad = args.grad or args.trace is not None or bool(args.wrt) or args.output is not None
     feeds = parse_feeds(args.feed)
-    missing = _missing_inputs(graph, feeds)
+    missing = missing_inputs(graph, feeds)
     if missing:
         print(
             f"graphengine: note: input {missing[0]!r} has no value (--feed {missing[0]}=...); drawing structure only",

@@ -5,15 +5,16 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import _load, _print_named, _to_json, parse_feeds
+from .common import _load, _print_named, _to_json, counted, parse_feeds
 from .dask import plan_for
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     graph = _load(args)
     print(
-        f"{args.graph}: valid ({len(graph.inputs)} inputs, {len(graph.parameters)} parameters, "
-        f"{len(graph.constants)} constants, {len(graph.nodes)} nodes; outputs {', '.join(graph.outputs)})"
+        f"{args.graph}: valid ({counted(len(graph.inputs), 'input')}, {counted(len(graph.parameters), 'parameter')}, "
+        f"{counted(len(graph.constants), 'constant')}, {counted(len(graph.nodes), 'node')}; "
+        f"{'output' if len(graph.outputs) == 1 else 'outputs'} {', '.join(graph.outputs)})"
     )
     return 0
 

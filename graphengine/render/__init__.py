@@ -40,7 +40,7 @@ imports it.
 """
 
 from .. import hooks
-from .api import RenderWarning, diagram, mimebundle, to_dot, to_svg, write
+from .api import RenderWarning, diagram, mimebundle, missing_inputs, to_dot, to_svg, write
 from .explorer import Explorer, explore
 from .style import FORMATS, FULL_ELEMENTS, TOOLTIP_ELEMENTS, UNIT_LIMIT
 
@@ -50,6 +50,7 @@ __all__ = [
     "write",
     "to_svg",
     "mimebundle",
+    "missing_inputs",
     "explore",
     "Explorer",
     "RenderWarning",

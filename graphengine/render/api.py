@@ -39,8 +39,31 @@ def _unit_count(graph: "Graph", values: Mapping[str, Any]) -> int:
     return sum(int(np.size(values[name])) for name in graph.digraph.nodes if name in values)
 
 
-def _missing_inputs(graph: "Graph", feeds: Mapping[str, Any] | None) -> list[str]:
-    """Inputs with neither a feed nor a default: the diagram shows structure only."""
+def missing_inputs(graph: "Graph", feeds: Mapping[str, Any] | None = None) -> list[str]:
+    """The inputs of ``graph`` that have neither a feed nor a default.
+
+    When there are any, :func:`diagram` and :func:`explore` draw the structure only
+    (ids, ops, static types) and run no pass.
+
+    Parameters
+    ----------
+    graph : Graph
+    feeds : mapping of str to array_like, optional
+
+    Returns
+    -------
+    list of str
+        In the graph's order of inputs.
+
+    Examples
+    --------
+    >>> import graphengine
+    >>> from graphengine.render import missing_inputs
+    >>> missing_inputs(graphengine.load("examples/digits/mlp.json"))
+    ['x', 'label']
+    >>> missing_inputs(graphengine.load("examples/digits/mlp.json"), {"x": [[0.0] * 64], "label": [0]})
+    []
+    """
     return [name for name, info in graph.inputs.items() if info.default is None and name not in (feeds or {})]
 
 
@@ -173,7 +196,7 @@ def diagram(
     ['W_h', 'W_o', 'b_h', 'b_o']
     """
     plan = source.compile() if hasattr(source, "compile") else source
-    if _missing_inputs(plan.graph, feeds):  # draw ids, ops and shapes: any valid file can be drawn
+    if missing_inputs(plan.graph, feeds):  # draw ids, ops and shapes: any valid file can be drawn
         values, result = None, None
     else:
         values = plan.run_all(feeds)

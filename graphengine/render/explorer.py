@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from ..engine import GradResult, Plan
     from ..graph import Graph
 
-from .api import _missing_inputs, _unit_count
+from .api import _unit_count, missing_inputs
 from .dot import _draw, _pipe
 from .numbers import _inline, _number
 from .picture import _node_picture, _Picture, _small, _tag_fan_in, _unit_picture
@@ -115,7 +115,7 @@ def explore(
     graph = plan.graph
     values: dict[str, Any] | None = None
     result: "GradResult | None" = None
-    if not _missing_inputs(graph, feeds):
+    if not missing_inputs(graph, feeds):
         values = plan.run_all(feeds)
         if output is not None or graph.loss is not None or _scalar_output(graph, values):
             result = plan.value_and_grad(feeds, wrt, output=output, record=True)
