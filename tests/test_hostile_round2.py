@@ -285,3 +285,56 @@ def test_a_checkpoint_member_compressed_with_bzip2_is_refused(checkpoint: Path, 
             progress="none",
             optimizer="adam",
         )
+
+
+def _deflate_state(checkpoint: Path, padding: int) -> None:
+    """Rewrite the training state as a deflated member padded with JSON whitespace: a small file that unpacks big."""
+    doc = json.loads(checkpoint.read_text())
+    npz = checkpoint.parent / doc["parameters"][0]["file"]
+    with zipfile.ZipFile(npz) as old:
+        members = {i.filename: old.read(i) for i in old.infolist()}
+    state = np.load(npz)[STATE_KEY].tobytes() + b" " * padding
+    buffer = __import__("io").BytesIO()
+    np.lib.format.write_array(buffer, np.frombuffer(state, dtype=np.uint8))
+    members[STATE_KEY + ".npy"] = buffer.getvalue()
+    with zipfile.ZipFile(npz, "w") as new:
+        for name, data in members.items():
+            new.writestr(name, data, compress_type=zipfile.ZIP_DEFLATED)
+    digest = hashlib.sha256(npz.read_bytes()).hexdigest()
+    for entry in doc["parameters"]:
+        entry["sha256"] = digest
+    checkpoint.write_text(json.dumps(doc))
+
+
+def test_the_checkpoint_is_bounded_by_the_callers_limits(
+    checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _deflate_state(checkpoint, padding=300_000)  # unpacks to ~300 kB from a file of a few kB
+    assert (checkpoint.parent / json.loads(checkpoint.read_text())["parameters"][0]["file"]).stat().st_size < 20_000
+    limits = graphengine.Limits(max_total_bytes=100_000)
+    options: dict[str, Any] = dict(epochs=2, batch_size=10, progress="none", optimizer="adam")
+    with pytest.raises(errors.TrainingError, match=r"unpacks to \d+ bytes, over the limit max_total_bytes=100000"):
+        graphengine.train(graphengine.load(_classifier(tmp_path), limits=limits), _data(), resume=checkpoint, **options)
+    data = tmp_path / "d.npz"
+    np.savez(data, **_data())
+    argv = ["train", str(_classifier(tmp_path)), "--data", str(data), "--resume", str(checkpoint)]
+    argv += ["--optimizer", "adam", "--epochs", "2", "--quiet", "-o", str(tmp_path / "out.json")]
+    assert "max_total_bytes=100000" in one_line(capsys, [*argv, "--max-total-bytes", "100000"])
+    # Under the default limits the same (valid) checkpoint resumes and finishes.
+    result = graphengine.train(graphengine.load(_classifier(tmp_path)), _data(), resume=checkpoint, **options)
+    assert np.isfinite(result.history[-1]["loss"])
+
+
+def test_a_stored_checkpoint_over_the_callers_limit_is_refused(checkpoint: Path, tmp_path: Path) -> None:
+    # The classifier's parameters take 72 bytes; its checkpoint (with Adam's moments) takes more than 1,000.
+    limits = graphengine.Limits(max_total_bytes=1_000)
+    with pytest.raises(errors.GraphEngineError, match="byte limit|max_total_bytes=1000"):
+        graphengine.train(
+            graphengine.load(_classifier(tmp_path), limits=limits),
+            _data(),
+            epochs=2,
+            batch_size=10,
+            resume=checkpoint,
+            progress="none",
+            optimizer="adam",
+        )

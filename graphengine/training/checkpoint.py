@@ -44,9 +44,11 @@ def read_checkpoint(
     TrainingError
         The file is not a checkpoint, or its parameters do not match ``graph``'s.
     GraphFileError
-        The checkpoint's graph file is invalid (e.g. its .npz is missing or altered).
+        The checkpoint's graph file is invalid (e.g. its .npz is missing or altered), or it is over
+        ``graph.limits`` (the limits ``graph`` was loaded with bound the checkpoint too).
     """
-    checkpoint = load(path, registry=graph.registry)
+    limits = getattr(graph, "limits", None) or Limits()
+    checkpoint = load(path, registry=graph.registry, limits=limits)
     for name, value in graph.parameters.items():
         theirs = checkpoint.parameters.get(name)
         if theirs is None or theirs.shape != value.shape:
@@ -58,7 +60,7 @@ def read_checkpoint(
     if len(files) != 1:
         raise TrainingError(f"{str(path)!r} is a graph file but not a checkpoint (no training state)")
     npz_path = Path(path).parent / files.pop()
-    _check_archive(npz_path, str(path))
+    _check_archive(npz_path, str(path), limits.max_total_bytes)
     try:
         with np.load(npz_path, allow_pickle=False) as npz:
             if STATE_KEY not in npz.files:
@@ -77,14 +79,16 @@ def read_checkpoint(
     return dict(checkpoint.parameters), opt_state, state
 
 
-def _check_archive(npz_path: Path, shown: str) -> None:
-    """Refuse members whose unpacking zipfile cannot bound (bzip2, LZMA), before numpy reads any."""
+def _check_archive(npz_path: Path, shown: str, max_total_bytes: int) -> None:
+    """Refuse an archive that unpacks past ``max_total_bytes`` and members whose unpacking zipfile cannot bound
+    (bzip2, LZMA), before numpy reads any."""
     try:
         with zipfile.ZipFile(npz_path) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
-            if unpacked > Limits().max_total_bytes:
+            if unpacked > max_total_bytes:
                 raise TrainingError(
-                    f"checkpoint {shown!r}: {npz_path.name!r} unpacks to {unpacked} bytes, over max_total_bytes"
+                    f"checkpoint {shown!r}: {npz_path.name!r} unpacks to {unpacked} bytes, "
+                    f"over the limit max_total_bytes={max_total_bytes}"
                 )
             for info in archive.infolist():
                 if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 0x1:
