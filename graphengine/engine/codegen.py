@@ -290,9 +290,14 @@ def _emit_forward(writer: _Writer, schedule: Schedule, need_shape: set[int]) -> 
             writer.emit(f"h{s} = _shape(s{s})")
     writer.free(0)
     for k, (step, _) in enumerate(schedule.forward):
-        writer.ns[f"f{k}"], writer.ns[f"a{k}"] = step.op.forward, step.attrs
-        args = ", ".join(f"s{i}" for i in step.ins)
-        writer.emit(f"s{step.out} = f{k}({args}, attrs=a{k})", ("forward", step.node_id, step.op.name))
+        direct = getattr(step.op.forward, "__ge_direct__", None)  # a terse op's own forward: no adapter call
+        if direct is not None:
+            writer.ns[f"f{k}"] = direct[0]
+            call = _direct_call(direct[1], step, f"a{k}", "", 0)
+        else:
+            writer.ns[f"f{k}"], writer.ns[f"a{k}"] = step.op.forward, step.attrs
+            call = ", ".join(f"s{i}" for i in step.ins) + f", attrs=a{k}"
+        writer.emit(f"s{step.out} = f{k}({call})", ("forward", step.node_id, step.op.name))
         if step.out in need_shape:
             writer.emit(f"h{step.out} = _shape(s{step.out})")
         writer.free(k + 1)
@@ -322,14 +327,19 @@ def _emit_backward(
         names_c = []
         for n_grad, (position, slot, vjp) in enumerate(step.grads):
             site = VJPSite(step.op_name, position, names[slot], step.node_id)
-            ns[f"v{j}_{n_grad}"] = vjp
+            direct = getattr(vjp, "__ge_direct__", None)  # a terse VJP: call the user's function itself
+            ns[f"v{j}_{n_grad}"] = vjp if direct is None else direct[0]
+            if direct is None:
+                call = f"g{step.out}, {out_arg}, {in_args}, attrs=b{j}"
+            else:
+                call = _direct_call(direct[1], step, f"b{j}", f"g{step.out}", position)
             static = shapes[slot]
             shape = f"h{slot}" if static is None else repr(tuple(int(d) for d in static))  # a literal
             dt = writer.dtype_local(dtypes[slot])
             writer.fits.append((dtypes[slot], site))
             c = f"c{n_grad}" if record else "c"
             names_c.append(c)
-            emit(f"{c} = v{j}_{n_grad}(g{step.out}, {out_arg}, {in_args}, attrs=b{j})", ("vjp", site))
+            emit(f"{c} = v{j}_{n_grad}({call})", ("vjp", site))
             # Every call, cheaply: an exact ndarray of the input's shape and dtype passes as it is, as
             # through fit_cotangent; anything else (to unbroadcast, or wrong) goes through it.
             emit(
@@ -354,6 +364,20 @@ def _emit_backward(
             emit(f"del g{step.out}")
         writer.free(t_backward + k)
     return {seed_slot, *received}
+
+
+def _direct_call(arguments: Sequence[tuple[str | None, Any]], step: Any, attrs: str, g: str, position: int) -> str:
+    """The arguments of a direct call (see ``graphengine.ops.terse``): what the function names, nothing else."""
+    parts = []
+    for keyword, what in arguments:
+        if isinstance(what, int):
+            expr = f"s{step.ins[what]}"
+        elif isinstance(what, tuple):  # ("argnum", position)
+            expr = str(position)
+        else:
+            expr = {"g": g, "out": f"s{step.out}", "attrs": attrs}[what]
+        parts.append(expr if keyword is None else f"{keyword}={expr}")
+    return ", ".join(parts)
 
 
 def _wrt_tuple(

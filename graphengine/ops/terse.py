@@ -32,6 +32,7 @@ import inspect
 import itertools
 import linecache
 import sys
+import types
 from types import FrameType
 from typing import Any, Callable, Mapping, Sequence, Union
 
@@ -369,18 +370,34 @@ def _vjp_reads(
     return reads
 
 
-def _compile(fn: Callable[..., Any], params: str, call: str, label: str) -> Callable[..., Any]:
-    """``def <name>(<params>): return fn(<call>)``, with its source in linecache for tracebacks."""
+#: Adapter code objects by (parameters, call): the source depends only on the names, so ops of one
+#: form share one compile() (the standard library's 90 adapters are 39 forms).
+_ADAPTER_CODE: dict[tuple[str, str], Any] = {}
+
+
+def _compile(
+    fn: Callable[..., Any], params: str, call: str, label: str, direct: tuple[Any, ...] | None = None
+) -> Callable[..., Any]:
+    """``def <name>(<params>): return fn(<call>)``, with its source in linecache for tracebacks.
+
+    ``direct`` (stored as ``__ge_direct__``) says how to call ``fn`` without the adapter: per
+    argument, ``(keyword or None, what)`` with ``what`` one of ``"g"``, ``"out"``, ``"attrs"``,
+    an input position (int) or ``("argnum", position)``; the generated code binds ``fn`` itself.
+    """
     source = f"def adapter({params}):\n    return __ge_fn({call})\n"
     filename = f"<defop {label}>"
-    namespace: dict[str, Any] = {"__ge_fn": fn}
-    exec(compile(source, filename, "exec"), namespace)
+    code = _ADAPTER_CODE.get((params, call))
+    if code is None:
+        module = compile(source, "<defop>", "exec")
+        (code,) = [c for c in module.co_consts if isinstance(c, types.CodeType)]
+        _ADAPTER_CODE[(params, call)] = code
+    adapter = types.FunctionType(code.replace(co_filename=filename), {"__ge_fn": fn}, "adapter")
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    adapter = namespace["adapter"]
-    signature = inspect.signature(adapter)
     functools.update_wrapper(adapter, fn)  # its name, module and doc; __wrapped__ is fn
-    adapter.__signature__ = signature  # but it is called with the long form's signature
-    return adapter  # type: ignore[no-any-return]
+    # None: inspect.signature reads the adapter's own parameters (the long form's), when asked, not fn's.
+    adapter.__signature__ = None  # type: ignore[attr-defined]
+    adapter.__ge_direct__ = None if direct is None else (fn, direct)  # type: ignore[attr-defined]
+    return adapter
 
 
 def _inputs_params(inputs: tuple[str, ...], variadic: bool) -> str:
@@ -402,6 +419,7 @@ def _vjp_adapter(
     params += ", attrs, argnum" if last else (", attrs" if variadic else ", *, attrs")
     P = inspect.Parameter
     args = []
+    direct: list[tuple[str | None, Any]] | None = None if variadic else []
     for read, kind in reads:
         value = "argnum" if read == "argnum" and last else str(position) if read == "argnum" else read
         if kind is P.VAR_POSITIONAL:
@@ -410,7 +428,10 @@ def _vjp_adapter(
             args.append(f"{read}={value}")
         else:
             args.append(value)
-    return _compile(vjp, params, ", ".join(args), label)
+        if direct is not None:
+            what = inputs.index(read) if read in inputs else ("argnum", position) if read == "argnum" else read
+            direct.append((read if kind is P.KEYWORD_ONLY else None, what))
+    return _compile(vjp, params, ", ".join(args), label, None if direct is None else tuple(direct))
 
 
 def _forward_adapter(
@@ -418,7 +439,8 @@ def _forward_adapter(
 ) -> Callable[..., Any]:
     """``forward`` with the long form's signature: it also takes (and ignores) ``attrs``."""
     params = _inputs_params(inputs, variadic)
-    return _compile(forward, params + (", attrs" if variadic else ", *, attrs"), params, label)
+    direct = None if variadic else tuple((None, k) for k in range(len(inputs)))
+    return _compile(forward, params + (", attrs" if variadic else ", *, attrs"), params, label, direct)
 
 
 def _default_samples(
