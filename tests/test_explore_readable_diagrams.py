@@ -146,28 +146,46 @@ def _element_positions(source: str) -> dict[str, tuple[float, float]]:
     }
 
 
+def _chain(n: int = 7) -> dict[str, Any]:
+    """x (2) through a weight and ``n`` tanh ops: long enough to be laid out top to bottom by default."""
+    nodes = [{"id": "z", "op": "matmul", "inputs": ["W", "x"]}]
+    nodes += [{"id": f"t{k}", "op": "tanh", "inputs": [f"t{k - 1}" if k else "z"]} for k in range(n)]
+    nodes += [{"id": "r", "op": "add", "inputs": [f"t{n - 1}", "z"]}, {"id": "l", "op": "sum", "inputs": ["r"]}]
+    return {
+        "format": "graphengine/v1",
+        "inputs": [{"name": "x", "shape": [2], "default": [0.3, -0.8]}],
+        "parameters": [{"name": "W", "value": [[0.5, -1.0], [0.25, 0.75]]}],
+        "nodes": nodes,
+        "outputs": ["l"],
+    }
+
+
+def _order_faults(graph: graphengine.Graph, source: str) -> list[str]:
+    """Tensors whose element boxes are not in index order: LR top to bottom, TB left to right (element 0 first)."""
+    from graphengine.render.picture import _unit_ids
+    from graphengine.render.safe import dot_id
+
+    pos = _element_positions(source)
+    values = graph.compile().run_all()
+    tb = "rankdir=TB" in source
+    faults = []
+    for name in graph.digraph.nodes:
+        ids = [dot_id(u) for u in _unit_ids(name, np.shape(values[name]))]
+        if len(ids) > 1 and sorted(ids, key=lambda k: pos[k][0] if tb else -pos[k][1]) != ids:
+            faults.append(name)
+    return faults
+
+
 @needs_dot
-@pytest.mark.parametrize("rankdir", ["LR"])  # top-to-bottom views do not hold one order yet (docs/diagrams.md)
-def test_one_element_order_in_every_view(rankdir: str) -> None:
-    """The forward-only and the gradient view lay out every tensor's elements in one order (LR: index order)."""
-    g = graphengine.load(SEED)
-    orders = []
+@pytest.mark.parametrize("which", ["seed LR", "seed TB", "chain (TB by default)"])
+def test_one_element_order_in_every_view(which: str, write_graph) -> None:
+    """The forward-only and the gradient view lay out every tensor's elements in index order, element 0 first."""
+    g = graphengine.load(SEED if which.startswith("seed") else write_graph(_chain()))
+    rankdir = {"seed LR": "LR", "seed TB": "TB"}.get(which)
     for grad in (False, True):
-        dot, _ = diagram(g, grad=grad, rankdir=rankdir)
-        pos = _element_positions(dot.source)
-        order = {}
-        for tensor in ("x", "h_pre", "h", "y_pre", "y", "W_h", "W_o"):
-            ids = sorted(
-                k for k in pos if re.fullmatch(re.escape(tensor.replace("_", "_5f_")) + r"_5b_[0-9_c]+_5d_", k)
-            )
-            assert len(ids) >= 2, (tensor, sorted(pos))
-            # Down the page in LR (y falls), across it in TB (x grows).
-            key = (lambda k: -pos[k][1]) if rankdir == "LR" else (lambda k: pos[k][0])
-            order[tensor] = sorted(ids, key=key)
-            if rankdir == "LR":  # the seed network's own layout: index 0 on top, as a learner reads a vector
-                assert order[tensor] == ids, f"{tensor}: elements out of index order {order[tensor]}"
-        orders.append(order)
-    assert orders[0] == orders[1]
+        dot, _ = diagram(g, grad=grad, rankdir=rankdir, units=True)
+        assert f"rankdir={rankdir or 'TB'}" in dot.source
+        assert _order_faults(g, dot.source) == [], f"grad={grad}"
 
 
 def test_summaries_count_in_the_singular_and_the_plural(capsys) -> None:

@@ -72,6 +72,7 @@ def _new_digraph(name: str, rankdir: str, legend: str) -> "graphviz.Digraph":
     dot.attr(
         rankdir=rankdir,
         newrank="true",
+        remincross="false",  # the last pass over all clusters ignores the element order (mirrors TB gradient views)
         forcelabels="true",
         nodesep="0.25",
         ranksep="0.55",
