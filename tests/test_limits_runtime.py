@@ -132,3 +132,87 @@ def test_the_answer_is_cached_per_shape_signature(monkeypatch: pytest.MonkeyPatc
 def test_a_graph_without_free_dimensions_pays_nothing() -> None:
     graph = graphengine.load(EXAMPLES / "seed_network.json")
     assert not graph.compile()._binder.run_limits.active
+
+
+def _named(a: str, b: str, op: str = "add") -> dict[str, Any]:
+    return {
+        "format": "graphengine/v1",
+        "inputs": [{"name": "a", "shape": [a]}, {"name": "b", "shape": [b]}],
+        "nodes": [{"id": "y", "op": op, "inputs": ["a", "b"]}, {"id": "z", "op": "tanh", "inputs": ["y"]}],
+        "outputs": ["z"],
+    }
+
+
+def test_a_rule_that_refuses_the_fed_shapes_is_a_feed_error(tmp_path, capsys) -> None:
+    graph = graphengine.load_dict(_named("n", "m"))
+    with pytest.raises(errors.FeedError) as info:
+        graph.run({"a": np.zeros(3), "b": np.zeros(4)})
+    message = str(info.value)
+    for part in ("$.nodes[0]", "node 'y'", "op 'add'", "a: (3,)", "b: (4,)", "do not broadcast"):
+        assert part in message, (part, message)
+    np.testing.assert_array_equal(graph.run({"a": np.ones(2), "b": np.ones(2)})["z"], np.tanh([2.0, 2.0]))
+    # matmul on free dimensions that the feeds make disagree: the same, and one line on the CLI.
+    doc = {
+        "format": "graphengine/v1",
+        "inputs": [{"name": "x", "shape": [None, None]}],
+        "parameters": [{"name": "W", "value": [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]}],
+        "nodes": [{"id": "h", "op": "matmul", "inputs": ["x", "W"]}],
+        "outputs": ["h"],
+    }
+    path = tmp_path / "mm.json"
+    path.write_text(json.dumps(doc))
+    assert main(["run", str(path), "--feed", "x=[[1, 2, 3, 4]]"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "mm.json" in err and "node 'h'" in err and "op 'matmul'" in err, err
+    assert "x: (1, 4)" in err and "W: (3, 2)" in err and "Traceback" not in err
+    assert main(["run", str(path), "--feed", "x=[[1, 0, 0]]"]) == 0
+
+
+def _plugin_graph(rule: Any, forward: Any, limits: Limits | None = None) -> graphengine.Graph:
+    """x: [null] -> y = plugin(x) -> z = tanh(y), with the plugin's rule and forward given."""
+    from graphengine import default_registry
+    from graphengine.ops import OpDef
+
+    registry = default_registry()
+    registry.register(OpDef("liar", forward, (lambda g, out, x, *, attrs: g,), rule), "test")
+    doc = {
+        "format": "graphengine/v1",
+        "inputs": [{"name": "x", "shape": [None]}],
+        "nodes": [{"id": "y", "op": "liar", "inputs": ["x"]}, {"id": "z", "op": "tanh", "inputs": ["y"]}],
+        "outputs": ["z"],
+    }
+    return graphengine.load_dict(doc, registry=registry, limits=limits)
+
+
+def test_a_rule_that_under_reports_is_caught_right_after_the_op_returns() -> None:
+    from graphengine.ops import elementwise_rule
+
+    calls = []
+
+    def doubling(x: np.ndarray, *, attrs: Any) -> np.ndarray:  # its rule says "same shape as x"
+        calls.append(x.shape)
+        return np.concatenate([x, x]) if x.size > 20 else x * 1.0
+
+    graph = _plugin_graph(elementwise_rule, doubling, Limits(max_elements=100))
+    for _ in range(3):  # the honest sizes: interpreter first, then generated code
+        np.testing.assert_array_equal(graph.run({"x": np.ones(5)})["z"], np.tanh(np.ones(5)))
+    with pytest.raises(
+        errors.ExecutionError, match=r"node 'y' \(op 'liar'\) returned float64 \(120,\).*promised float64 \(60,\)"
+    ):
+        graph.run({"x": np.ones(60)})  # a new signature: the rule said 60 elements (under the limit), the op made 120
+    with pytest.raises(errors.ExecutionError, match="op 'liar'"):
+        graph.value_and_grad(feeds={"x": np.ones(30)}, wrt=None, output="z", cotangent=np.ones(30))
+
+
+def test_a_rule_that_crashes_on_the_fed_shapes_is_a_shape_error() -> None:
+    from graphengine.ops import TensorSpec
+
+    def rule(x: TensorSpec, *, attrs: Any) -> TensorSpec:
+        if x.shape[0] is not None and x.shape[0] > 3:
+            raise KeyError("internal")
+        return x
+
+    graph = _plugin_graph(rule, lambda x, *, attrs: x * 1.0)
+    graph.run({"x": np.ones(3)})
+    with pytest.raises(errors.ShapeError, match=r"node 'y'.*shape rule of op 'liar' failed on \(x: \(4,\)\): KeyError"):
+        graph.run({"x": np.ones(4)})

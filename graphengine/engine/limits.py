@@ -6,9 +6,15 @@ dimensions. :class:`RunLimits` re-runs every node's shape rule on the
 concrete shapes of a call's inputs, in topological order, and checks each
 output against ``max_elements`` and all of them together (with the feeds)
 against ``max_total_bytes`` — before the plan runs a single op. A node
-whose rule refuses the fed shapes is left to fail when it runs (with the
-op's own message, before anything after it is computed), so the nodes
-after it are not measured.
+whose rule refuses the fed shapes is a :class:`FeedError` naming the node,
+the op, its input shapes and the feeds (a rule that crashes is a
+:class:`ShapeError`), also before anything runs.
+
+The limits are only as true as the shape rules, so the first call of each
+new signature runs on the plan's checked interpreter with the specs
+measured here (:meth:`RunLimits.take_fresh`): each op's output is compared
+with its rule right after the op returns it, and one bigger than its rule
+said is an ExecutionError before the next op runs.
 
 The answer depends only on the input shapes, so it is cached per distinct
 shape signature: a steady training loop pays one tuple and one dict lookup
@@ -19,9 +25,10 @@ nothing.
 from __future__ import annotations
 
 import math
+import threading
 from typing import TYPE_CHECKING, Any, Sequence
 
-from ..errors import FeedError, GraphEngineError, LimitError, clip
+from ..errors import FeedError, GraphEngineError, LimitError, ShapeError, clip
 from ..format import Limits
 from ..ops import TensorSpec, format_shape
 
@@ -68,10 +75,11 @@ class RunLimits:
         self.nodes = [(node, slot[node.id], tuple(slot[i] for i in node.inputs)) for node in graph.nodes.values()]
         self.active = bool(self.free)
         self._seen: dict[tuple[Any, ...], GraphEngineError | None] = {}
+        self._local = threading.local()  # specs of a signature measured just now, per thread (see take_fresh)
 
     def check(self, values: Sequence[Any]) -> None:
         """Raise a LimitError (a FeedError for a feed itself) if the shapes of this call's inputs make any value too big."""
-        signature = tuple(None if values[s] is None else values[s].shape for s, _ in self.free)
+        signature = self._signature(values)
         try:
             problem = self._seen[signature]
         except KeyError:
@@ -99,23 +107,15 @@ class RunLimits:
                     )
                 total += elements * self.specs[slot].dtype.itemsize
         known: dict[tuple[Any, ...], TensorSpec] = {}
-        broken: set[int] = set()  # outputs of nodes whose rule the fed shapes break, and everything after them
         for node, out, inputs in self.nodes:
-            if broken and any(i in broken for i in inputs):
-                broken.add(out)
-                continue
             specs = [spec_of.get(i) or self.specs[i] for i in inputs]
             key = (id(node.op), id(node.attrs), *specs)
             spec = known.get(key)
             if spec is None:
-                try:
-                    spec = node.op.shape_rule(*specs, attrs=node.attrs)
-                except Exception:  # the op itself refuses these shapes when it runs, with its own message
-                    spec = None
-                if not isinstance(spec, TensorSpec):  # a broken rule is reported with the node's name when it runs
-                    broken.add(out)
-                    continue
-                known[key] = spec
+                result = self._rule(node, specs, fed)
+                if not isinstance(result, TensorSpec):
+                    return result  # the error: these shapes are refused, or the rule is broken
+                spec = known[key] = result
             spec_of[out] = spec
             elements = math.prod(1 if d is None else d for d in spec.shape)
             if elements > limits.max_elements:
@@ -124,7 +124,44 @@ class RunLimits:
             if total > limits.max_total_bytes:
                 what = f"{_shape(spec.shape)}, which takes the values of one call to {_count(total)} bytes"
                 return self._error(node, what, fed, "max_total_bytes")
+        self._local.fresh = (signature, [spec_of.get(i) or spec for i, spec in enumerate(self.specs)])
         return None
+
+    def _rule(self, node: Any, specs: list[TensorSpec], fed: str) -> TensorSpec | GraphEngineError:
+        """The node's output spec at these input specs, or the error to raise: a FeedError when its rule
+        refuses them (as it would at load time), a ShapeError when the rule itself is broken."""
+        where = f"{clip(self.file or '<graph>', 200)}: {node.json_path} (node {clip(node.id)!r})"
+        shown = ", ".join(f"{clip(i)}: {_shape(s.shape)}" for i, s in zip(node.inputs, specs))
+        try:
+            spec = node.op.shape_rule(*specs, attrs=node.attrs)
+        except ShapeError as exc:
+            return FeedError(
+                f"{where}: op {node.op.name!r} cannot take the shapes the feeds give its inputs ({clip(shown, 300)}; "
+                f"fed {clip(fed, 200)}): {exc.detail}"
+            )
+        except Exception as exc:  # a plugin's shape rule is code we do not trust to be tidy
+            detail = f"shape rule of op {node.op.name!r} failed on ({clip(shown, 300)}): {type(exc).__name__}: {exc}"
+            return ShapeError(detail, file=self.file, json_path=node.json_path, node_id=node.id)
+        if not isinstance(spec, TensorSpec):
+            detail = f"shape rule of op {node.op.name!r} returned {type(spec).__name__}, not a TensorSpec"
+            return ShapeError(detail, file=self.file, json_path=node.json_path, node_id=node.id)
+        return spec
+
+    def take_fresh(self, values: Sequence[Any]) -> list[TensorSpec] | None:
+        """Per slot, the specs at the input shapes of ``values``, if this thread measured them just now.
+
+        A plan runs such a call on its checked interpreter with these specs, so every op's output is
+        compared with what its rule said at these shapes (and the limits were checked against) right
+        after the op makes it: a rule that under-reports is an ExecutionError naming the node.
+        """
+        fresh: tuple[tuple[Any, ...], list[TensorSpec]] | None = getattr(self._local, "fresh", None)
+        if fresh is None or not values:
+            return None
+        self._local.fresh = None
+        return fresh[1] if fresh[0] == self._signature(values) else None
+
+    def _signature(self, values: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(None if values[s] is None else values[s].shape for s, _ in self.free)
 
     def _error(self, node: Any, what: str, fed: str, limit: str) -> LimitError:
         return LimitError(

@@ -109,7 +109,7 @@ class Plan:
         names = tuple(outputs) if outputs is not None else tuple(self.graph.outputs)
         schedule = self._schedule(names, None, None)
         values = self._bind(feeds, schedule)
-        outs, _ = self._runner(schedule, False)(values)
+        outs, _ = self._runner(schedule, False, values)(values)
         schedule.ran.add(False)
         return dict(zip(names, outs))
 
@@ -206,7 +206,7 @@ class Plan:
         schedule, wrt_names, resolved = self._grad_schedule(wrt, output)
         values = self._bind(feeds, schedule)
         taken = {id(values[s]) for s in schedule.bound}  # user data and parameters: never returned as gradients
-        runner = self._interpreter(schedule) if interpret else self._runner(schedule, record)
+        runner = self._interpreter(schedule) if interpret else self._runner(schedule, record, values)
         trace = Trace(resolved, np.empty(0)) if record else None
         recorder = Recorder(schedule.backward, self.names, trace) if trace is not None else None
 
@@ -278,16 +278,22 @@ class Plan:
             )
         return schedule
 
-    def _runner(self, schedule: Schedule, record: bool) -> Runner:
+    def _runner(self, schedule: Schedule, record: bool, values: Sequence[Any] = ()) -> Runner:
         """How to run ``schedule`` this time: the interpreter on its first call, else its generated code.
 
         The first call runs on the interpreter, which also checks every op's
         output against its shape rule, and generates no code (one call would
         not repay the compile). Both check every VJP result on every call.
+        A call whose input shapes the run-time limits measured just now runs on
+        the interpreter with the specs measured at those shapes, so an op that
+        makes more than its rule said is caught right after it returns.
         Code already generated (or prepared) always runs; otherwise a schedule
         over ``CODEGEN_MAX_STEPS`` steps stays on the interpreter until that
         has cost about what generating its code will.
         """
+        fresh = self._binder.run_limits.take_fresh(values) if self._binder.run_limits.active else None
+        if fresh is not None:
+            return Interpreter(schedule, fresh, self.names)
         program = schedule.programs.get(record)
         if program is not None and record in schedule.ran:
             return program
