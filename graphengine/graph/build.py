@@ -27,6 +27,7 @@ from ..ops import OpDef, TensorSpec
 from ..registry import Registry
 from .graph import Graph
 from .shapes import infer_specs
+from .topology import build_digraph, distinct_sources, topological_order
 
 
 class Builder:
@@ -44,9 +45,10 @@ class Builder:
     ) -> None:
         self.doc, self.raw, self.registry, self.file = doc, raw, registry, file
         self.base_dir, self.limits, self.allow_nonfinite = base_dir, limits, allow_nonfinite
-        self.where: dict[str, str] = {}  # name -> JSON path of its declaration
+        self.ids: dict[str, int] = {}  # name -> id: declared values first, then nodes, in file order
         self.tensors = TensorReader(doc, file, base_dir, limits, allow_nonfinite)
         self.no_attrs: dict[str, BaseModel] = {}  # op name -> its default attrs, when frozen
+        self.same_attrs: dict[tuple[str, str], BaseModel] = {}  # (op name, attrs as JSON) -> frozen attrs
 
     def error(self, cls: type[GraphFileError], detail: str, path: str, node_id: str | None = None) -> GraphFileError:
         return cls(detail, file=self.file, json_path=path, node_id=node_id)
@@ -56,29 +58,26 @@ class Builder:
         count = len(doc.inputs) + len(doc.parameters) + len(doc.constants) + len(doc.nodes)
         if count > self.limits.max_nodes:
             raise self.error(LimitError, f"{count} entries, over the limit max_nodes={self.limits.max_nodes}", "$")
-        self._check_unique_names()
+        names = self._check_unique_names()
         inputs = {d.name: self.tensors.read_input(i, d) for i, d in enumerate(doc.inputs)}
         parameters = {d.name: self.tensors.read_tensor("parameters", i, d) for i, d in enumerate(doc.parameters)}
         constants = {d.name: self.tensors.read_tensor("constants", i, d) for i, d in enumerate(doc.constants)}
-        digraph = nx.DiGraph()
-        # Nodes and edges in bulk: networkx's add_nodes_from / add_edges_from cost a fraction of one call per item.
-        digraph.add_nodes_from((name, {"kind": "input", "spec": info.spec}) for name, info in inputs.items())
-        for kind, table in (("parameter", parameters), ("constant", constants)):
-            digraph.add_nodes_from(
-                (name, {"kind": kind, "spec": TensorSpec(value.shape, value.dtype)}) for name, value in table.items()
-            )
+        specs: list[TensorSpec | None] = [info.spec for info in inputs.values()]
+        specs += [TensorSpec(v.shape, v.dtype) for table in (parameters, constants) for v in table.values()]
         resolved = [self._resolve_node(i) for i in range(len(doc.nodes))]
-        digraph.add_nodes_from((node_id, {"kind": "op", "op": op.name}) for node_id, op, _, _ in resolved)
-        digraph.add_edges_from(self._edges(resolved, digraph))
-        order = self._check_acyclic(digraph)
-        for field, names in (("outputs", doc.outputs), ("loss", [doc.loss] if doc.loss else [])):
-            for i, name in enumerate(names):
-                if name not in digraph:
+        wires = self._wires(resolved)
+        order = self._check_acyclic(wires, resolved)
+        for field, outs in (("outputs", doc.outputs), ("loss", [doc.loss] if doc.loss else [])):
+            for i, name in enumerate(outs):
+                if name not in self.ids:
                     path = f"$.outputs[{i}]" if field == "outputs" else "$.loss"
                     raise self.error(
                         DanglingReferenceError, f"{name!r} is not defined{self._did_you_mean(name)}", path, name
                     )
-        nodes = infer_specs(self.doc, digraph, resolved, order, self.error, self.tensors.check_shape)
+        specs += [None] * len(resolved)
+        nodes = infer_specs(
+            self.doc, self.ids, specs, len(names) - len(resolved), resolved, order, self.error, self.tensors.check_shape
+        )
         loss = doc.loss or (doc.outputs[0] if len(doc.outputs) == 1 else None)
         return Graph(
             inputs=inputs,
@@ -87,47 +86,67 @@ class Builder:
             nodes=nodes,
             outputs=list(doc.outputs),
             loss=loss,
-            digraph=digraph,
             registry=self.registry,
             file=self.file,
             document=doc,
             limits=self.limits,
+            specs=dict(zip(names, specs)),  # type: ignore[arg-type]  # every entry is set by now
         )
 
-    def _edges(self, resolved: list[tuple[str, OpDef, BaseModel, str]], digraph: nx.DiGraph) -> list[Any]:
-        """``(src, node, {"positions": [...]})`` per wire; DanglingReferenceError for an undefined source."""
-        wires: dict[tuple[str, str], list[int]] = {}
-        known = digraph.nodes
+    def _wires(self, resolved: list[tuple[str, OpDef, BaseModel, str]]) -> list[list[int]]:
+        """Each node's distinct source ids; DanglingReferenceError for an undefined source."""
+        ids = self.ids
+        wires = []
         for index, (node_id, _, _, path) in enumerate(resolved):
-            for position, src in enumerate(self.doc.nodes[index].inputs):
-                if src not in known:
-                    raise self.error(
-                        DanglingReferenceError,
-                        f"input {position} refers to {src!r}, which is not defined{self._did_you_mean(src)}",
-                        f"{path}.inputs[{position}]",
-                        node_id,
-                    )
-                wires.setdefault((src, node_id), []).append(position)
-        return [(src, dst, {"positions": positions}) for (src, dst), positions in wires.items()]
+            sources = self.doc.nodes[index].inputs
+            try:
+                wires.append(distinct_sources([ids[src] for src in sources]))
+            except KeyError:
+                position, src = next((p, s) for p, s in enumerate(sources) if s not in ids)
+                raise self.error(
+                    DanglingReferenceError,
+                    f"input {position} refers to {src!r}, which is not defined{self._did_you_mean(src)}",
+                    f"{path}.inputs[{position}]",
+                    node_id,
+                ) from None
+        return wires
 
-    def _check_unique_names(self) -> None:
+    def _sections(self) -> list[tuple[str, list[str]]]:
         doc = self.doc
-        sections: list[tuple[str, list[str]]] = [
+        return [
             ("inputs", [d.name for d in doc.inputs]),
             ("parameters", [d.name for d in doc.parameters]),
             ("constants", [d.name for d in doc.constants]),
             ("nodes", [d.id for d in doc.nodes]),
         ]
-        for section, names in sections:
-            for i, name in enumerate(names):
-                path = f"$.{section}[{i}]"
-                if name in self.where:
-                    raise self.error(DuplicateIdError, f"{name!r} is already defined at {self.where[name]}", path, name)
-                self.where[name] = path
+
+    def _check_unique_names(self) -> list[str]:
+        """Every name in id order (declared values, then nodes); DuplicateIdError naming both places."""
+        sections = self._sections()
+        names = [name for _, section in sections for name in section]
+        self.ids = {name: i for i, name in enumerate(names)}
+        if len(self.ids) != len(names):
+            seen: dict[str, str] = {}
+            for section, listed in sections:
+                for i, name in enumerate(listed):
+                    path = f"$.{section}[{i}]"
+                    if name in seen:
+                        raise self.error(DuplicateIdError, f"{name!r} is already defined at {seen[name]}", path, name)
+                    seen[name] = path
+        return names
+
+    def _path_of(self, name: str) -> str:
+        """The JSON path of ``name``'s declaration (names are unique by now)."""
+        index = self.ids[name]
+        for section, listed in self._sections():
+            if index < len(listed):
+                return f"$.{section}[{index}]"
+            index -= len(listed)
+        raise AssertionError(name)  # pragma: no cover
 
     def _did_you_mean(self, name: str) -> str:
 
-        return did_you_mean(name, self.where)
+        return did_you_mean(name, self.ids)
 
     def _resolve_node(self, index: int) -> tuple[str, OpDef, BaseModel, str]:
         decl = self.doc.nodes[index]
@@ -149,8 +168,9 @@ class Builder:
             raise self.error(
                 ArityError, f"op {op.name!r} takes {expected} ({names}), got {n}", f"{path}.inputs", decl.id
             )
-        allowed = ", ".join(op.attrs.model_fields) or "none"
-        if not self.allow_nonfinite:
+        if not decl.attrs and op.name in self.no_attrs:  # the common case, cheaply
+            return decl.id, op, self.no_attrs[op.name], path
+        if decl.attrs and not self.allow_nonfinite:
             bad = first_nonfinite(decl.attrs)
             if bad is not None:
                 raise self.error(
@@ -159,15 +179,23 @@ class Builder:
                     f"{path}.attrs{json_path(bad)[1:]}",
                     decl.id,
                 )
+        return decl.id, op, self._attrs(op, decl.attrs, path, decl.id), path
+
+    def _attrs(self, op: OpDef, given: dict[str, Any], path: str, node_id: str) -> BaseModel:
+        """``given`` validated by the op's attribute model; frozen results are shared by equal attributes."""
+        allowed = ", ".join(op.attrs.model_fields) or "none"
         try:
             # Attributes are JSON, so they are validated as JSON, strictly: true is not 1, "0.5" is not 0.5.
-            if decl.attrs:
-                attrs = op.attrs.model_validate_json(json.dumps(decl.attrs), strict=True)
-            elif op.name in self.no_attrs:
-                attrs = self.no_attrs[op.name]
+            if given:
+                text = json.dumps(given)
+                attrs = self.same_attrs.get((op.name, text))  # type: ignore[assignment]
+                if attrs is None:
+                    attrs = op.attrs.model_validate_json(text, strict=True)
+                    if op.attrs.model_config.get("frozen"):  # safe to share between nodes
+                        self.same_attrs[op.name, text] = attrs
             else:
                 attrs = op.attrs.model_validate({})
-                if op.attrs.model_config.get("frozen"):  # safe to share between nodes
+                if op.attrs.model_config.get("frozen"):
                     self.no_attrs[op.name] = attrs
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -178,25 +206,32 @@ class Builder:
             elif first["type"] == "json_invalid":  # pydantic's JSON parser stops at ~200 levels
                 msg = "attributes are nested too deeply"
             raise self.error(
-                OpAttributeError, f"op {op.name!r}: {msg} (attributes: {allowed})", f"{path}.attrs{sub}", decl.id
+                OpAttributeError, f"op {op.name!r}: {msg} (attributes: {allowed})", f"{path}.attrs{sub}", node_id
             ) from None
         except (TypeError, ValueError, RecursionError) as exc:  # attrs given from Python that are not JSON
             raise self.error(
                 OpAttributeError,
                 f"op {op.name!r}: attributes must be JSON values ({_clip(str(exc), 120)})",
                 f"{path}.attrs",
-                decl.id,
+                node_id,
             ) from None
-        return decl.id, op, attrs, path
+        return attrs
 
-    def _check_acyclic(self, digraph: nx.DiGraph) -> list[str]:
-        """A topological order; CycleError naming the cycle when there is none."""
-        try:
-            return list(nx.topological_sort(digraph))  # Kahn's algorithm: iterative, and cheaper than find_cycle
-        except nx.NetworkXUnfeasible:
-            cycle = nx.find_cycle(digraph)
+    def _check_acyclic(self, wires: list[list[int]], resolved: list[tuple[str, OpDef, BaseModel, str]]) -> list[int]:
+        """A topological order of ids; CycleError naming the cycle when there is none."""
+        first_node = len(self.ids) - len(resolved)
+        order = topological_order(first_node, len(self.ids), wires)
+        if order is not None:
+            return order
+        # Only now is the networkx view worth building: find_cycle names the cycle as it always has.
+        decls = self.doc.nodes
+        digraph = build_digraph(
+            ((name, "", None) for name in list(self.ids)[:first_node]),
+            ((node_id, op.name, None, decls[i].inputs) for i, (node_id, op, _, _) in enumerate(resolved)),
+        )
+        cycle = nx.find_cycle(digraph)
         names = [u for u, _ in cycle] + [cycle[0][0]]
         if len(names) > 21:  # keep the one-line message short on a huge cycle
             names = names[:10] + [f"... ({len(names) - 21} more) ..."] + names[-11:]
         first = names[0]
-        raise self.error(CycleError, "the nodes form a cycle: " + " -> ".join(names), self.where[first], first)
+        raise self.error(CycleError, "the nodes form a cycle: " + " -> ".join(names), self._path_of(first), first)

@@ -13,6 +13,7 @@ from .. import hooks
 from ..format import GraphV1, InputInfo, Limits
 from ..ops import OpDef, TensorSpec
 from ..registry import Registry
+from .topology import build_digraph
 
 if TYPE_CHECKING:  # annotations only: at run time the engine is reached through hooks
     from ..engine import GradResult, Plan
@@ -66,11 +67,12 @@ class Graph:
         nodes: dict[str, NodeInfo],
         outputs: list[str],
         loss: str | None,
-        digraph: nx.DiGraph,
         registry: Registry,
         file: str | None,
         document: GraphV1,
         limits: Limits | None = None,
+        digraph: nx.DiGraph | None = None,
+        specs: Mapping[str, TensorSpec] | None = None,
     ) -> None:
         self.inputs = inputs
         self.parameters = parameters
@@ -78,7 +80,8 @@ class Graph:
         self.nodes = nodes
         self.outputs = outputs
         self.loss = loss
-        self.digraph = digraph
+        self._digraph = digraph  # built on first use: the run path never reads it, and a big one is costly
+        self._specs: dict[str, TensorSpec] = dict(specs) if specs is not None else self._specs_of_values()
         self.registry = registry
         self.file = file
         self.document = document
@@ -89,9 +92,39 @@ class Graph:
     def parameter_names(self) -> list[str]:
         return list(self.parameters)
 
+    @property
+    def digraph(self) -> nx.DiGraph:
+        """The graph as a networkx DiGraph (see the class docstring); built on first use, then kept."""
+        if self._digraph is None:
+            self._digraph = build_digraph(
+                self._declared(), ((i.id, i.op.name, i.spec, i.inputs) for i in self.nodes.values())
+            )
+        return self._digraph
+
+    def _specs_of_values(self) -> dict[str, TensorSpec]:
+        if self._digraph is not None:
+            return {n: d["spec"] for n, d in self._digraph.nodes(data=True)}
+        values = {**self.parameters, **self.constants}
+        return {
+            **{name: info.spec for name, info in self.inputs.items()},
+            **{name: TensorSpec(v.shape, v.dtype) for name, v in values.items()},
+            **{name: info.spec for name, info in self.nodes.items()},
+        }
+
+    def _declared(self) -> list[tuple[str, str, TensorSpec]]:
+        spec = self.spec
+        return [
+            *((name, "input", info.spec) for name, info in self.inputs.items()),
+            *((name, "parameter", spec(name)) for name in self.parameters),
+            *((name, "constant", spec(name)) for name in self.constants),
+        ]
+
     def spec(self, name: str) -> TensorSpec:
-        """The static shape and dtype of any named value."""
-        return self.digraph.nodes[name]["spec"]  # type: ignore[no-any-return]
+        """The static shape and dtype of any named value (as loaded)."""
+        try:
+            return self._specs[name]
+        except KeyError:
+            raise KeyError(name) from None
 
     def compile(self) -> "Plan":
         """Compile into a flat execution plan (once; later calls return the same plan).

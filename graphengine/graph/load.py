@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from ..errors import LimitError, SchemaError
 from ..format import Limits, parse_json, validate_document
@@ -66,16 +68,17 @@ def load(
         error=lambda detail: SchemaError(detail, file=file),
         limit_error=lambda detail: LimitError(detail, file=file),
     )
-    data = parse_json(raw, file=file, allow_nonfinite=allow_nonfinite)
-    return load_dict(
-        data,
-        base_dir=Path(path).parent,
-        file=file,
-        registry=registry,
-        plugins=plugins,
-        limits=limits,
-        allow_nonfinite=allow_nonfinite,
-    )
+    with _collector_paused():
+        data = parse_json(raw, file=file, allow_nonfinite=allow_nonfinite)
+        return load_dict(
+            data,
+            base_dir=Path(path).parent,
+            file=file,
+            registry=registry,
+            plugins=plugins,
+            limits=limits,
+            allow_nonfinite=allow_nonfinite,
+        )
 
 
 def load_dict(
@@ -95,7 +98,25 @@ def load_dict(
     """
     limits = limits or Limits()
     registry = registry or default_registry(plugins)
-    doc = validate_document(data, file, limits)
-    return Builder(
-        doc, data, registry, file, Path(base_dir) if base_dir is not None else None, limits, allow_nonfinite
-    ).build()
+    with _collector_paused():
+        doc = validate_document(data, file, limits)
+        folder = Path(base_dir) if base_dir is not None else None
+        return Builder(doc, data, registry, file, folder, limits, allow_nonfinite).build()
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a graph is built, then back as it was.
+
+    Loading allocates millions of containers and frees almost none, so every
+    collection is wasted work that scans the whole growing heap again: on a
+    100k-node file it was a third of the load time. Nothing built here forms a
+    reference cycle that needs the collector.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Callable, Sequence
 
-import networkx as nx
 from pydantic import BaseModel
 
 from ..errors import GraphFileError, ShapeError
@@ -14,35 +13,45 @@ from .graph import NodeInfo
 
 def infer_specs(
     doc: Any,
-    digraph: nx.DiGraph,
+    ids: dict[str, int],
+    specs: list[TensorSpec | None],
+    first_node: int,
     resolved: list[tuple[str, OpDef, BaseModel, str]],
-    order: list[str],
+    order: list[int],
     error: Callable[..., GraphFileError],
     check_shape: Callable[[Sequence[int | None], str, str], int],
 ) -> dict[str, NodeInfo]:
-    """Each node's output spec from its op's shape rule, in topological ``order``; records it on ``digraph``.
+    """Each node's output spec from its op's shape rule, in topological ``order`` of ids; stored in ``specs``.
 
-    A shape rule is a pure function of its input specs and attributes, so it runs
-    once per distinct (op, attrs, input specs): most nodes of a large graph repeat
-    one of a few such cases, and a repeat also repeats the same size check.
+    ``ids`` maps every name to its id; ``specs`` holds one entry per id (declared values first, nodes from
+    ``first_node`` on, still None). A shape rule is a pure function of its input
+    specs and attributes, so it runs once per distinct (op, attrs, input specs):
+    most nodes of a large graph repeat one of a few such cases, and a repeat also
+    repeats the same size check. The key holds object ids: ops, attribute models
+    and specs all stay alive (in ``resolved`` and ``specs``) until this returns.
     """
-    by_id = {r[0]: (i, r) for i, r in enumerate(resolved)}
-    spec_of: dict[str, TensorSpec] = {name: data["spec"] for name, data in digraph.nodes(data=True) if "spec" in data}
-    known: dict[tuple[Any, ...], TensorSpec] = {}  # keyed by id(op), id(attrs): both live as long as ``resolved``
-    nodes: dict[str, NodeInfo] = {}
-    for name in order:
-        if name not in by_id:
+    known: dict[tuple[int, ...], TensorSpec] = {}
+    # Equal specs made one object, so that the key can hold ids (a spec's own hash is slow).
+    same: dict[TensorSpec, TensorSpec] = {}
+    for i in range(first_node):
+        specs[i] = same.setdefault(specs[i], specs[i])  # type: ignore[arg-type]
+    nodes: dict[str, NodeInfo] = {}  # in execution order, as ``order`` gives it
+    decls = doc.nodes
+    for position in order:
+        index = position - first_node
+        if index < 0:
             continue
-        index, (node_id, op, attrs, path) = by_id[name]
-        decl = doc.nodes[index]
-        specs = [spec_of[src] for src in decl.inputs]
-        key = (id(op), id(attrs), *specs)
-        spec = known.get(key)  # type: ignore[assignment]
+        node_id, op, attrs, path = resolved[index]
+        decl = decls[index]
+        inputs = decl.inputs
+        args = [specs[ids[src]] for src in inputs]
+        key = (id(op), id(attrs), *map(id, args))
+        spec = known.get(key)
         if spec is None:
-            spec = known[key] = _apply_rule(op, attrs, specs, decl.inputs, path, node_id, error, check_shape)
-        spec_of[node_id] = spec
-        digraph.nodes[node_id]["spec"] = spec
-        nodes[node_id] = NodeInfo(node_id, op, tuple(decl.inputs), attrs, spec, path, decl.label)
+            spec = _apply_rule(op, attrs, args, inputs, path, node_id, error, check_shape)  # type: ignore[arg-type]
+            spec = known[key] = same.setdefault(spec, spec)
+        specs[position] = spec
+        nodes[node_id] = NodeInfo(node_id, op, tuple(inputs), attrs, spec, path, decl.label)
     return nodes
 
 
