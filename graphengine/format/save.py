@@ -14,10 +14,12 @@ So the ``.npz`` is *content-addressed*: ``model.json`` refers to
 ``model.<first 12 hex digits of its sha256>.npz`` and pins the full sha256.
 The new ``.npz`` is written first, then the JSON is replaced; until that
 rename the old JSON still points at the old, intact ``.npz``. Afterwards the
-``.npz`` the old JSON named is removed, but only when no other graph file
-beside it (or in the folder above) could refer to it (``cp model.json
-best.json`` keeps it alive), and temp files of saves that were killed are
-removed once provably dead (unlocked and a minute old).
+``.npz`` the old JSON named is removed, but only when no graph file
+anywhere could load it: the only ones that can sit in its folder or above
+it, and all of those are searched (``cp model.json best.json`` keeps it
+alive; one that cannot be checked is kept and named in a
+:class:`SaveWarning`). Temp files of saves that were killed are removed
+once provably dead (unlocked and a minute old).
 
 The graph's own file is never overwritten unless ``overwrite_input=True``, and
 an existing file only with ``overwrite=True``.
@@ -32,20 +34,21 @@ import re
 import stat
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable, Mapping
 
 import numpy as np
 
-from ..errors import SaveError
+from ..errors import SaveError, clip
 
 try:
     import fcntl
 except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["atomic_write", "atomic_write_bytes", "SavedGraph", "npz_bytes", "check_writable"]
+__all__ = ["atomic_write", "atomic_write_bytes", "SavedGraph", "SaveWarning", "npz_bytes", "check_writable"]
 
 #: Above this many parameter elements, ``weights="auto"`` writes a .npz instead of inline values.
 INLINE_LIMIT = 10_000
@@ -178,8 +181,16 @@ def _stem(path: Path) -> str:
     return path.name[: -len(".json")] if path.name.lower().endswith(".json") else path.stem
 
 
-#: A graph file larger than this is not searched for a reference to a .npz: it may hold one, so the .npz is kept.
+#: A file larger than this is not searched for a reference to a .npz: it may hold one, so the .npz is kept.
 _SCAN_LIMIT = 64 * 1024**2
+#: At most this many bytes are read per .npz looking for graph files that name it; past that it is kept.
+_SCAN_BUDGET = 256 * 1024**2
+#: How much of a file is read first to see whether it could be a graph document at all.
+_HEAD = 4096
+
+
+class SaveWarning(UserWarning):
+    """A save kept a replaced ``.npz`` that it could not prove unused; the message says which file and why."""
 
 
 def npz_names(doc_bytes: bytes) -> set[str]:
@@ -198,42 +209,97 @@ def npz_names(doc_bytes: bytes) -> set[str]:
     return names
 
 
-def _maybe_referenced(npz: Path, folder: Path, skip: Path) -> bool:
-    """Whether any graph file in ``folder`` or its parent, other than ``skip``, could refer to ``npz``.
+def _strings(doc_bytes: bytes) -> list[str]:
+    """Every string (keys and values) of a JSON document; empty when it is not JSON. Walked without recursion."""
+    try:
+        stack = [json.loads(doc_bytes)]
+    except (ValueError, RecursionError):
+        return []
+    found = []
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, dict):
+            found.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
-    Conservative: a file that cannot be read or is too large to search
-    counts as a reference; one with ``\\u`` escapes is parsed.
+
+def _why_kept(npz: Path) -> str | None:
+    """Why ``npz`` might still be used by some graph file, or None when provably no graph file can load it.
+
+    A graph names its weight files by relative paths that go only down from
+    its own folder and never through a symlink, and a weight file with a
+    second hard link is refused. So the only graph files that can load
+    ``npz`` sit in its real folder or in one of that folder's ancestors, up
+    to the root: each of those folders is listed, and every regular file in
+    it (or symlink to one) that could be a JSON document is searched for the
+    name. Anything that cannot be searched (a folder that cannot be listed,
+    a file that cannot be read, one over 64 MiB, or 256 MiB read in all)
+    counts as a reference.
     """
-    spellings = (npz.name.encode(), f"{folder.name}/{npz.name}".encode())
-    for place in {folder, folder.parent}:
+    name = npz.name
+    try:
+        place = npz.parent.resolve(strict=True)
+        own = os.stat(npz)
+    except OSError as exc:
+        return f"cannot find its folder ({exc.strerror or exc})"
+    budget = [_SCAN_BUDGET]
+    while True:
         try:
-            candidates = [p for p in place.iterdir() if p.name.lower().endswith(".json")]
-        except OSError:
-            return True
-        for candidate in candidates:
+            entries = [Path(entry.path) for entry in os.scandir(place)]
+        except OSError as exc:
+            return f"cannot list {str(place)!r} ({exc.strerror or exc}) to check that no graph file there names it"
+        for path in entries:
             try:
-                if candidate.samefile(skip) or not candidate.is_file():
-                    continue
-                if candidate.stat().st_size > _SCAN_LIMIT:
-                    return True
-                raw = candidate.read_bytes()
+                info = os.stat(path)  # follows a symlink: a linked graph file loads what it points at
             except OSError:
-                return True
-            if any(s in raw for s in spellings):
-                return True
-            if b"\\u" in raw and (names := npz_names(raw)) and any(n.endswith(npz.name) for n in names):
-                return True  # spelt with escapes: parsed to be sure
-    return False
+                continue  # a dangling symlink loads nothing
+            if stat.S_ISREG(info.st_mode) and (info.st_dev, info.st_ino) != (own.st_dev, own.st_ino):
+                reason = _names_it(path, info.st_size, name, budget)
+                if reason is not None:
+                    return reason
+        if place.parent == place:
+            return None
+        place = place.parent
+
+
+def _names_it(path: Path, size: int, name: str, budget: list[int]) -> str | None:
+    """Why the file ``path`` might be a graph document naming ``name``, or None when it cannot be."""
+    if size > _SCAN_LIMIT or size > budget[0]:
+        return f"{str(path)!r} is too large to search for its name"
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as fh:
+            head = fh.read(_HEAD)
+            start = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
+            start = start.lstrip(b" \t\r\n")
+            if start and not start.startswith(b"{"):
+                return None  # not a JSON object, so not a graph document
+            raw = head + fh.read(size - len(head) + 1)
+    except OSError as exc:
+        return f"cannot read {str(path)!r} ({exc.strerror or exc}) to check that it does not name it"
+    budget[0] -= len(raw)
+    if name.encode() in raw:
+        return f"{str(path)!r} names it"
+    if b"\\" in raw and any(s == name or s.endswith("/" + name) for s in _strings(raw)):
+        return f"{str(path)!r} names it (with escapes)"
+    return None
 
 
 def remove_replaced_npz(target: Path, old_names: set[str], keep: Path | None) -> list[Path]:
     """Remove the .npz files the replaced ``target`` referred to, when provably unused; return those removed.
 
-    Only a file that (1) the old version of ``target`` named, (2) has this
-    graph's ``NAME.<12 hex>.npz`` form, (3) is a regular, single-link file
-    and (4) no other graph file beside it (or in the folder above) could
-    refer to is deleted. Anything else is left alone: a kept file costs disk
-    space, a deleted one can cost another graph its weights.
+    Only a file that (1) the old version of ``target`` named, beside it,
+    (2) has this graph's ``NAME.<12 hex>.npz`` form, (3) is a regular,
+    single-link file of this user and (4) no graph file anywhere can load
+    (see :func:`_why_kept`) is deleted. Anything else is left alone, and a
+    file that passes (1)-(3) but not (4) is named in a :class:`SaveWarning`
+    (one line: which file and why). A kept file costs disk space; a deleted
+    one can cost another graph its weights.
     """
     pattern = re.compile(re.escape(_stem(target)) + r"\.[0-9a-f]{12}\.npz")
     removed = []
@@ -245,9 +311,17 @@ def remove_replaced_npz(target: Path, old_names: set[str], keep: Path | None) ->
             info = os.lstat(candidate)
         except OSError:
             continue
-        if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1:
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1 or info.st_uid != _uid():
             continue
-        if _maybe_referenced(candidate, target.parent, target):
+        reason = _why_kept(candidate)
+        if reason is not None:
+            shown = clip(str(candidate), 200)
+            warnings.warn(
+                SaveWarning(
+                    f"kept {shown!r}, which the replaced graph used: {clip(reason, 300)}; delete it once unused"
+                ),
+                stacklevel=3,
+            )
             continue
         try:
             candidate.unlink()
@@ -255,6 +329,10 @@ def remove_replaced_npz(target: Path, old_names: set[str], keep: Path | None) ->
         except OSError:
             pass
     return removed
+
+
+def _uid() -> int:
+    return os.getuid() if hasattr(os, "getuid") else 0  # Windows reports st_uid 0 for every file
 
 
 def remove_dead_temp_files(target: Path, min_age: float = 60.0) -> list[Path]:
@@ -284,7 +362,7 @@ def remove_dead_temp_files(target: Path, min_age: float = 60.0) -> list[Path]:
             continue
         try:
             info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < min_age or info.st_uid != os.getuid():
+            if not stat.S_ISREG(info.st_mode) or now - info.st_mtime < min_age or info.st_uid != _uid():
                 continue
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # OSError while a live save holds it
             if (os.lstat(candidate).st_ino, os.lstat(candidate).st_dev) == (info.st_ino, info.st_dev):
