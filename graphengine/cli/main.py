@@ -8,6 +8,7 @@ import warnings
 from typing import Callable, Sequence
 
 from ..errors import GraphEngineError
+from ..format.save import SaveWarning
 from . import dask as dask_commands
 from . import explore as explore_commands
 from . import onnx as onnx_commands
@@ -111,8 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
+            warnings.simplefilter("always", SaveWarning)
             code = int(args.func(args) or 0)
         _numeric_warning(caught)
+        for note in (w for w in caught if issubclass(w.category, SaveWarning)):  # a file a save kept, and why
+            print(f"graphengine: note: {' '.join(str(note.message).split())}", file=sys.stderr)
         return code
     except GraphEngineError as exc:
         if args.debug:
