@@ -24,7 +24,7 @@ class Accuracy:
         """(correct, total) for one batch."""
         predicted = np.argmax(logits, axis=-1)
         truth = labels if labels.dtype.kind in "iu" else np.argmax(labels, axis=-1)
-        return int(np.sum(predicted == truth)), int(np.size(truth))
+        return int(np.count_nonzero(predicted == truth)), int(np.size(truth))
 
     @classmethod
     def find(cls, graph: Graph) -> "Accuracy":
