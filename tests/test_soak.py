@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import graphengine
+from graphengine.format.save import remove_dead_temp_files
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX signals (SIGKILL)")
 
@@ -77,6 +78,9 @@ def test_kill_9_during_checkpoint_writes_leaves_only_loadable_files(tmp_path: Pa
         killed_with_checkpoint += (tmp_path / "ckpt.json").exists()
     leftovers = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     assert len(leftovers) <= TRIALS, "temp files of killed saves pile up"
+    # Every one left is known as a dead save's (its form, unlocked, ours): the clean-up takes it once old enough.
+    removed = remove_dead_temp_files(tmp_path / "ckpt.json", min_age=0)
+    assert sorted(removed) == sorted(leftovers) and not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
     assert killed_with_checkpoint > 0
     resumed = graphengine.train(
         graphengine.load(tmp_path / "clf.json"),
