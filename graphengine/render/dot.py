@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ..graph import Graph
 
 from .numbers import _esc, _heatmap, _html_value, _inline, _nonfinite, _shape
-from .picture import _Box, _Picture
+from .picture import _Box, _Picture, _Wire
 from .safe import dot_id, dot_multiline, dot_text
 from .style import (
     BACKWARD,
@@ -193,11 +193,7 @@ def _fix_element_order(vg: "graphviz.Digraph", boxes: list[_Box], *, lr: bool) -
 
 
 def _draw_wires(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | None, pinned: set[str]) -> None:
-    """A solid forward arrow per wire, and a dashed one back carrying its contribution.
-
-    A pinned leaf sits in its reader's rank, so a plain label on that short arrow lands on the leaf's box:
-    such arrows carry an ``xlabel``, which Graphviz places after layout, clear of the boxes.
-    """
+    """A solid forward arrow per wire, and a dashed one back carrying its contribution (see _label_at_arrowhead)."""
     for k, wire in enumerate(picture.wires):
         dim = on_path is not None and (wire.src, wire.dst) not in on_path
         bold = on_path is not None and not dim
@@ -227,7 +223,7 @@ def _draw_wires(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | 
                 fontcolor=DIM_TEXT if dim else BACKWARD,
                 penwidth="3" if bold else "1.2",
                 arrowsize="0.7",
-                **{"xlabel" if wire.src in pinned else "label": dot_text(label)},
+                **_back_label(dot_text(label), wire, pinned, units=picture.units),
                 id=f"w-{k}-b",
                 tooltip=dot_text(f"backward: {wire.dst} sends to {wire.src}")
                 if picture.live
@@ -236,6 +232,26 @@ def _draw_wires(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | 
                 ),
                 **css,
             )
+
+
+def _back_label(label: str, wire: _Wire, pinned: set[str], *, units: bool) -> dict[str, str]:
+    """Where a dashed arrow's number goes.
+
+    Per unit, many arrows cross between two frames, and a label in the middle of one lands wherever
+    dot finds room, often beside another box (b_o's c₁ sat next to W_o[1,1]): there it goes beside
+    the arrowhead, at the box that receives it; arrows that meet at one box (c₁, c₂, ...) fan their
+    labels out, odd tags on one side, even on the other, each pair further out. Per tensor, arrows are
+    short and straight and a label at the arrowhead would sit on the next box: the middle reads best.
+    A pinned leaf sits in its reader's rank: its short arrow has an ``xlabel``, placed after layout.
+    """
+    if wire.src in pinned:
+        return {"xlabel": label}
+    if not units:
+        return {"label": label}
+    k = wire.fan_index
+    distance = 2.2 if not k else 4.6 + 1.5 * ((k - 1) // 2)
+    angle = 25 if not k else 24 * (1 if k % 2 else -1)
+    return {"taillabel": label, "labeldistance": f"{distance:g}", "labelangle": f"{angle:g}"}
 
 
 def _table(box: _Box, picture: _Picture, dim: bool, bold: bool) -> str:

@@ -46,6 +46,7 @@ class _Wire:
     position: int  # which input of dst
     contribution: np.ndarray | None = None
     tag: str = ""  # c₁, c₂, ... when src has several
+    fan_index: int = 0  # k of the tag c_k; 0 when src receives one contribution
 
 
 @dataclass
@@ -201,7 +202,7 @@ def _tag_fan_in(picture: _Picture) -> None:
         if len(wires) < 2:
             continue
         for k, wire in enumerate(wires, 1):
-            wire.tag = f"c{k}".translate(SUBSCRIPTS)
+            wire.tag, wire.fan_index = f"c{k}".translate(SUBSCRIPTS), k
         picture.boxes[src].fan_in = [(w.dst, w.contribution) for w in wires]  # type: ignore[misc]
 
 
