@@ -136,8 +136,8 @@ class RunLimits:
             spec = node.op.shape_rule(*specs, attrs=node.attrs)
         except ShapeError as exc:
             return FeedError(
-                f"{where}: op {node.op.name!r} cannot take the shapes the feeds give its inputs ({clip(shown, 300)}; "
-                f"fed {clip(fed, 200)}): {exc.detail}"
+                f"{where}: with the fed shapes ({clip(fed, 200)}) op {node.op.name!r} cannot take its inputs "
+                f"({clip(shown, 300)}): {exc.detail}"
             )
         except Exception as exc:  # a plugin's shape rule is code we do not trust to be tidy
             detail = f"shape rule of op {node.op.name!r} failed on ({clip(shown, 300)}): {type(exc).__name__}: {exc}"
