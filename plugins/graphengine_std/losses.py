@@ -193,6 +193,8 @@ def _check_labels(logits: Array, labels: Array, ignore_index: int | None = None)
                 f"logits of shape {format_shape(logits.shape)} (expected {format_shape(logits.shape[:-1])})"
             )
         classes = logits.shape[-1]
+        if labels.size == 0 or (labels.min() >= 0 and labels.max() < classes):
+            return  # every label is a class (the common case, checked in two reductions)
         bad = np.flatnonzero(((labels < 0) | (labels >= classes)) & (labels != ignore_index))
         if bad.size:
             where = tuple(int(i) for i in np.unravel_index(bad[0], labels.shape))
@@ -250,7 +252,10 @@ def softmax_cross_entropy_vjp_logits(g: Array, logits: Array, labels: Array, att
             if attrs.ignore_index is not None
             else labels[..., None]
         )
-        np.put_along_axis(grad, index, np.take_along_axis(grad, index, axis=-1) - 1, axis=-1)
+        if grad.ndim == 2:  # (examples, classes): plain indexing, cheaper than the *_along_axis helpers
+            grad[np.arange(grad.shape[0]), index[:, 0]] -= 1
+        else:
+            np.put_along_axis(grad, index, np.take_along_axis(grad, index, axis=-1) - 1, axis=-1)
     else:
         grad = grad * np.sum(labels, axis=-1, keepdims=True) - labels
     if weight is not None:
@@ -289,7 +294,10 @@ def softmax_cross_entropy(logits: Array, labels: Array, *, attrs: CrossEntropyAt
     logp = log_softmax_values(logits, -1)
     if _is_index(labels):
         safe = np.where(labels == attrs.ignore_index, 0, labels) if attrs.ignore_index is not None else labels
-        per_example = -np.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
+        if logp.ndim == 2:  # (examples, classes): plain indexing, cheaper than take_along_axis
+            per_example = -logp[np.arange(logp.shape[0]), safe]
+        else:
+            per_example = -np.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
     else:
         per_example = -np.sum(labels * logp, axis=-1)
     return _reduce(per_example, _weights(labels, attrs, logits.dtype), attrs)

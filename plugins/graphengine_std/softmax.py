@@ -32,8 +32,9 @@ class SoftmaxAttrs(BaseModel):
 
 def log_softmax_values(x: Array, axis: int) -> Array:
     """``log(softmax(x))`` along ``axis``, stably (shared with the cross-entropy loss)."""
-    shifted = x - np.max(x, axis=axis, keepdims=True)
-    return shifted - np.log(np.sum(np.exp(shifted), axis=axis, keepdims=True))
+    # The array methods: the same reductions as np.max/np.sum, without their Python dispatch (a loss calls this per step).
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
 
 
 def _axis_rule(name: str, x: TensorSpec, axis: int) -> TensorSpec:
