@@ -206,10 +206,10 @@ def npz_member(data: bytes, decl: TensorDecl, budget: int, max_total_bytes: int,
                 raise fail(f"{shown} holds array {_show(key)} twice; which one is meant is ambiguous", ".key")
             info = archive.getinfo(member)
             if info.compress_type not in _ZIP_METHODS or info.flag_bits & 0x1:
-                method = "encrypted" if info.flag_bits & 0x1 else f"compression method {info.compress_type}"
+                method = "is encrypted" if info.flag_bits & 0x1 else f"uses compression method {info.compress_type}"
                 raise fail(
-                    f"array {_show(key)} of {shown} uses {method}; only stored and deflated members are read "
-                    "(bzip2 and LZMA readers cannot bound what they unpack)"
+                    f"array {_show(key)} of {shown} {method}; only stored and deflated members are read "
+                    "(the bzip2 and LZMA readers cannot bound what they unpack, and others are not needed)"
                 )
             if info.file_size > budget + NPY_HEADER_ROOM:
                 raise fail(

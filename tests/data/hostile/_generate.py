@@ -117,6 +117,33 @@ def write_data() -> None:
         header = "{'descr': '<f8', 'fortran_order': False, 'shape': " + shape + ", }"
         (DATA / f"shape_{name}.npy").write_bytes(npy_bytes(header, b"\0" * 32))
     np.save(DATA / "too_big_for_float32.npy", np.array([[1e300, 0.2], [0.3, 0.4]]))
+    write_data_round_three()
+
+
+def zip_member_method(method: int, flag_bits: int = 0) -> bytes:
+    """A .npz whose one member W.npy claims compression ``method`` (and ``flag_bits``) in both its headers."""
+    buffer = io.BytesIO()
+    zeros = io.BytesIO()
+    np.save(zeros, np.zeros((2, 2)))
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(zipfile.ZipInfo("W.npy", date_time=(2026, 1, 1, 0, 0, 0)), zeros.getvalue())
+    raw = bytearray(buffer.getvalue())
+    for signature, offset in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):  # flag bits, then the method
+        at = raw.index(signature) + offset
+        raw[at : at + 4] = struct.pack("<HH", flag_bits, method)
+    return bytes(raw)
+
+
+def write_data_round_three() -> None:
+    """Variants of issue 10's families that the first corpus did not hold: other methods, shapes, dtypes."""
+    for name, method, flags in (("deflate64", 9, 0), ("zstd", 93, 0), ("encrypted", 0, 1)):
+        (DATA / f"{name}_member.npz").write_bytes(zip_member_method(method, flags))
+    for name, shape in (("float", "(2.0, 2)"), ("huge_negative", "(-" + "9" * 4000 + ", 2)")):
+        header = "{'descr': '<f8', 'fortran_order': False, 'shape': " + shape + ", }"
+        (DATA / f"shape_{name}.npy").write_bytes(npy_bytes(header, b"\0" * 32))
+    header = "{'descr': [('a', '<f8'), ('b', '<f8')], 'fortran_order': False, 'shape': (2,), }"
+    (DATA / "structured.npy").write_bytes(npy_bytes(header, b"\0" * 32))
+    np.save(DATA / "bools.npy", np.array([[True, False], [False, True]]))
 
 
 def cases() -> None:
@@ -258,6 +285,7 @@ def cases() -> None:
     case("format_missing", {k: v for k, v in base().items() if k != "format"}, "SchemaError", "$.format", None, "graphengine/v1")
     case("terminal_escape_in_key", base(**{"\u001b]0;pwned\u0007\n": 1}), "SchemaError", '$["\\u001b]0;pwned\\u0007\\n"]', None, "unknown field")
     round_two()
+    round_three()
     case("op_name_10k_long", one_node({"id": "h", "op": "x" * 10000, "inputs": ["x"]}), "UnknownOpError", "$.nodes[0].op", "h", "10000 characters")
 
 
@@ -289,6 +317,33 @@ def round_two() -> None:
                            {"name": "b", "shape": [1, None], "default": [[0.25] * 12000]}],
                    parameters=[], nodes=[{"id": "y", "op": op, "inputs": ["a", "b"]}], outputs=["y"])
         case(f"run_{op}_defaults_outer", doc, "LimitError", "$.nodes[0]", "y", "144000000 elements", stage="run")
+
+
+def round_three() -> None:
+    """Variants of our own: other zip methods, other header shapes and dtypes, run-time shapes via named dims."""
+    for name in ("deflate64", "zstd"):
+        case(f"npz_{name}_member", with_file(f"data/{name}_member.npz"), "SchemaError", "$.parameters[0].file", "W",
+             "only stored and deflated")
+    case("npz_encrypted_member", with_file("data/encrypted_member.npz"), "SchemaError", "$.parameters[0].file", "W",
+         "is encrypted")
+    case("npy_float_shape", with_file("data/shape_float.npy"), "SchemaError", "$.parameters[0].file", "W", "header")
+    case("npy_4000_digit_negative_shape", with_file("data/shape_huge_negative.npy"), "SchemaError",
+         "$.parameters[0].file", "W", "negative size")
+    case("npy_structured_dtype", with_file("data/structured.npy"), "SchemaError", "$.parameters[0].file", "W", "not numbers")
+    case("npy_bool_dtype", with_file("data/bools.npy"), "SchemaError", "$.parameters[0].file", "W", "not numbers")
+    pair = lambda a, b, da, db, op="add": base(  # noqa: E731
+        inputs=[{"name": "a", "shape": a, "default": da}, {"name": "b", "shape": b, "default": db}],
+        parameters=[], nodes=[{"id": "y", "op": op, "inputs": ["a", "b"]}], outputs=["y"])
+    case("run_defaults_the_rule_refuses", pair([None], [None], [1.0, 2.0, 3.0], [1.0, 2.0, 3.0, 4.0]), "FeedError",
+         None, None, "(node 'y'): with the fed shapes (a: (3,), b: (4,)) op 'add' cannot take its inputs", stage="run")
+    case("run_named_dims_outer", pair(["n", 1], [1, "m"], [[0.5]] * 12000, [[0.25] * 12000], "mul"), "LimitError",
+         "$.nodes[0]", "y", "144000000 elements", stage="run")
+    case("run_named_dims_disagree", pair(["n"], ["n"], [1.0, 2.0, 3.0], [1.0, 2.0]), "FeedError", None, None,
+         "dimension 'n' is 3 in input 'a'", stage="run")
+    doc = base(inputs=[{"name": "a", "shape": [None, None], "default": [[0.5] * 12000]}], parameters=[],
+               nodes=[{"id": "t", "op": "transpose", "inputs": ["a"]}, {"id": "y", "op": "matmul", "inputs": ["t", "a"]}],
+               outputs=["y"])
+    case("run_transpose_matmul_outer", doc, "LimitError", "$.nodes[1]", "y", "144000000 elements", stage="run")
 
 
 def main() -> None:
