@@ -123,11 +123,8 @@ def test_click_a_node_and_an_arrow_highlight_and_collapse(browser: Any, tmp_path
     page.select_option("#ge-highlight", "W_h")
     assert page.eval_on_selector(f"#{dot_id('W_o[0,0]')}", "g => g.classList.contains('ge-dim')")
     assert not page.eval_on_selector(f"#{dot_id('h[1]')}", "g => g.classList.contains('ge-dim')")
-    page.click("#ge-collapse")
-    assert page.eval_on_selector(f"#{dot_id('h[0]')}", "g => getComputedStyle(g).display") == "none"
-    assert page.locator("g.ge-layer-cover[data-layer='hidden']").is_visible()
-    page.locator("g.ge-layer-cover[data-layer='hidden']").click()
-    assert page.eval_on_selector(f"#{dot_id('h[0]')}", "g => getComputedStyle(g).display") != "none"
+    page.select_option("#ge-highlight", "")
+    collapse_and_expand_a_layer(page)
     page.keyboard.press("End")  # every dashed arrow is there now; click the one h[0] gets from y_pre[0]
     k = page.evaluate("geExplorer.data.wires.findIndex(w => w.src === 'h[0]' && w.dst === 'y_pre[0]')")
     page.dispatch_event(f"#w-{k}-b", "click")
@@ -137,6 +134,35 @@ def test_click_a_node_and_an_arrow_highlight_and_collapse(browser: Any, tmp_path
     page.keyboard.press("Space")  # play, then pause
     page.keyboard.press("Space")
     assert problems == []
+
+
+def box_size(page: Any, selector: str) -> tuple[float, float]:
+    """Width and height on screen, in the layout's own units (the SVG's viewBox), whatever the zoom."""
+    return tuple(page.eval_on_selector(selector, "g => { const b = g.getBBox(); return [b.width, b.height]; }"))
+
+
+def collapse_and_expand_a_layer(page: Any) -> None:
+    """Clicking the layer's name lays the graph out again with the layer as one compact box; clicking the box opens it."""
+    frame = box_size(page, "#layer-0")
+    page.keyboard.press("End")  # the last backward step lights h_pre[1], inside the hidden layer
+    page.click("#layer-0 text >> nth=0")  # the frame's caption, "hidden"
+    layer_box = f"#{dot_id('layer box 0')}"
+    assert page.locator(f"#{dot_id('h[0]')}").count() == 0 and page.locator(layer_box).is_visible()
+    assert page.locator(f"#{dot_id('y_pre[0]')}").is_visible()  # the output layer stays open
+    width, height = box_size(page, layer_box)
+    assert width < frame[0] / 2 and height < frame[1] / 3, (width, height, frame)
+    assert page.eval_on_selector(layer_box, "g => g.classList.contains('ge-lit')")  # the step inside it lights it
+    caption = page.eval_on_selector(layer_box, "g => g.textContent")
+    assert "hidden" in caption and "9 boxes inside" in caption
+    page.click(layer_box)
+    assert page.locator(layer_box).count() == 0 and page.locator(f"#{dot_id('h[0]')}").is_visible()
+    assert box_size(page, "#layer-0") == frame  # the same layout as before
+    assert lit(page) == [dot_id("h_pre[1]")] and sigma_on(page, "h[0]").endswith("= 0.03635")
+    page.click("#ge-collapse")  # every layer
+    assert page.locator("g.ge-layer-box").count() == 2 and page.inner_text("#ge-collapse") == "expand layers"
+    page.click("#ge-collapse")
+    assert page.locator("g.ge-layer-box").count() == 0
+    page.keyboard.press("Home")
 
 
 @pytest.mark.parametrize("which", ["fanout", "digits"])
@@ -162,10 +188,13 @@ def test_a_502_value_graph_opens_collapsed_to_its_layers(browser: Any, tmp_path:
     from test_render import _mlp
 
     page, problems = open_page(browser, _mlp(125), tmp_path)
-    assert page.locator("g.ge-layer-cover").count() == 125
-    assert page.eval_on_selector(f"#{dot_id('z7')}", "g => getComputedStyle(g).display") == "none"
+    assert page.locator("g.ge-layer-box").count() == 125 and page.locator(f"#{dot_id('z7')}").count() == 0
     page.keyboard.press("End")
-    assert lit(page) == [dot_id("z0")] and "Backward" in page.inner_text("#ge-step-text")
-    page.click("#ge-collapse")  # expand all
-    assert page.eval_on_selector(f"#{dot_id('z7')}", "g => getComputedStyle(g).display") != "none"
+    assert "Backward" in page.inner_text("#ge-step-text")
+    assert page.eval_on_selector(f"#{dot_id('layer box 0')}", "g => g.classList.contains('ge-lit')")  # z0 is inside
+    page.click(f"#{dot_id('layer box 3')}")  # past 3 layers there are two layouts: opening one opens all
+    assert page.locator("g.ge-layer-box").count() == 0 and page.locator(f"#{dot_id('z7')}").is_visible()
+    assert lit(page) == [dot_id("z0")]
+    page.click("#layer-5 text >> nth=0")
+    assert page.locator("g.ge-layer-box").count() == 125
     assert problems == []

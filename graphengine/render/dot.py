@@ -110,7 +110,8 @@ def _draw_boxes(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | 
     for box in picture.boxes.values():
         group = box.value_name if box.value_name in picture.clusters else None
         layers.setdefault(box.layer, {}).setdefault(group, []).append(box)
-    numbered = {layer: k for k, layer in enumerate(name for name in layers if name)}
+    names = picture.layer_names or [name for name in layers if name]
+    numbered = {layer: k for k, layer in enumerate(names)}
     pins = _pins(picture)
     for layer, groups in layers.items():
         outer = dot.subgraph(name=f"cluster_layer{numbered[layer]}") if layer else contextlib.nullcontext(dot)
@@ -119,6 +120,7 @@ def _draw_boxes(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | 
                 lg.attr(
                     id=f"layer-{numbered[layer]}",
                     label=dot_text(layer),
+                    tooltip=dot_text(f"layer {layer}" + (": click its name to collapse it" if picture.live else "")),
                     style="rounded,filled",
                     fillcolor="#f8fafc",
                     color="#cbd5e1",
@@ -174,6 +176,7 @@ def _draw_group(
             tooltip=dot_text(box.name) if picture.live else dot_multiline(_box_tooltip(box, picture.output)),
             id=dot_id(box.id),
             **({"class": "highlight"} if bold else {"class": "dimmed"} if dim else {}),
+            **({"class": "ge-layer-box"} if box.kind == "layer" else {}),
         )
     if group and len(boxes) > 1:
         _fix_element_order(vg, boxes, lr=lr)
@@ -195,6 +198,7 @@ def _fix_element_order(vg: "graphviz.Digraph", boxes: list[_Box], *, lr: bool) -
 def _draw_wires(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | None, pinned: set[str]) -> None:
     """A solid forward arrow per wire, and a dashed one back carrying its contribution (see _label_at_arrowhead)."""
     for k, wire in enumerate(picture.wires):
+        ident = wire.ident or f"w-{k}"
         dim = on_path is not None and (wire.src, wire.dst) not in on_path
         bold = on_path is not None and not dim
         css = {"class": "highlight"} if bold else {"class": "dimmed"} if dim else {}
@@ -208,7 +212,7 @@ def _draw_wires(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | 
             penwidth="2.2" if bold else "1.2",
             arrowsize="0.7",
             tooltip=dot_text(f"forward: {wire.src} is read by {wire.dst}"),
-            id=f"w-{k}-f",
+            id=f"{ident}-f",
             **css,
         )
         if wire.contribution is not None:
@@ -224,7 +228,7 @@ def _draw_wires(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | 
                 penwidth="3" if bold else "1.2",
                 arrowsize="0.7",
                 **_back_label(dot_text(label), wire, pinned, units=picture.units),
-                id=f"w-{k}-b",
+                id=f"{ident}-b",
                 tooltip=dot_text(f"backward: {wire.dst} sends to {wire.src}")
                 if picture.live
                 else dot_multiline(
@@ -262,7 +266,7 @@ def _table(box: _Box, picture: _Picture, dim: bool, bold: bool) -> str:
     if dim:
         fill, border, text, grad_colour = "#f9fafb", DIM, DIM_TEXT, DIM_TEXT
     width = 3 if is_loss or bold else 2 if box.kind == "parameter" else 1
-    style = ' STYLE="ROUNDED"' if box.kind == "op" else ""
+    style = ' STYLE="ROUNDED"' if box.kind in ("op", "layer") else ""
     head = f"<B>{_esc(box.name)}</B>"
     if box.formula:
         head += f" = {_esc(box.formula)}"

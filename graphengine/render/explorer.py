@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ..graph import Graph
 
 from .api import _unit_count, missing_inputs
+from .collapse import collapsed_picture, layer_box_id, layer_names, layout_key, layout_states
 from .dot import _draw, _pipe
 from .numbers import _inline, _number
 from .picture import _node_picture, _Picture, _small, _tag_fan_in, _unit_picture
@@ -131,11 +132,22 @@ def explore(
         picture = _unit_picture(graph, picture, values, trace)
     _tag_fan_in(picture)
     picture.live = True
+    n_layers = len(layer_names(picture))
+    layouts = {
+        layout_key(state): _layout(graph, collapsed_picture(picture, state) if state else picture, rankdir, title)
+        for state in layout_states(n_layers)
+    }
+    data = _page_data(graph, picture, values, result, title, grads)
+    data["layouts"] = list(layouts)
+    return Explorer(_page(layouts, data), data)
+
+
+def _layout(graph: "Graph", picture: _Picture, rankdir: str | None, title: str | None) -> str:
+    """The SVG of ``picture``; a layout that comes out as a strip is redone top to bottom."""
     svg = _clean_svg(_pipe(_draw(graph, picture, None, None, rankdir, title), "svg").decode())
     if rankdir is None and _aspect(svg) > STRIP_ASPECT:  # a strip cannot be read at any zoom: wrap it top to bottom
         svg = _clean_svg(_pipe(_draw(graph, picture, None, None, "TB", title), "svg").decode())
-    data = _page_data(graph, picture, values, result, title, grads)
-    return Explorer(_page(svg, data), data)
+    return svg
 
 
 def _aspect(svg: str) -> float:
@@ -318,15 +330,11 @@ def _grad_of(picture: _Picture, tensor: str) -> Any:
 
 
 def _layer_data(picture: _Picture) -> list[dict[str, Any]]:
-    layers: dict[str, list[str]] = {}
-    for box in picture.boxes.values():
-        if box.layer:
-            layers.setdefault(box.layer, []).append(box.id)
     out = []
-    for k, (name, members) in enumerate(layers.items()):
-        inside = set(members)
-        wires = [j for j, w in enumerate(picture.wires) if w.src in inside and w.dst in inside]
-        out.append({"name": clean(name), "id": f"layer-{k}", "boxes": [dot_id(m) for m in members], "wires": wires})
+    for k, name in enumerate(layer_names(picture)):
+        members = [box.id for box in picture.boxes.values() if box.layer == name]
+        item = {"name": clean(name), "id": f"layer-{k}", "box": dot_id(layer_box_id(k))}
+        out.append(item | {"boxes": [dot_id(m) for m in members]})
     return out
 
 

@@ -47,6 +47,7 @@ class _Wire:
     contribution: np.ndarray | None = None
     tag: str = ""  # c₁, c₂, ... when src has several
     fan_index: int = 0  # k of the tag c_k; 0 when src receives one contribution
+    ident: str = ""  # SVG id stem of its arrows; default w-<index in the picture>
 
 
 @dataclass
@@ -57,6 +58,7 @@ class _Picture:
     output: str | None  # the value gradients are taken of
     units: bool
     live: bool = False  # the explorer rewrites the gradient and Σ rows: keep each on one line
+    layer_names: list[str] = field(default_factory=list)  # fixes the frame ids layer-<k> when layers are left out
 
 
 def _try_values(graph: "Graph") -> dict[str, np.ndarray] | None:

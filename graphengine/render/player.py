@@ -40,8 +40,7 @@ g.edge.ge-current path{stroke:#f97316;stroke-width:3.5}g.edge.ge-current polygon
 g.edge.ge-current text{fill:#9a3412;font-weight:700}
 g.ge-hl path{stroke-width:2.6}g.node.ge-hl{filter:drop-shadow(0 0 3px #2563eb)}
 g.ge-selected{filter:drop-shadow(0 0 4px #2563eb)}
-rect.ge-cover{fill:#e2e8f0;stroke:#64748b;stroke-width:1.5;cursor:pointer}text.ge-cover{fill:#1e293b;font-size:14px;
-font-weight:600;cursor:pointer}
+g.ge-layer-box{cursor:zoom-in}
 """
 
 PLAYER_JS = r"""
@@ -49,11 +48,10 @@ PLAYER_JS = r"""
   "use strict";
   var D = JSON.parse(document.getElementById("ge-data").textContent);
   var $ = function (id) { return document.getElementById(id); };
-  var root = document.querySelector("#ge-diagram svg");
   var keys = Object.keys(D.boxes);
-  var el = {}, gradText = {}, sigmaText = {}, needs = {}, layerOf = {}, collapsed = {};
+  var el = {}, gradText = {}, sigmaText = {}, needs = {}, layerOf = {}, boxById = {}, wireById = {}, layerById = {};
   var nForward = D.steps.filter(function (s) { return s.phase === "forward"; }).length;
-  var current = 0, timer = null, selected = null;
+  var current = 0, timer = null, selected = null, shut = {};
 
   function findText(g, wanted) {
     if (!g || !wanted) return null;
@@ -61,15 +59,37 @@ PLAYER_JS = r"""
     for (var i = 0; i < texts.length; i++) if (texts[i].textContent === wanted) return texts[i];
     return null;
   }
-  keys.forEach(function (k) {
-    var b = D.boxes[k];
-    el[k] = document.getElementById(b.id);
-    gradText[k] = findText(el[k], b.grad_row);
-    if (b.sigma) sigmaText[k] = findText(el[k], b.sigma[b.sigma.length - 1]);
-    needs[k] = 0;
-  });
-  D.wires.forEach(function (w) { if (w.back) needs[w.src] += 1; });
-  D.layers.forEach(function (L, i) { L.boxes.forEach(function (id) { layerOf[id] = i; }); });
+  keys.forEach(function (k) { needs[k] = 0; boxById[D.boxes[k].id] = k; });
+  D.wires.forEach(function (w, k) { if (w.back) needs[w.src] += 1; wireById[w.fwd] = k; if (w.back) wireById[w.back] = k; });
+  D.layers.forEach(function (L, i) { L.boxes.forEach(function (id) { layerOf[id] = i; }); layerById[L.id] = i; layerById[L.box] = i; });
+
+  // The layout on screen is one of several (one per set of collapsed layers): find its elements again after a switch.
+  function bind() {
+    keys.forEach(function (k) {
+      var b = D.boxes[k];
+      el[k] = document.getElementById(b.id);
+      gradText[k] = findText(el[k], b.grad_row);
+      sigmaText[k] = b.sigma ? findText(el[k], b.sigma[b.sigma.length - 1]) : null;
+    });
+    D.layers.forEach(function (L) { L.cover = document.getElementById(L.box); });
+  }
+  function layout(set) {
+    var key = D.layers.map(function (L, i) { return i; }).filter(function (i) { return set[i]; }).join("-");
+    if (D.layouts.indexOf(key) < 0) {  // many layers: only all open and all collapsed are laid out
+      var all = D.layers.some(function (L, i) { return set[i] && !shut[i]; });
+      set = {}; D.layers.forEach(function (L, i) { set[i] = all; });
+      key = all ? D.layouts[D.layouts.length - 1] : "";
+    }
+    shut = set;
+    $("ge-diagram").replaceChildren(document.getElementById("ge-layout-" + (key || "open")).content.cloneNode(true));
+    selected = null;
+    bind();
+    var any = D.layers.some(function (L, i) { return shut[i]; });
+    $("ge-collapse").textContent = any ? "expand layers" : "collapse layers";
+    highlight();
+    if (D.steps.length) show(current);
+  }
+  function setCollapsed(i, on) { var set = {}; D.layers.forEach(function (L, j) { set[j] = j === i ? on : !!shut[j]; }); layout(set); }
 
   function wireEls(w) { return [document.getElementById(w.fwd), w.back ? document.getElementById(w.back) : null]; }
   function cls(node, name, on) { if (node) node.classList.toggle(name, !!on); }
@@ -107,7 +127,7 @@ PLAYER_JS = r"""
       cls(pair[0], "ge-current", !backward && lit[w.dst]);
       if (pair[1]) { cls(pair[1], "ge-gone", !arrived[k]); cls(pair[1], "ge-current", sends[k]); }
     });
-    D.layers.forEach(function (L, i) { if (L.cover) cls(L.cover, "ge-lit", step.lit.some(function (k) { return layerOf[D.boxes[k].id] === i; })); });
+    D.layers.forEach(function (L, i) { cls(L.cover, "ge-lit", step.lit.some(function (k) { return layerOf[D.boxes[k].id] === i; })); });
     $("ge-slider").min = minStep(); $("ge-slider").max = D.steps.length - 1; $("ge-slider").value = s;
     var n = backward ? s - nForward + 1 : s + 1, total = backward ? D.steps.length - nForward : nForward;
     $("ge-counter").textContent = (backward ? "backward " : "forward ") + n + " / " + total;
@@ -177,75 +197,53 @@ PLAYER_JS = r"""
   }
 
   function select(g) { if (selected) cls(selected, "ge-selected", false); selected = g; cls(g, "ge-selected", true); }
-
-  keys.forEach(function (k) {
-    if (!el[k]) return;
-    el[k].addEventListener("click", function () {
-      var b = D.boxes[k], t = D.tensors[b.tensor] || {}, rows = [];
-      select(el[k]);
-      if (b.tensor !== b.name) rows.push(["this element: value " + b.value + (b.grad ? ",  gradient " + b.grad : ""), document.createElement("span")]);
-      rows.push(["value of " + b.tensor + "  (" + t.spec + ")", t.value]);
-      rows.push(["gradient ∂" + D.output + "/∂" + b.tensor + " (at the end of the pass)", t.grad]);
-      if (b.sigma) rows.push([b.sigma[b.sigma.length - 1] + "   (from " + b.sources.join(", ") + ")", document.createElement("span")]);
-      detail(b.name + (b.formula ? " = " + b.formula : "  (" + b.kind + ")"), rows);
-    });
-  });
-  D.wires.forEach(function (w) {
-    wireEls(w).forEach(function (g) {
-      if (!g) return;
-      g.addEventListener("click", function () {
-        select(g);
-        var rows = [["forward: " + w.dst + " reads " + w.src, document.createElement("span")]];
-        if (w.back) rows.push(["backward: " + (w.tag ? w.tag + ", " : "") + "the contribution " + w.dst + " sends to " + w.src, w.array]);
-        detail(w.src + " → " + w.dst, rows);
-      });
-    });
-  });
-
-  var NS = "http://www.w3.org/2000/svg";
-  function setCollapsed(i, on) {
-    var L = D.layers[i], cluster = document.getElementById(L.id);
-    if (!cluster) return;
-    collapsed[i] = on;
-    L.boxes.forEach(function (id) { cls(document.getElementById(id), "ge-gone", on); });
-    L.wires.forEach(function (k) { wireEls(D.wires[k]).forEach(function (g) { cls(g, "ge-gone", on); }); });
-    if (!L.cover) {
-      var bb = cluster.getBBox(), g = document.createElementNS(NS, "g"), r = document.createElementNS(NS, "rect"),
-        t = document.createElementNS(NS, "text");
-      r.setAttribute("x", bb.x); r.setAttribute("y", bb.y); r.setAttribute("width", bb.width); r.setAttribute("height", bb.height);
-      r.setAttribute("rx", 8); r.setAttribute("class", "ge-cover");
-      t.setAttribute("x", bb.x + 10); t.setAttribute("y", bb.y + 22); t.setAttribute("class", "ge-cover");
-      t.textContent = "▸ " + L.name + "  (" + L.boxes.length + " values; click to expand)";
-      g.append(r, t); g.setAttribute("class", "ge-layer-cover"); g.setAttribute("data-layer", L.name);
-      g.addEventListener("click", function () { setCollapsed(i, false); });
-      cluster.parentNode.appendChild(g);
-      L.cover = g;
-    }
-    cls(L.cover, "ge-gone", !on);
+  function boxPanel(k) {
+    var b = D.boxes[k], t = D.tensors[b.tensor] || {}, rows = [];
+    select(el[k]);
+    if (b.tensor !== b.name) rows.push(["this element: value " + b.value + (b.grad ? ",  gradient " + b.grad : ""), document.createElement("span")]);
+    rows.push(["value of " + b.tensor + "  (" + t.spec + ")", t.value]);
+    rows.push(["gradient ∂" + D.output + "/∂" + b.tensor + " (at the end of the pass)", t.grad]);
+    if (b.sigma) rows.push([b.sigma[b.sigma.length - 1] + "   (from " + b.sources.join(", ") + ")", document.createElement("span")]);
+    detail(b.name + (b.formula ? " = " + b.formula : "  (" + b.kind + ")"), rows);
   }
-  D.layers.forEach(function (L, i) {
-    var cluster = document.getElementById(L.id);
-    var label = cluster && cluster.querySelector(":scope > text");  // the layer's name: click it to collapse the layer
-    if (label) { label.addEventListener("click", function () { setCollapsed(i, true); });
-      var tip = document.createElementNS(NS, "title"); tip.textContent = "click to collapse this layer"; label.appendChild(tip); }
+  function wirePanel(g, w) {
+    select(g);
+    var rows = [["forward: " + w.dst + " reads " + w.src, document.createElement("span")]];
+    if (w.back) rows.push(["backward: " + (w.tag ? w.tag + ", " : "") + "the contribution " + w.dst + " sends to " + w.src, w.array]);
+    detail(w.src + " → " + w.dst, rows);
+  }
+  // One listener for whatever layout is on screen: a box, an arrow, a collapsed layer, or a layer's name.
+  $("ge-diagram").addEventListener("click", function (e) {
+    for (var g = e.target.closest("g"); g; g = g.parentElement && g.parentElement.closest("g")) {
+      if (g.classList.contains("node")) {
+        if (g.id in boxById) boxPanel(boxById[g.id]);
+        else if (g.id in layerById) setCollapsed(layerById[g.id], false);
+        return;
+      }
+      if (g.classList.contains("edge")) { if (g.id in wireById) wirePanel(g, D.wires[wireById[g.id]]); return; }
+      if (g.classList.contains("cluster")) {
+        if (g.id in layerById && e.target.tagName === "text") setCollapsed(layerById[g.id], true);  // the layer's name
+        return;
+      }
+    }
   });
   $("ge-collapse").addEventListener("click", function () {
-    var any = D.layers.some(function (L, i) { return !collapsed[i]; });
-    D.layers.forEach(function (L, i) { setCollapsed(i, any); });
-    $("ge-collapse").textContent = any ? "expand layers" : "collapse layers";
-    show(current);
+    var any = D.layers.some(function (L, i) { return !shut[i]; }), set = {};
+    D.layers.forEach(function (L, i) { set[i] = any; });
+    layout(set);
   });
   if (!D.layers.length) $("ge-collapse").disabled = true;
 
   Object.keys(D.highlight).forEach(function (name) {
     var o = document.createElement("option"); o.value = name; o.textContent = name; $("ge-highlight").appendChild(o);
   });
-  $("ge-highlight").addEventListener("change", function () {
-    var h = D.highlight[this.value], onBox = {}, onWire = {};
+  function highlight() {
+    var h = D.highlight[$("ge-highlight").value], onBox = {}, onWire = {};
     if (h) { h.boxes.forEach(function (id) { onBox[id] = true; }); h.wires.forEach(function (k) { onWire[k] = true; }); }
     keys.forEach(function (k) { var id = D.boxes[k].id; cls(el[k], "ge-dim", h && !onBox[id]); cls(el[k], "ge-hl", h && onBox[id]); });
     D.wires.forEach(function (w, k) { wireEls(w).forEach(function (g) { cls(g, "ge-dim", h && !onWire[k]); cls(g, "ge-hl", h && onWire[k]); }); });
-  });
+  }
+  $("ge-highlight").addEventListener("change", highlight);
 
   function stop() { if (timer) { clearInterval(timer); timer = null; } $("ge-play").textContent = "▶ play"; }
   function play() {
@@ -275,8 +273,10 @@ PLAYER_JS = r"""
   });
   $("ge-description").textContent = D.description;
   if (!D.has_values) $("ge-step-text").textContent = "Structure only: an input has no value. Feed the inputs (--feed NAME=VALUE) to see the passes.";
-  if (D.collapsed) { D.layers.forEach(function (L, i) { setCollapsed(i, true); }); $("ge-collapse").textContent = "expand layers"; }
-  if (D.steps.length) show(0); else renderSums({}, -1);
+  var start = {};
+  D.layers.forEach(function (L, i) { start[i] = D.collapsed; });
+  layout(start);
+  if (!D.steps.length) renderSums({}, -1);
   window.geExplorer = { data: D, step: function () { return current; }, show: show };
 })();
 """
@@ -288,10 +288,12 @@ def _json_for_script(data: Any) -> str:
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _page(svg: str, data: dict[str, Any]) -> str:
+def _page(layouts: dict[str, str], data: dict[str, Any]) -> str:
+    """The page: ``layouts`` (SVG by :func:`~graphengine.render.collapse.layout_key`) in ``<template>`` elements."""
     digest = base64.b64encode(hashlib.sha256(PLAYER_JS.encode()).digest()).decode()
     csp = f"default-src 'none'; script-src 'sha256-{digest}'; style-src 'unsafe-inline'; img-src data:"
     title = html_text(data["title"])
+    templates = "\n".join(f'<template id="ge-layout-{key or "open"}">{svg}</template>' for key, svg in layouts.items())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{csp}">
@@ -311,11 +313,12 @@ def _page(svg: str, data: dict[str, Any]) -> str:
 <button id="ge-collapse" title="collapse or expand every labelled layer">collapse layers</button>
 <button id="ge-zoom" title="fit the diagram to the window, or show it at full size">zoom: fit</button>
 </div>
-<div id="ge-main"><div id="ge-diagram" class="ge-fit">{svg}</div>
+<div id="ge-main"><div id="ge-diagram" class="ge-fit"></div>
 <aside id="ge-panel"><section id="ge-step"><h2>Step</h2><p id="ge-step-text"></p></section>
 <section id="ge-sums"><h2>Sums (Σ): where branches meet</h2><ul id="ge-sum-list"></ul></section>
 <section id="ge-detail"><h2>Details</h2><p class="ge-hint">Click a box or an arrow.</p><div id="ge-detail-body"></div></section>
 </aside></div>
+{templates}
 <script type="application/json" id="ge-data">{_json_for_script(data)}</script>
 <script>{PLAYER_JS}</script>
 </body></html>

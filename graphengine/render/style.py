@@ -56,9 +56,9 @@ DIM_TEXT = "#9ca3af"
 WARN = "#f59e0b"
 
 
-KIND_FILL = {"input": "#dbeafe", "parameter": "#fde68a", "constant": "#e5e7eb", "op": "#dcfce7"}
+KIND_FILL = {"input": "#dbeafe", "parameter": "#fde68a", "constant": "#e5e7eb", "op": "#dcfce7", "layer": "#e2e8f0"}
 
 
-KIND_BORDER = {"input": "#1d4ed8", "parameter": "#b45309", "constant": "#6b7280", "op": "#15803d"}
+KIND_BORDER = {"input": "#1d4ed8", "parameter": "#b45309", "constant": "#6b7280", "op": "#15803d", "layer": "#475569"}
 LOSS_FILL, LOSS_BORDER = "#fecaca", "#b91c1c"
 SUBSCRIPTS = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
