@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -27,7 +28,7 @@ from ..ops import OpDef, TensorSpec
 from ..registry import Registry
 from .graph import Graph
 from .shapes import infer_specs
-from .topology import build_digraph, distinct_sources, topological_order
+from .topology import build_digraph, topological_order
 
 
 class Builder:
@@ -64,8 +65,7 @@ class Builder:
         constants = {d.name: self.tensors.read_tensor("constants", i, d) for i, d in enumerate(doc.constants)}
         specs: list[TensorSpec | None] = [info.spec for info in inputs.values()]
         specs += [TensorSpec(v.shape, v.dtype) for table in (parameters, constants) for v in table.values()]
-        resolved = [self._resolve_node(i) for i in range(len(doc.nodes))]
-        wires = self._wires(resolved)
+        resolved, wires = self._resolve_nodes()
         order = self._check_acyclic(wires, resolved)
         for field, outs in (("outputs", doc.outputs), ("loss", [doc.loss] if doc.loss else [])):
             for i, name in enumerate(outs):
@@ -76,7 +76,7 @@ class Builder:
                     )
         specs += [None] * len(resolved)
         nodes = infer_specs(
-            self.doc, self.ids, specs, len(names) - len(resolved), resolved, order, self.error, self.tensors.check_shape
+            self.doc, wires, specs, len(names) - len(resolved), resolved, order, self.error, self.tensors.check_shape
         )
         loss = doc.loss or (doc.outputs[0] if len(doc.outputs) == 1 else None)
         return Graph(
@@ -93,23 +93,57 @@ class Builder:
             specs=dict(zip(names, specs)),  # type: ignore[arg-type]  # every entry is set by now
         )
 
-    def _wires(self, resolved: list[tuple[str, OpDef, BaseModel, str]]) -> list[list[int]]:
-        """Each node's distinct source ids; DanglingReferenceError for an undefined source."""
+    def _resolve_nodes(self) -> tuple[list[tuple[str, OpDef, BaseModel, str]], list[list[int]]]:
+        """Every node resolved (id, op, attrs, JSON path), and the ids of its inputs.
+
+        One loop with the per-op facts looked up once: a node of a known op, with
+        the right number of inputs and no attributes, costs a few dictionary
+        lookups. Anything else takes :meth:`_resolve_node`, which raises the
+        detailed errors; an undefined source is reported after every node has
+        resolved, as it always was.
+        """
+        ids, decls = self.ids, self.doc.nodes
+        # op name -> (op, its shared default attrs, fewest and most inputs), for ops whose default attrs are shared
+        simple: dict[str, tuple[OpDef, BaseModel, int, int]] = {}
+        resolved: list[tuple[str, OpDef, BaseModel, str]] = []
+        wires: list[list[int]] = []
+        dangling = False
+        for index, decl in enumerate(decls):
+            facts = simple.get(decl.op)
+            sources = decl.inputs
+            n = len(sources)
+            if facts is None or decl.attrs or not facts[2] <= n <= facts[3]:
+                entry = self._resolve_node(index)
+                resolved.append(entry)
+                op = entry[1]
+                if op.name in self.no_attrs:
+                    low, high = op.arity
+                    simple[decl.op] = (op, self.no_attrs[op.name], low, sys.maxsize if high is None else high)
+            else:
+                resolved.append((decl.id, facts[0], facts[1], f"$.nodes[{index}]"))
+            if dangling:
+                continue
+            try:
+                wires.append([ids[sources[0]]] if n == 1 else [ids[src] for src in sources])
+            except KeyError:
+                dangling = True
+        if dangling:
+            self._wires(resolved)  # raises, naming the first undefined source
+        return resolved, wires
+
+    def _wires(self, resolved: list[tuple[str, OpDef, BaseModel, str]]) -> None:
+        """DanglingReferenceError for the first undefined source."""
         ids = self.ids
-        wires = []
         for index, (node_id, _, _, path) in enumerate(resolved):
             sources = self.doc.nodes[index].inputs
-            try:
-                wires.append(distinct_sources([ids[src] for src in sources]))
-            except KeyError:
+            if any(src not in ids for src in sources):
                 position, src = next((p, s) for p, s in enumerate(sources) if s not in ids)
                 raise self.error(
                     DanglingReferenceError,
                     f"input {position} refers to {src!r}, which is not defined{self._did_you_mean(src)}",
                     f"{path}.inputs[{position}]",
                     node_id,
-                ) from None
-        return wires
+                )
 
     def _sections(self) -> list[tuple[str, list[str]]]:
         doc = self.doc

@@ -13,7 +13,7 @@ from .graph import NodeInfo
 
 def infer_specs(
     doc: Any,
-    ids: dict[str, int],
+    wires: list[list[int]],
     specs: list[TensorSpec | None],
     first_node: int,
     resolved: list[tuple[str, OpDef, BaseModel, str]],
@@ -23,7 +23,7 @@ def infer_specs(
 ) -> dict[str, NodeInfo]:
     """Each node's output spec from its op's shape rule, in topological ``order`` of ids; stored in ``specs``.
 
-    ``ids`` maps every name to its id; ``specs`` holds one entry per id (declared values first, nodes from
+    ``wires[k]`` are the ids node ``first_node + k`` reads; ``specs`` holds one entry per id (declared values first, nodes from
     ``first_node`` on, still None). A shape rule is a pure function of its input
     specs and attributes, so it runs once per distinct (op, attrs, input specs):
     most nodes of a large graph repeat one of a few such cases, and a repeat also
@@ -37,21 +37,20 @@ def infer_specs(
         specs[i] = same.setdefault(specs[i], specs[i])  # type: ignore[arg-type]
     nodes: dict[str, NodeInfo] = {}  # in execution order, as ``order`` gives it
     decls = doc.nodes
-    for position in order:
+    make = tuple.__new__  # NodeInfo is a named tuple: made directly, without its Python-level __new__
+    for position in order[first_node:]:  # the first generation starts with every declared value, in id order
         index = position - first_node
-        if index < 0:
-            continue
         node_id, op, attrs, path = resolved[index]
-        decl = decls[index]
-        inputs = decl.inputs
-        args = [specs[ids[src]] for src in inputs]
-        key = (id(op), id(attrs), *map(id, args))
+        args = [specs[src] for src in wires[index]]
+        key = (id(attrs), *map(id, args))  # an attribute object belongs to one op
         spec = known.get(key)
         if spec is None:
-            spec = _apply_rule(op, attrs, args, inputs, path, node_id, error, check_shape)  # type: ignore[arg-type]
+            decl = decls[index]
+            spec = _apply_rule(op, attrs, args, decl.inputs, path, node_id, error, check_shape)  # type: ignore[arg-type]
             spec = known[key] = same.setdefault(spec, spec)
         specs[position] = spec
-        nodes[node_id] = NodeInfo(node_id, op, tuple(inputs), attrs, spec, path, decl.label)
+        decl = decls[index]
+        nodes[node_id] = make(NodeInfo, (node_id, op, tuple(decl.inputs), attrs, spec, path, decl.label))
     return nodes
 
 

@@ -24,13 +24,16 @@ def distinct_sources(sources: Sequence[int]) -> list[int]:
 def topological_order(first_node: int, count: int, wires: list[list[int]]) -> list[int] | None:
     """Ids in the order ``networkx.topological_sort`` gives for the same insertion order; None on a cycle.
 
-    ``wires[k]`` are the distinct source ids of node id ``first_node + k``; ids
-    below ``first_node`` are declared values, which read nothing.
+    ``wires[k]`` are the ids node ``first_node + k`` reads, in input order (a
+    repeat is one edge, as in a DiGraph); ids below ``first_node`` are declared
+    values, which read nothing.
     """
     successors: list[list[int]] = [[] for _ in range(count)]
     indegree = [0] * count
     for k, sources in enumerate(wires):
         node = first_node + k
+        if len(sources) > 1:
+            sources = distinct_sources(sources)
         indegree[node] = len(sources)
         for src in sources:
             successors[src].append(node)
