@@ -25,7 +25,6 @@ nothing.
 from __future__ import annotations
 
 import math
-import threading
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import FeedError, GraphEngineError, LimitError, ShapeError, clip
@@ -75,7 +74,8 @@ class RunLimits:
         self.nodes = [(node, slot[node.id], tuple(slot[i] for i in node.inputs)) for node in graph.nodes.values()]
         self.active = bool(self.free)
         self._seen: dict[tuple[Any, ...], GraphEngineError | None] = {}
-        self._local = threading.local()  # specs of a signature measured just now, per thread (see take_fresh)
+        #: Signatures measured but not yet run, with their specs: the next call of each is verified (take_fresh).
+        self.unverified: dict[tuple[Any, ...], list[TensorSpec]] = {}
 
     def check(self, values: Sequence[Any]) -> None:
         """Raise a LimitError (a FeedError for a feed itself) if the shapes of this call's inputs make any value too big."""
@@ -86,6 +86,7 @@ class RunLimits:
             problem = self._measure(values, signature)
             if len(self._seen) >= CACHE_SIZE:
                 self._seen.clear()
+                self.unverified.clear()
             self._seen[signature] = problem
         if problem is not None:
             # A cached error is raised again on every such call: drop the last traceback, or it would grow each time.
@@ -124,7 +125,7 @@ class RunLimits:
             if total > limits.max_total_bytes:
                 what = f"{_shape(spec.shape)}, which takes the values of one call to {_count(total)} bytes"
                 return self._error(node, what, fed, "max_total_bytes")
-        self._local.fresh = (signature, [spec_of.get(i) or spec for i, spec in enumerate(self.specs)])
+        self.unverified[signature] = [spec_of.get(i) or spec for i, spec in enumerate(self.specs)]
         return None
 
     def _rule(self, node: Any, specs: list[TensorSpec], fed: str) -> TensorSpec | GraphEngineError:
@@ -148,17 +149,17 @@ class RunLimits:
         return spec
 
     def take_fresh(self, values: Sequence[Any]) -> list[TensorSpec] | None:
-        """Per slot, the specs at the input shapes of ``values``, if this thread measured them just now.
+        """Per slot, the specs at the input shapes of ``values``, if these shapes were measured but not yet run.
+
+        Callers test ``self.unverified`` first (an empty dict: the steady state costs nothing more).
 
         A plan runs such a call on its checked interpreter with these specs, so every op's output is
         compared with what its rule said at these shapes (and the limits were checked against) right
         after the op makes it: a rule that under-reports is an ExecutionError naming the node.
         """
-        fresh: tuple[tuple[Any, ...], list[TensorSpec]] | None = getattr(self._local, "fresh", None)
-        if fresh is None or not values:
+        if not values:
             return None
-        self._local.fresh = None
-        return fresh[1] if fresh[0] == self._signature(values) else None
+        return self.unverified.pop(self._signature(values), None)  # one call per signature is verified
 
     def _signature(self, values: Sequence[Any]) -> tuple[Any, ...]:
         return tuple(None if values[s] is None else values[s].shape for s, _ in self.free)
