@@ -1,10 +1,10 @@
-"""Generated code in chunks, and when large schedules switch to generated code (issue 13).
+"""Generated code in chunks, and how a schedule gets it: a slice per call, or all at once (issue 13).
 
 Chunks are forced with a tiny ``CHUNK_LINES``: the chunked program must give
 the interpreter's bits, gradients that match central differences, errors that
 name the node whatever chunk raised, and release memory as early as one
-function does. Nothing here is timed: the switch of a large schedule is driven
-by setting its cost estimate to zero or to infinity.
+function does. Nothing here is timed: every call is checked bit for bit,
+whichever of the table and the generated code ran it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import pytest
 from conftest import import_benchmarks
 
 import graphengine
-from graphengine.engine import codegen, schedule
+from graphengine.engine import codegen
+from graphengine.engine import plan as plan_module
 from graphengine.engine.plan import _interpreted
 from graphengine.ops.terse import defop
 
@@ -40,9 +41,10 @@ def _dag_plan() -> tuple[graphengine.Plan, dict[str, np.ndarray], list[str]]:
 @pytest.mark.usefixtures("tiny_chunks")
 def test_chunked_code_matches_the_interpreter_bit_for_bit_and_central_differences() -> None:
     plan, feeds, wrt = _dag_plan()
+    plan.prepare(wrt)
     reference = _interpreted(plan, feeds, wrt).gradients
     for record in (False, True):
-        for _ in range(3):  # the interpreter, then chunked generated code
+        for _ in range(3):  # the checked table, then chunked generated code
             result = plan.value_and_grad(feeds, wrt, record=record)
             for name in wrt:
                 np.testing.assert_array_equal(result.gradients[name], reference[name])
@@ -108,30 +110,36 @@ def test_chunks_release_values_as_early_as_one_function() -> None:
     assert peak < 6 * x.nbytes  # holding every value would be ~30 arrays
 
 
-def test_a_large_schedule_switches_once_the_interpreter_has_cost_the_compile(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(schedule, "CODEGEN_MAX_STEPS", 10)
+def test_a_large_schedule_gets_its_code_a_slice_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plan_module, "SMALL_STEPS", 10)
+    monkeypatch.setattr(plan_module, "MIN_CHUNK_LINES", 7)
+    monkeypatch.setattr(codegen, "CHUNK_LINES", 7)  # many chunks: many slices
     plan, feeds, wrt = _dag_plan()
-    monkeypatch.setattr(schedule, "GENERATE_SECONDS_PER_STEP", float("inf"))
-    for _ in range(3):
-        plan.grad(feeds, wrt)
+    reference = _interpreted(plan, feeds, wrt).gradients
     sched = plan._grad_schedule(wrt, None)[0]
-    assert not sched.programs and sched.interpreted_seconds > 0  # never worth it: always interpreted
-    monkeypatch.setattr(schedule, "GENERATE_SECONDS_PER_STEP", 0.0)
-    plan.grad(feeds, wrt)
-    assert False in sched.programs  # now it is: generated, and used from then on
+    calls = 0
+    while False not in sched.programs:  # every slice is at least one step of the work: this ends
+        calls += 1
+        got = plan.grad(feeds, wrt)  # the table (checked on call 1), and a slice of the code generation
+        assert all(np.array_equal(got[n], reference[n]) for n in wrt), f"call {calls}"
+        assert sched.table is not None and (calls > 1 or sched.generation is not None or sched.programs)
     program = sched.programs[False]
-    spent = sched.interpreted_seconds
-    np.testing.assert_array_equal(plan.grad(feeds, wrt)["x"], _interpreted(plan, feeds, wrt).gradients["x"])
-    assert sched.interpreted_seconds == spent and sched.programs[False] is program
+    assert program.source.count("def _chunk") > 10
+    for _ in range(2):  # generated code from now on
+        got = plan.grad(feeds, wrt)
+        assert all(np.array_equal(got[n], reference[n]) for n in wrt)
+    assert sched.programs[False] is program and sched.generation is None
 
 
 def test_prepare_generates_code_for_a_large_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(schedule, "CODEGEN_MAX_STEPS", 10)
-    monkeypatch.setattr(schedule, "GENERATE_SECONDS_PER_STEP", float("inf"))
+    monkeypatch.setattr(plan_module, "SMALL_STEPS", 10)
     plan, feeds, wrt = _dag_plan()
     plan.prepare(wrt)
     sched = plan._grad_schedule(wrt, None)[0]
     assert False in sched.programs
-    plan.grad(feeds, wrt)  # the first call: still the checked interpreter
-    plan.grad(feeds, wrt)
-    assert dataclasses.is_dataclass(sched)
+    program = sched.programs[False]
+    reference = _interpreted(plan, feeds, wrt).gradients
+    for _ in range(2):  # the first call: still checked (on the table); then the prepared code
+        got = plan.grad(feeds, wrt)
+        assert all(np.array_equal(got[n], reference[n]) for n in wrt)
+    assert sched.table is not None and sched.programs[False] is program and dataclasses.is_dataclass(sched)

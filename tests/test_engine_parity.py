@@ -1,10 +1,12 @@
-"""The generated code computes the same bits as the step interpreter (the reference), on every call.
+"""The table of pre-bound calls and the generated code compute the same bits as the step interpreter.
 
 Over random DAGs (conftest.random_graph_doc) in float64 and float32, with random
 ``wrt`` (sources and intermediate nodes) and outputs (the loss, or a node with a
 random cotangent): outputs, gradients and recorded traces of calls 1, 2 and 3
-(the first runs on the interpreter, later ones on generated code) are bitwise
-equal to a forced interpreter run. ``GRAPHENGINE_FUZZ=thorough`` runs more cases.
+are bitwise equal to a forced interpreter run (the reference). Call 1 runs the
+checked table; calls 2 and 3 run generated code (graphs this small get it on
+call 1), or, with ``table=True`` (``SMALL_STEPS`` = 0), the table again, while
+code is generated a slice per call. ``GRAPHENGINE_FUZZ=thorough`` runs more cases.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ import os
 from typing import Any
 
 import numpy as np
+import pytest
 from conftest import random_graph_doc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import graphengine
+from graphengine.engine import plan as plan_module
 from graphengine.engine.plan import _interpreted
 
 BUDGETS = {"ci": 150, "thorough": 3000}
@@ -65,12 +69,20 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
     nodes = [n["id"] for n in doc["nodes"]]
     wrt = draw(st.lists(st.sampled_from(["x", "p0", "p1", *nodes]), min_size=1, max_size=4, unique=True))
     output = draw(st.sampled_from(["loss", "loss", *nodes]))
-    return {"doc": doc, "wrt": wrt, "output": output, "record": draw(st.booleans()), "seed": seed}
+    record, table = draw(st.booleans()), draw(st.booleans())
+    return {"doc": doc, "wrt": wrt, "output": output, "record": record, "table": table, "seed": seed}
 
 
 @PARITY
 @given(requests())
-def test_generated_code_is_bitwise_equal_to_the_interpreter(request: dict[str, Any]) -> None:
+def test_generated_code_and_the_table_are_bitwise_equal_to_the_interpreter(request: dict[str, Any]) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        if request["table"]:
+            patch.setattr(plan_module, "SMALL_STEPS", 0)
+        _check_parity(request)
+
+
+def _check_parity(request: dict[str, Any]) -> None:
     plan = graphengine.load_dict(request["doc"]).compile()
     wrt, output, record = request["wrt"], request["output"], request["record"]
     values = plan.run_all()
@@ -84,7 +96,9 @@ def test_generated_code_is_bitwise_equal_to_the_interpreter(request: dict[str, A
     ref = _interpreted(plan, None, wrt, **kwargs)
     for call in (1, 2, 3):
         assert_same_result(ref, plan.value_and_grad(None, wrt, **kwargs), call)
-    assert plan._grad_schedule(wrt, output)[0].programs, "calls 2 and 3 ran generated code"
+    schedule = plan._grad_schedule(wrt, output)[0]
+    assert record or request["table"] or schedule.programs, "calls 2 and 3 ran generated code"
+    assert record or schedule.table is not None, "call 1 ran the table"
     # Forward only: call 1 (interpreter) against calls 2 and 3 (generated code).
     for call in (2, 3):
         again = plan.run_all()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import types
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Generator, Sequence
 
 import numpy as np
 
@@ -100,8 +100,15 @@ class _Writer:
         if dead:
             self.emit("del " + ", ".join(f"s{s}" for s in sorted(dead)))
 
-    def function(self) -> tuple[Any, str, dict[types.CodeType, list[_Info]]]:
-        """Compile the lines: one function, or a chain of chunks when there are more than CHUNK_LINES."""
+    def compiled(
+        self, chunk_lines: int = 0
+    ) -> Generator[None, None, tuple[Any, str, dict[types.CodeType, list[_Info]]]]:
+        """Compile the lines: one function, or a chain of chunks of at most ``chunk_lines`` lines.
+
+        A generator: it yields after each compile() (and every few thousand lines of bookkeeping),
+        so that a caller can spread the work over several calls; it returns what :class:`Program` takes.
+        """
+        chunk_lines = chunk_lines or CHUNK_LINES
         # The checks read locals and literals, not globals: a global load is five times the bytecode,
         # and on a graph of 10,000 nodes the size of the bytecode is what the time goes with.
         prologue = ["    nd, fix = _nd, _fix"] + [f"    {name} = _{name}" for name in self.dtype_names.values()]
@@ -109,20 +116,21 @@ class _Writer:
         self.ns["_fix"] = lambda raw, shape, k: fit_cotangent(raw, shape, *fits[k])
         self.ns.update({f"_{name}": dtype for dtype, name in self.dtype_names.items()})
         body, where = self.lines, self.where[1:]
-        bounds = list(range(0, len(body), CHUNK_LINES))[1:]
+        bounds = list(range(0, len(body), chunk_lines))[1:]
         if not bounds:
             code, source = _compile("_program", "values, seed, recorder", prologue + body)
             return types.FunctionType(code, self.ns, "_program"), source, {code: [None] * (1 + len(prologue)) + where}
-        return self._chunked(prologue, body, where, bounds)
+        return (yield from self._chunked(prologue, body, where, bounds))
 
     def _chunked(
         self, prologue: list[str], body: list[str], where: list[_Info], bounds: list[int]
-    ) -> tuple[Any, str, dict[types.CodeType, list[_Info]]]:
+    ) -> Generator[None, None, tuple[Any, str, dict[types.CodeType, list[_Info]]]]:
         """Chunks of at most CHUNK_LINES lines; each hands the locals still live on to the next in a list.
 
         The list is emptied on entry, so a value dies where the one long function would drop it.
         """
-        carried = _carried(body, bounds)
+        carried = yield from _carried(body, bounds)
+        shared = {k: v for k, v in self.ns.items() if k.startswith("_")}  # what every chunk reads
         starts, ends = [0, *bounds], [*bounds, len(body)]
         chunks, sources, lines_of = [], [], {}
         for k, (start, end) in enumerate(zip(starts, ends)):
@@ -131,9 +139,10 @@ class _Writer:
                 head += [f"    {', '.join(carried[k - 1])}, = live", "    live.clear()"]
             tail = [f"    return [{', '.join(carried[k])}]"] if k < len(bounds) else []
             code, source = _compile(f"_chunk{k}", "values, seed, recorder, live", head + body[start:end] + tail)
-            chunks.append(types.FunctionType(code, _namespace(self.ns, source), f"_chunk{k}"))
+            chunks.append(types.FunctionType(code, _namespace(self.ns, shared, source), f"_chunk{k}"))
             sources.append(source)
             lines_of[code] = [None] * (1 + len(head)) + where[start:end] + [None] * len(tail)
+            yield
         first, middle, last = chunks[0], chunks[1:-1], chunks[-1]
 
         def _program(values: Any, seed: Any, recorder: Any) -> Any:
@@ -152,12 +161,14 @@ CHUNK_LINES = 4000
 _LOCAL = re.compile(r"\b(?:[shg]\d+|c\d*)\b")  # the generated code's locals: values, shapes, cotangents, contributions
 
 
-def _carried(body: Sequence[str], bounds: Sequence[int]) -> list[list[str]]:
+def _carried(body: Sequence[str], bounds: Sequence[int]) -> Generator[None, None, list[list[str]]]:
     """Per chunk boundary, the locals defined before it, not deleted, and named again after it."""
     last: dict[str, int] = {}  # each local's last mention, by line
     for i, line in enumerate(body):
         for name in _LOCAL.findall(line):
             last[name] = i
+        if i % 2000 == 1999:
+            yield
     alive: set[str] = set()
     carried = []
     for start, end in zip([0, *bounds], bounds):
@@ -170,13 +181,14 @@ def _carried(body: Sequence[str], bounds: Sequence[int]) -> list[list[str]]:
                 if _LOCAL.fullmatch(target):
                     alive.add(target)
         carried.append(sorted(n for n in alive if last[n] >= end))
+        yield
     return carried
 
 
-def _namespace(ns: dict[str, Any], source: str) -> dict[str, Any]:
+def _namespace(ns: dict[str, Any], shared: dict[str, Any], source: str) -> dict[str, Any]:
     """The globals one chunk reads: a small dict per chunk keeps every global load cache-friendly."""
     own = {name: ns[name] for name in _GLOBAL.findall(source) if name in ns}
-    own.update((k, v) for k, v in ns.items() if k.startswith("_"))
+    own.update(shared)
     return own
 
 
@@ -198,6 +210,7 @@ def generate(
     shapes: Sequence[tuple[int, ...] | None],
     dtypes: Sequence[np.dtype],
     record: bool = False,
+    chunk_lines: int = 0,
 ) -> Program:
     """Write a schedule's forward pass, and its reverse pass if it has one, as one Python function.
 
@@ -211,10 +224,16 @@ def generate(
     dtypes : sequence of numpy.dtype
     record : bool
         Call ``recorder(step_index, g, contributions)`` after each backward step.
+    chunk_lines : int
+        Lines per compiled chunk (default ``CHUNK_LINES``).
 
     Returns
     -------
     Program
+
+    See Also
+    --------
+    generation : the same work as a generator, to spread over several calls.
 
     Examples
     --------
@@ -226,18 +245,41 @@ def generate(
     >>> print(program.source.splitlines()[-1])
         return (s10, ), ()
     """
+    work = generation(schedule, names=names, shapes=shapes, dtypes=dtypes, record=record, chunk_lines=chunk_lines)
+    while True:
+        try:
+            next(work)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+def generation(
+    schedule: Schedule,
+    *,
+    names: Sequence[str],
+    shapes: Sequence[tuple[int, ...] | None],
+    dtypes: Sequence[np.dtype],
+    record: bool = False,
+    chunk_lines: int = 0,
+) -> Generator[None, None, Program]:
+    """:func:`generate` as a generator: it yields every few steps written and after each chunk compiled.
+
+    Its return value (``StopIteration.value``) is the :class:`Program`; a plan
+    advances it a little on each call, within a time budget (see
+    :meth:`graphengine.engine.plan.Plan.value_and_grad`).
+    """
     seeded = schedule.grad_output >= 0
     live = live_backward(schedule.backward, schedule.grad_output) if seeded else []
     writer = _Writer()
     writer.frees, t_backward = _free_points(schedule, live)
     need_shape = _runtime_shapes(schedule, live, shapes)
-    _emit_forward(writer, schedule, need_shape)
+    yield from _emit_forward(writer, schedule, need_shape)
     grad_tuple = "()"
     if seeded:
-        has_g = _emit_backward(writer, schedule, live, t_backward, names, shapes, dtypes, record)
+        has_g = yield from _emit_backward(writer, schedule, live, t_backward, names, shapes, dtypes, record)
         grad_tuple = _wrt_tuple(writer, schedule.wrt, has_g, shapes, dtypes)
     writer.emit(f"return ({''.join(f's{s}, ' for s in schedule.outputs)}), {grad_tuple}")
-    fn, source, where = writer.function()
+    fn, source, where = yield from writer.compiled(chunk_lines)
     return Program(fn, source, where)
 
 
@@ -283,7 +325,7 @@ def _runtime_shapes(schedule: Schedule, live: Sequence[int], shapes: Sequence[tu
     return {s for s in receivers | set(schedule.wrt) if shapes[s] is None}
 
 
-def _emit_forward(writer: _Writer, schedule: Schedule, need_shape: set[int]) -> None:
+def _emit_forward(writer: _Writer, schedule: Schedule, need_shape: set[int]) -> Generator[None, None, None]:
     for s in schedule.bound:
         writer.emit(f"s{s} = values[{s}]")
         if s in need_shape:
@@ -301,6 +343,8 @@ def _emit_forward(writer: _Writer, schedule: Schedule, need_shape: set[int]) -> 
         if step.out in need_shape:
             writer.emit(f"h{step.out} = _shape(s{step.out})")
         writer.free(k + 1)
+        if k % 100 == 99:
+            yield
 
 
 def _emit_backward(
@@ -312,7 +356,7 @@ def _emit_backward(
     shapes: Sequence[tuple[int, ...] | None],
     dtypes: Sequence[np.dtype],
     record: bool,
-) -> set[int]:
+) -> Generator[None, None, set[int]]:
     """Emit the reverse pass; return the slots that received a cotangent."""
     ns, emit = writer.ns, writer.emit
     seed_slot = schedule.grad_output
@@ -363,6 +407,8 @@ def _emit_backward(
         if not step.keep_cotangent:
             emit(f"del g{step.out}")
         writer.free(t_backward + k)
+        if k % 50 == 49:
+            yield
     return {seed_slot, *received}
 
 

@@ -5,18 +5,21 @@ steps over integer *slots* (one per named value). ``run`` and ``grad`` never
 touch networkx or pydantic objects.
 
 Each distinct request (which outputs, which ``wrt``) gets a *schedule*
-(:mod:`graphengine.engine.schedule`), computed once and cached. A request's
-first call runs it on the step interpreter
+(:mod:`graphengine.engine.schedule`), computed once and cached. Its first call
+builds its :class:`~graphengine.engine.table.Table` (a flat table of pre-bound
+calls) and runs it with every op's output checked against its shape rule;
+later calls run the table, or, once it is complete, generated straight-line
+Python (:func:`graphengine.engine.codegen.generate`), which is written and
+compiled a slice per call, each within about what the call itself took. All
+of them compute the bits of the step interpreter
 (:class:`~graphengine.engine.interpreter.Interpreter`, the reference
-semantics); later calls run it as generated straight-line Python
-(:func:`graphengine.engine.codegen.generate`), which computes the same bits.
-Schedules of more than ``CODEGEN_MAX_STEPS`` steps stay on the interpreter
-until it has spent about what generating their code costs, then switch
-(:meth:`~graphengine.engine.schedule.Schedule.worth_generating`).
+semantics), which runs calls with ``record`` and the first call of new input
+shapes under run-time limits. See docs/performance-calls.md.
 """
 
 from __future__ import annotations
 
+import gc
 import time
 from typing import Any, Callable, Mapping, Sequence, cast
 
@@ -25,13 +28,21 @@ import numpy as np
 from ..errors import FeedError
 from ..graph import Graph
 from ..ops import TensorSpec
+from . import codegen
 from .binding import Binder, check_names, seed_cotangent
-from .codegen import Program, generate
+from .codegen import Program, generate, generation
 from .interpreter import Interpreter
 from .interpreter import forward as _run_forward
 from .results import GradResult
 from .schedule import Schedule, Step, build_schedule
+from .table import Table
 from .trace import Recorder, Trace
+
+#: Schedules of up to this many steps get their code generated on the first call (a few ms at most).
+SMALL_STEPS = 64
+#: About what compile() costs per generated line, to size the chunks compiled in one call's budget.
+COMPILE_SECONDS_PER_LINE = 10e-6
+MIN_CHUNK_LINES = 100
 
 #: Runs a schedule: ``runner(values, seed, recorder) -> (outputs, gradients)``.
 Runner = Callable[..., tuple[tuple[Any, ...], tuple[Any, ...]]]
@@ -279,36 +290,75 @@ class Plan:
         return schedule
 
     def _runner(self, schedule: Schedule, record: bool, values: Sequence[Any] = ()) -> Runner:
-        """How to run ``schedule`` this time: the interpreter on its first call, else its generated code.
+        """How to run ``schedule`` this time (see docs/performance-calls.md).
 
-        The first call runs on the interpreter, which also checks every op's
-        output against its shape rule, and generates no code (one call would
-        not repay the compile). Both check every VJP result on every call.
-        A call whose input shapes the run-time limits measured just now runs on
-        the interpreter with the specs measured at those shapes, so an op that
-        makes more than its rule said is caught right after it returns.
-        Code already generated (or prepared) always runs; otherwise a schedule
-        over ``CODEGEN_MAX_STEPS`` steps stays on the interpreter until that
-        has cost about what generating its code will.
+        - A call whose input shapes the run-time limits measured just now runs
+          on the interpreter with the specs measured at those shapes, so an op
+          that makes more than its rule said is caught right after it returns.
+        - Generated code, once complete (or prepared), runs every later call.
+        - Otherwise the schedule's :class:`~graphengine.engine.table.Table`
+          runs: built on the first call, which also checks every op's output
+          against its shape rule. A schedule of up to ``SMALL_STEPS`` steps has
+          its code generated on that first call too; a larger one has it
+          generated a slice per call, each slice within about what the call
+          itself took, so no call after the first costs much more than a steady one.
+        - With ``record``, the interpreter runs, unless code was prepared for it.
+
+        Every path checks every VJP result on every call.
         """
-        fresh = self._binder.run_limits.take_fresh(values) if self._binder.run_limits.active else None
-        if fresh is not None:
-            return Interpreter(schedule, fresh, self.names)
+        if self._binder.run_limits.unverified:  # shapes measured just now: check each op against its rule at them
+            fresh = self._binder.run_limits.take_fresh(values)
+            if fresh is not None:
+                return Interpreter(schedule, fresh, self.names)
         program = schedule.programs.get(record)
         if program is not None and record in schedule.ran:
             return program
-        if record in schedule.ran and schedule.worth_generating():
-            return self._generate(schedule, record)
-        interpreter = self._interpreter(schedule)
+        if record:
+            return self._interpreter(schedule)
+        table = schedule.table
+        first = table is None
+        if table is None:
+            table = schedule.table = self._table(schedule)
+            if schedule.size <= SMALL_STEPS:
+                self._generate(schedule, False)
 
         def timed(*args: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
             start = time.perf_counter()
-            try:
-                return interpreter(*args)
-            finally:
-                schedule.interpreted_seconds += time.perf_counter() - start
+            result = table(*args, check=self.specs) if first else table(*args)
+            if False not in schedule.programs:
+                self._advance(schedule, time.perf_counter() - start)
+            return result
 
         return timed
+
+    def _table(self, schedule: Schedule) -> Table:
+        enabled = gc.isenabled()
+        gc.disable()  # thousands of small closures: the collector would walk the whole heap again and again
+        try:
+            return Table(schedule, self.names, [spec.shape for spec in self.specs], [spec.dtype for spec in self.specs])
+        finally:
+            if enabled:
+                gc.enable()
+
+    def _advance(self, schedule: Schedule, budget: float) -> None:
+        """Spend about ``budget`` seconds generating the schedule's code; install it when it is complete."""
+        if schedule.generation is None:
+            shapes = [None if any(d is None for d in spec.shape) else spec.shape for spec in self.specs]
+            lines = min(max(int(budget / COMPILE_SECONDS_PER_LINE), MIN_CHUNK_LINES), codegen.CHUNK_LINES)
+            schedule.generation = generation(
+                schedule,
+                names=self.names,
+                shapes=shapes,  # type: ignore[arg-type]
+                dtypes=[s.dtype for s in self.specs],
+                chunk_lines=lines,
+            )
+        deadline = time.perf_counter() + budget
+        while time.perf_counter() < deadline:
+            try:
+                next(schedule.generation)
+            except StopIteration as done:
+                schedule.programs[False], schedule.generation = done.value, None
+                return
 
     def _interpreter(self, schedule: Schedule) -> Interpreter:
         return Interpreter(schedule, self.specs, self.names)

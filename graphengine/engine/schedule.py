@@ -45,16 +45,9 @@ class Step:
     input_names: tuple[str, ...]
 
 
-#: Schedules of up to this many steps get generated code on their second call. Larger
-#: ones stay on the step interpreter until it has spent about as long on them as
-#: generating their code would cost (``GENERATE_SECONDS_PER_STEP`` per step), then
-#: switch: a one-off run of a huge graph never pays for the compile, and a long one
-#: (training) runs generated code after a bounded start, with no cliff in its steady state.
+#: Kept for callers that imported it; nothing reads it any more. A schedule of any size runs the same
+#: way (see :meth:`graphengine.engine.plan.Plan._runner`): there is no size past which calls slow down.
 CODEGEN_MAX_STEPS = 40_000
-
-#: What generating and compiling the code of one step costs, about (10,000-node chain: 0.6 s
-#: for 20,000 steps on the project machine; a random DAG costs more per step).
-GENERATE_SECONDS_PER_STEP = 50e-6
 
 
 @dataclass
@@ -70,13 +63,9 @@ class Schedule:
     required: frozenset[int] = frozenset()  # the same, as a set: inputs outside it need no value
     # Generated code (codegen.Program), by `record`: cached here, typed loosely so schedules need not know codegen.
     programs: dict[bool, Callable[..., Any]] = field(default_factory=dict)
-    ran: set[bool] = field(default_factory=set)  # `record` values whose first call has run (on the interpreter)
-    interpreted_seconds: float = 0.0  # time its calls spent on the interpreter (see CODEGEN_MAX_STEPS)
-
-    def worth_generating(self) -> bool:
-        """Whether generated code should run from now on (the interpreter ran it once already)."""
-        small = self.size <= CODEGEN_MAX_STEPS
-        return small or self.interpreted_seconds >= self.size * GENERATE_SECONDS_PER_STEP
+    ran: set[bool] = field(default_factory=set)  # `record` values whose first call has run
+    table: Any = None  # its table.Table, built on its first call
+    generation: Any = None  # codegen.generation() under way, a slice per call (see Plan._runner)
 
     @property
     def size(self) -> int:
