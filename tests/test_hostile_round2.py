@@ -338,3 +338,63 @@ def test_a_stored_checkpoint_over_the_callers_limit_is_refused(checkpoint: Path,
             progress="none",
             optimizer="adam",
         )
+
+
+def _npy_claiming(shape: tuple[int, ...], payload: bytes) -> bytes:
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': " + repr(shape) + ", }"
+    text = header.encode() + b" " * (64 - (10 + len(header) + 1) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(text).to_bytes(2, "little") + text + payload
+
+
+def test_optimizer_state_whose_header_lies_allocates_nothing(checkpoint: Path, tmp_path: Path) -> None:
+    # numpy's own reader would allocate the header's 8 GB for this 64-byte member before reading it.
+    doc = json.loads(checkpoint.read_text())
+    npz = checkpoint.parent / doc["parameters"][0]["file"]
+    with zipfile.ZipFile(npz) as old:
+        members = {i.filename: old.read(i) for i in old.infolist()}
+    members["__optimizer__/W/m.npy"] = _npy_claiming((10**9,), b"\0" * 64)
+    with zipfile.ZipFile(npz, "w") as new:
+        for name, data in members.items():
+            new.writestr(name, data)
+    digest = hashlib.sha256(npz.read_bytes()).hexdigest()
+    for entry in doc["parameters"]:
+        entry["sha256"] = digest
+    checkpoint.write_text(json.dumps(doc))
+    tracemalloc = __import__("tracemalloc")
+    tracemalloc.start()
+    try:
+        with pytest.raises(errors.TrainingError, match=r"state '__optimizer__/W/m' is \d+ bytes, which does not fit"):
+            graphengine.training.read_checkpoint(checkpoint, graphengine.load(_classifier(tmp_path)))
+        assert tracemalloc.get_traced_memory()[1] < 50 * 2**20
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_checkpoint_swapped_after_its_graph_file_was_read_is_refused(
+    checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from graphengine.training import checkpoint as module
+
+    real_load = module.load
+
+    def load_then_swap(*args: Any, **kwargs: Any) -> Any:
+        graph = real_load(*args, **kwargs)
+        npz = checkpoint.parent / json.loads(checkpoint.read_text())["parameters"][0]["file"]
+        npz.unlink()
+        os.mkfifo(npz)  # a FIFO in its place: a blocking open would hang
+        return graph
+
+    monkeypatch.setattr(module, "load", load_then_swap)
+    done = threading.Event()
+    result: list[BaseException] = []
+
+    def read() -> None:
+        try:
+            module.read_checkpoint(checkpoint, graphengine.load(_classifier(tmp_path)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            result.append(exc)
+        done.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    assert done.wait(30), "read_checkpoint hung on a FIFO"
+    assert isinstance(result[0], errors.TrainingError) and "not a regular file" in str(result[0]), result

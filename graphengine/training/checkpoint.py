@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import math
 import os
 import zipfile
 from dataclasses import dataclass, field
@@ -14,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, NonNegativeInt, 
 
 from ..errors import TrainingError, clip
 from ..format import Limits, SavedGraph
+from ..format.weights import npy_header, read_data_file
 from ..graph import Graph, load, save
 from .optimizers import Optimizer
 
@@ -59,16 +63,11 @@ def read_checkpoint(
     files = {d.file for d in checkpoint.document.parameters if d.file}
     if len(files) != 1:
         raise TrainingError(f"{str(path)!r} is a graph file but not a checkpoint (no training state)")
-    npz_path = Path(path).parent / files.pop()
-    _check_archive(npz_path, str(path), limits.max_total_bytes)
-    try:
-        with np.load(npz_path, allow_pickle=False) as npz:
-            if STATE_KEY not in npz.files:
-                raise TrainingError(f"{str(path)!r} is a graph file but not a checkpoint (no training state)")
-            raw = npz[STATE_KEY]
-            opt_state = {k[len(OPT_PREFIX) :]: npz[k] for k in npz.files if k.startswith(OPT_PREFIX)}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise TrainingError(f"checkpoint {str(path)!r}: cannot read {npz_path.name!r}: {exc}") from None
+    members = _state_members(Path(path), files.pop(), checkpoint, limits.max_total_bytes)
+    if STATE_KEY not in members:
+        raise TrainingError(f"{str(path)!r} is a graph file but not a checkpoint (no training state)")
+    raw = members[STATE_KEY]
+    opt_state = {k[len(OPT_PREFIX) :]: v for k, v in members.items() if k.startswith(OPT_PREFIX)}
     state = _train_state(raw, str(path))
     for key, value in opt_state.items():
         if value.dtype.kind not in "fiu" or (value.dtype.kind == "f" and not np.isfinite(value).all()):
@@ -79,24 +78,56 @@ def read_checkpoint(
     return dict(checkpoint.parameters), opt_state, state
 
 
-def _check_archive(npz_path: Path, shown: str, max_total_bytes: int) -> None:
-    """Refuse an archive that unpacks past ``max_total_bytes`` and members whose unpacking zipfile cannot bound
-    (bzip2, LZMA), before numpy reads any."""
+def _state_members(path: Path, name: str, checkpoint: Graph, max_total_bytes: int) -> dict[str, np.ndarray]:
+    """The training-state and optimizer arrays of the checkpoint's .npz, read once, bounded and never unpickled.
+
+    The bytes are read like any weight file (inside the folder, regular, non-blocking, at most
+    ``max_total_bytes``) and must still have the sha256 the graph file pins, so a file swapped
+    since :func:`load` read it is refused, not waited on. Only stored and deflated members are
+    read, all of them together at most ``max_total_bytes`` unpacked, and each member's .npy
+    header must describe exactly the bytes it holds before an array is made.
+    """
+    shown = str(path)
+
+    def fail(detail: str) -> TrainingError:
+        return TrainingError(f"checkpoint {shown!r}: {detail}")
+
+    data = read_data_file(path.parent, name, max_bytes=max_total_bytes, error=fail)
+    pinned = {d.sha256 for d in checkpoint.document.parameters if d.file == name and d.sha256}
+    if pinned and hashlib.sha256(data).hexdigest() not in {p.lower() for p in pinned}:
+        raise fail(f"{name!r} changed since its graph file was read; refusing it")
+    arrays: dict[str, np.ndarray] = {}
     try:
-        with zipfile.ZipFile(npz_path) as archive:
-            unpacked = sum(info.file_size for info in archive.infolist())
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            infos = archive.infolist()
+            unpacked = sum(info.file_size for info in infos)
             if unpacked > max_total_bytes:
-                raise TrainingError(
-                    f"checkpoint {shown!r}: {npz_path.name!r} unpacks to {unpacked} bytes, "
-                    f"over the limit max_total_bytes={max_total_bytes}"
-                )
-            for info in archive.infolist():
+                raise fail(f"{name!r} unpacks to {unpacked} bytes, over the limit max_total_bytes={max_total_bytes}")
+            for info in infos:
+                key = info.filename[: -len(".npy")] if info.filename.endswith(".npy") else info.filename
+                if not (key == STATE_KEY or key.startswith(OPT_PREFIX)):
+                    continue  # parameters: already read, and checked, by load()
                 if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED) or info.flag_bits & 0x1:
-                    raise TrainingError(
-                        f"checkpoint {shown!r}: member {info.filename[:80]!r} is neither stored nor deflated"
-                    )
-    except (OSError, zipfile.BadZipFile) as exc:
-        raise TrainingError(f"checkpoint {shown!r}: cannot read {npz_path.name!r}: {exc}") from None
+                    raise fail(f"member {clip(info.filename, 80)!r} is neither stored nor deflated")
+                with archive.open(info) as stream:
+                    arrays[key] = _npy_array(stream.read(info.file_size + 1), key, fail)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+        raise fail(f"cannot read {name!r}: {type(exc).__name__}: {clip(str(exc), 160)}") from None
+    return arrays
+
+
+def _npy_array(content: bytes, key: str, fail: Any) -> np.ndarray:
+    """An array from a member's .npy bytes whose header must match its length exactly (no allocation on trust)."""
+    try:
+        shape, fortran, dtype, offset = npy_header(content)
+    except Exception as exc:  # numpy raises several types for corrupt headers
+        raise fail(f"state {clip(key)!r} has a corrupt .npy header: {clip(str(exc), 120)}") from None
+    if dtype.hasobject or dtype.kind not in "fiu" or any(type(d) is not int or d < 0 for d in shape):
+        raise fail(f"state {clip(key)!r} is not an array of numbers")
+    if len(content) - offset != dtype.itemsize * math.prod(shape):
+        raise fail(f"state {clip(key)!r} is {len(content)} bytes, which does not fit its header")
+    flat = np.frombuffer(content, dtype=dtype, offset=offset)
+    return np.array(flat.reshape(shape, order="F" if fortran else "C"), order="C")
 
 
 class SavedTrainState(BaseModel):
