@@ -174,7 +174,8 @@ def test_big_tensors_are_summarised_with_a_nan_flag_and_full_tooltips(write_grap
     dot, _ = diagram(g, {"x": x}, grad=True, wrt=["x"])
     src = dot.source
     finite = x[np.isfinite(x)]
-    assert f"({n},) mean {fmt(finite.mean())} std {fmt(finite.std())} min -1 max 1" in node(src, "x")
+    # the shape is said once: "shape (10,)   value mean ... max 1"
+    assert f"shape ({n},)   value mean {fmt(finite.mean())} std {fmt(finite.std())} min -1 max 1" in node(src, "x")
     assert "⚠ 1 NaN" in node(src, "x") and "#f59e0b" in node(src, "x")
     assert "⚠ gradient: 1 NaN" in node(src, "x")
     tooltip = re.search(r'tooltip="([^"]*)"', node(src, "x")).group(1)

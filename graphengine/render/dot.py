@@ -279,6 +279,8 @@ def _table(box: _Box, picture: _Picture, dim: bool, bold: bool) -> str:
         shape = f"shape {_shape(box.shape or ())}   " if not picture.units else ""
         heat = _heatmap(box.value)
         shown = "" if heat else " " + _html_value(box.value)
+        if shape and shown.startswith(" " + _shape(box.shape or ())):  # a summary: its shape is said once already
+            shown = shown[len(_shape(box.shape or ())) + 1 :]
         rows.append(f'<TR><TD ALIGN="LEFT"><FONT COLOR="{text}">{shape}value{shown}</FONT></TD></TR>')
         if heat:
             rows.append(f'<TR><TD ALIGN="LEFT">{heat}</TD></TR>')

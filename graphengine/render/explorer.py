@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 from .api import _unit_count, missing_inputs
 from .collapse import collapsed_picture, layer_box_id, layer_names, layout_key, layout_states
 from .dot import _draw, _pipe
-from .numbers import _inline, _number
+from .numbers import _inline, _number, _term
 from .picture import _node_picture, _Picture, _small, _tag_fan_in, _unit_picture
 from .player import _page
 from .safe import clean, dot_id
@@ -308,18 +308,18 @@ def _step_text(picture: _Picture, lit: list[str], sends: list[int]) -> str:
     name = box.id if len(lit) == 1 else box.value_name
     g = box.grad if len(lit) == 1 else _grad_of(picture, box.value_name)
     lines = [f"{name} received ∂{picture.output}/∂{name} = {_inline(g) if g is not None else '?'}"]
-    lines.append("and sends back:" if sends else "and sends nothing back (no input needs a gradient)")
+    products = any(np.size(picture.wires[k].contribution) == 1 for k in sends) and g is not None and np.size(g) == 1
+    # the local derivative is named once, so that each line below fits the panel: "→ h[0]: c₁ = 0.1385 × 0.4 = 0.0554"
+    local = f" ∂{picture.output}/∂{name} × ∂{name}/∂(input):" if products else ":"
+    lines.append(f"and sends back{local}" if sends else "and sends nothing back (no input needs a gradient)")
     for k in sends:
         wire = picture.wires[k]
         c = np.asarray(wire.contribution)
         named = f"{wire.tag} = " if wire.tag else ""
         g0 = float(np.asarray(g).reshape(-1)[0]) if g is not None and np.size(g) == 1 else 0.0
         if c.size == 1 and g0 != 0:
-            local = float(c.reshape(-1)[0]) / g0
-            lines.append(
-                f"  → {wire.src}: {named}{_number(g0)} × {_number(local)} = {_inline(c)}"
-                f"   ({_number(local)} = ∂{name}/∂{wire.src})"
-            )
+            slope = float(c.reshape(-1)[0]) / g0
+            lines.append(f"  → {wire.src}: {named}{_number(g0)} × {_term(slope)} = {_inline(c)}")
         else:
             lines.append(f"  → {wire.src}: {named}{_inline(c)}")
     return clean("\n".join(lines))
