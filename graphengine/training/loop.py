@@ -302,14 +302,15 @@ def _epoch(run: _Run, plan: Any, on_step: Callable[[dict[str, Any]], None] | Non
     order = np.random.default_rng([cfg.seed, 0, epoch]).permutation(run.dataset.size) if cfg.shuffle else None
     batches = list(run.dataset.batches(run.batch_size, order))
     need_logits_run = acc is not None and acc.logits not in run.graph.outputs
+    gradient_fn = run.gradient_fn
     for b in range(state.batch, len(batches)):
         feeds = run.dataset.feeds(batches[b])
-        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported below, by step number
-            grad = (run.gradient_fn or plan.value_and_grad)(feeds, wrt=run.names)
-        loss = float(grad.outputs[run.loss_name])
-        check_finite(
-            loss, grad.gradients, state.step + 1, epoch, b + 1, len(batches), run.last_checkpoint, run.ckpt_path
-        )
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by the guard, by step number
+            grad = (gradient_fn or plan.value_and_grad)(feeds, wrt=run.names)
+            loss = float(grad.outputs[run.loss_name])
+            check_finite(
+                loss, grad.gradients, state.step + 1, epoch, b + 1, len(batches), run.last_checkpoint, run.ckpt_path
+            )
         run.opt.update(run.graph.parameters, grad.gradients)
         n = len(batches[b])
         state.step, state.batch = state.step + 1, b + 1
