@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import networkx as nx
 from pydantic import BaseModel, ValidationError
@@ -37,14 +37,13 @@ class Builder:
     def __init__(
         self,
         doc: GraphV1,
-        raw: Mapping[str, Any],
         registry: Registry,
         file: str | None,
         base_dir: Path | None,
         limits: Limits,
         allow_nonfinite: bool,
     ) -> None:
-        self.doc, self.raw, self.registry, self.file = doc, raw, registry, file
+        self.doc, self.registry, self.file = doc, registry, file
         self.base_dir, self.limits, self.allow_nonfinite = base_dir, limits, allow_nonfinite
         self.ids: dict[str, int] = {}  # name -> id: declared values first, then nodes, in file order
         self.tensors = TensorReader(doc, file, base_dir, limits, allow_nonfinite)

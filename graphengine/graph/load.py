@@ -70,15 +70,11 @@ def load(
     )
     with _collector_paused():
         data = parse_json(raw, file=file, allow_nonfinite=allow_nonfinite)
-        return load_dict(
-            data,
-            base_dir=Path(path).parent,
-            file=file,
-            registry=registry,
-            plugins=plugins,
-            limits=limits,
-            allow_nonfinite=allow_nonfinite,
-        )
+        del raw
+        registry = registry or default_registry(plugins)
+        doc = validate_document(data, file, limits)
+        del data  # the validated models hold all that is needed: a large file's parsed form is not kept while building
+        return Builder(doc, registry, file, Path(path).parent, limits, allow_nonfinite).build()
 
 
 def load_dict(
@@ -101,7 +97,7 @@ def load_dict(
     with _collector_paused():
         doc = validate_document(data, file, limits)
         folder = Path(base_dir) if base_dir is not None else None
-        return Builder(doc, data, registry, file, folder, limits, allow_nonfinite).build()
+        return Builder(doc, registry, file, folder, limits, allow_nonfinite).build()
 
 
 @contextlib.contextmanager
