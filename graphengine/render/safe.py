@@ -31,11 +31,12 @@ def clean(text: object) -> str:
 def _entities(text: str) -> str:
     """``& < > " '`` as character references, which ``dot`` decodes in every string: no markup; and the ``=`` of
     anything that reads like a file-opening attribute (``image=``), so that not even its text is in the DOT source."""
-    escaped = "".join(_ENTITY.get(c, c) for c in text)
+    escaped = text.translate(_ENTITY_TABLE)
     return _FILE_ATTRIBUTE.sub(lambda m: m.group(1) + "&#61;", escaped)
 
 
 _ENTITY = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}
+_ENTITY_TABLE = str.maketrans(_ENTITY)  # one pass in C: tooltips hold up to 10 000 numbers
 _FILE_ATTRIBUTE = re.compile(r"(?i)(\b(?:image|shapefile|fontpath|imagepath|fontname)\s*)=")
 
 
