@@ -207,3 +207,26 @@ def test_page_json_cannot_close_its_script_and_ids_are_distinct() -> None:
     names = ["h[0]", "h_5b_0_5d_", "a.b", "a-b", "a_b", "ab", "a_2e_b", "W_h[0,1]", "W_h[01]"]
     assert len({dot_id(n) for n in names}) == len(names)
     assert all(re.fullmatch(r"[A-Za-z0-9_]+", dot_id(n)) for n in names)
+
+
+def test_collapsed_layouts_are_laid_out_again_with_one_box_per_layer() -> None:
+    """One dot layout per set of collapsed layers (2 layers: 4); in each, a collapsed layer is one box."""
+    from graphengine.render.collapse import layer_box_id
+    from graphengine.render.safe import dot_id
+
+    page = explore(graphengine.load(SEED))
+    assert page.data["layouts"] == ["", "0", "1", "0-1"]
+    found = re.findall(r'<template id="ge-layout-([^"]+)">(.*?)</template>', page.html, flags=re.S)
+    layouts = {key: html.unescape(svg) for key, svg in found}  # dot writes "-" in ids as &#45;
+    assert sorted(layouts) == ["0", "0-1", "1", "open"]
+    hidden, output = (set(layer["boxes"]) for layer in page.data["layers"])
+    for key, svg in layouts.items():
+        ids = set(re.findall(r'<g id="([^"]+)" class="node', svg))
+        shut = {int(k) for k in key.split("-")} if key != "open" else set()
+        for k, members in enumerate((hidden, output)):
+            assert (dot_id(layer_box_id(k)) in ids) == (k in shut), key
+            assert (members <= ids) == (k not in shut) and (members & ids == set()) == (k in shut), key
+        width = float(re.search(r'<svg width="([0-9.]+)pt', svg).group(1))
+        assert width < float(re.search(r'<svg width="([0-9.]+)pt', layouts["open"]).group(1)) or not shut
+    # arrows between boxes that stay keep their ids, so the player finds them in every layout
+    assert 'id="w-0-f"' in layouts["open"] and re.search(r'id="lw-\d+-f"', layouts["0-1"])

@@ -28,12 +28,26 @@ def layer_box_id(k: int) -> str:
 
 
 def layout_key(collapsed: Iterable[int]) -> str:
-    """``"0-2"``: the name of the layout in which layers 0 and 2 are collapsed; ``""`` for none."""
+    """``"0-2"``: the name of the layout in which layers 0 and 2 are collapsed; ``""`` for none.
+
+    Examples
+    --------
+    >>> layout_key({2, 0}), layout_key(())
+    ('0-2', '')
+    """
     return "-".join(str(k) for k in sorted(collapsed))
 
 
 def layout_states(n_layers: int) -> list[tuple[int, ...]]:
-    """The sets of collapsed layers the page holds a layout for, the all-open one first."""
+    """The sets of collapsed layers the page holds a layout for, the all-open one first.
+
+    Examples
+    --------
+    >>> layout_states(2)
+    [(), (0,), (1,), (0, 1)]
+    >>> layout_states(5)
+    [(), (0, 1, 2, 3, 4)]
+    """
     if not n_layers:
         return [()]
     if n_layers > EVERY_SUBSET_UP_TO:
