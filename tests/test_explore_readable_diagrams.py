@@ -73,7 +73,7 @@ def test_structure_only_when_inputs_have_no_values(capsys, tmp_path: Path) -> No
     assert result is None and "float64[?, 64]" in dot.source and "relu" in dot.source
     assert main(["render", str(DIGITS), "--grad", "-o", str(tmp_path / "d.dot")]) == 0
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "input 'x' has no value" in err and "structure only" in err
+    assert err.count("\n") == 1 and "inputs 'x' and 'label' have no value" in err and "structure only" in err
 
 
 def test_units_past_the_limit_fall_back_with_one_note(capsys, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ import time
 from ..render import explore, missing_inputs
 from ..render.explorer import COLLAPSE_AFTER
 from .common import _load, parse_feeds
+from .render import no_value_note
 
 
 def cmd_explore(args: "argparse.Namespace") -> int:
@@ -18,10 +19,7 @@ def cmd_explore(args: "argparse.Namespace") -> int:
     feeds = parse_feeds(args.feed)
     missing = missing_inputs(graph, feeds)
     if missing:
-        print(
-            f"graphengine: note: input {missing[0]!r} has no value (--feed {missing[0]}=...); the page shows structure only",
-            file=sys.stderr,
-        )
+        print(no_value_note(missing, "the page shows structure only"), file=sys.stderr)
     page = explore(graph, feeds, wrt=args.wrt or None, output=args.output, units=args.units, rankdir=args.rankdir)
     page.save(args.out)
     steps = len(page.data["steps"])

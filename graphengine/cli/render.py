@@ -14,6 +14,22 @@ from ..render import UNIT_LIMIT, RenderWarning, diagram, missing_inputs, write
 from .common import _load, parse_feeds
 
 
+def no_value_note(missing: list[str], outcome: str) -> str:
+    """One line naming the inputs that have neither a feed nor a default.
+
+    Examples
+    --------
+    >>> no_value_note(["x"], "drawing structure only")
+    "graphengine: note: input 'x' has no value (--feed x=...); drawing structure only"
+    >>> no_value_note(["x", "label"], "the page shows structure only")
+    "graphengine: note: inputs 'x' and 'label' have no value (--feed x=... --feed label=...); the page shows structure only"
+    """
+    names = ", ".join(repr(n) for n in missing[:-1]) + (" and " if len(missing) > 1 else "") + repr(missing[-1])
+    feeds = " ".join(f"--feed {n}=..." for n in missing)
+    verb = "input {} has" if len(missing) == 1 else "inputs {} have"
+    return f"graphengine: note: {verb.format(names)} no value ({feeds}); {outcome}"
+
+
 def cmd_render(args: "argparse.Namespace") -> int:
     """``graphengine render``: see ``graphengine render --help``."""
 
@@ -23,10 +39,7 @@ def cmd_render(args: "argparse.Namespace") -> int:
     feeds = parse_feeds(args.feed)
     missing = missing_inputs(graph, feeds)
     if missing:
-        print(
-            f"graphengine: note: input {missing[0]!r} has no value (--feed {missing[0]}=...); drawing structure only",
-            file=sys.stderr,
-        )
+        print(no_value_note(missing, "drawing structure only"), file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RenderWarning)
         dot, result = diagram(
