@@ -122,7 +122,7 @@ def test_a_large_schedule_gets_its_code_a_slice_per_call(monkeypatch: pytest.Mon
         calls += 1
         got = plan.grad(feeds, wrt)  # the table (checked on call 1), and a slice of the code generation
         assert all(np.array_equal(got[n], reference[n]) for n in wrt), f"call {calls}"
-        assert sched.table is not None and (calls > 1 or sched.generation is not None or sched.programs)
+        assert sched.table is not None and (calls > 1 or not sched.programs)  # call 1 generates nothing
     program = sched.programs[False]
     assert program.source.count("def _chunk") > 10
     for _ in range(2):  # generated code from now on

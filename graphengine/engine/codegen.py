@@ -11,16 +11,17 @@ unbroadcasts it or raises naming the input.
 from __future__ import annotations
 
 import re
+import time
 import types
 from dataclasses import dataclass
-from typing import Any, Generator, Sequence
+from typing import Any, Callable, Generator, Sequence, Union
 
 import numpy as np
 
 from ..errors import ExecutionError, FeedError
 from ..ops.vjp import VJPError, VJPSite, fit_cotangent, vjp_raised
 from .interpreter import forward_failed
-from .schedule import Schedule, live_backward
+from .schedule import Schedule
 
 # What a generated line means when it raises: ("forward", node, op), ("vjp", site),
 # ("check", site) or ("seed",); None for lines that only move values.
@@ -101,14 +102,16 @@ class _Writer:
             self.emit("del " + ", ".join(f"s{s}" for s in sorted(dead)))
 
     def compiled(
-        self, chunk_lines: int = 0
+        self, chunk_lines: ChunkLines = 0
     ) -> Generator[None, None, tuple[Any, str, dict[types.CodeType, list[_Info]]]]:
         """Compile the lines: one function, or a chain of chunks of at most ``chunk_lines`` lines.
 
-        A generator: it yields after each compile() (and every few thousand lines of bookkeeping),
-        so that a caller can spread the work over several calls; it returns what :class:`Program` takes.
+        ``chunk_lines`` may be a function of the seconds per line the last compile() took, asked
+        before each chunk. A generator: it yields after each compile() (and every few thousand
+        lines of bookkeeping), so that a caller can spread the work over several calls; it
+        returns what :class:`Program` takes.
         """
-        chunk_lines = chunk_lines or CHUNK_LINES
+        size = chunk_lines if callable(chunk_lines) else (lambda rate: chunk_lines or CHUNK_LINES)
         # The checks read locals and literals, not globals: a global load is five times the bytecode,
         # and on a graph of 10,000 nodes the size of the bytecode is what the time goes with.
         prologue = ["    nd, fix = _nd, _fix"] + [f"    {name} = _{name}" for name in self.dtype_names.values()]
@@ -116,40 +119,52 @@ class _Writer:
         self.ns["_fix"] = lambda raw, shape, k: fit_cotangent(raw, shape, *fits[k])
         self.ns.update({f"_{name}": dtype for dtype, name in self.dtype_names.items()})
         body, where = self.lines, self.where[1:]
-        bounds = list(range(0, len(body), chunk_lines))[1:]
-        if not bounds:
+        if len(body) <= max(1, size(COMPILE_SECONDS_PER_LINE)):
             code, source = _compile("_program", "values, seed, recorder", prologue + body)
             return types.FunctionType(code, self.ns, "_program"), source, {code: [None] * (1 + len(prologue)) + where}
-        return (yield from self._chunked(prologue, body, where, bounds))
+        return (yield from self._chunked(prologue, body, where, size))
 
     def _chunked(
-        self, prologue: list[str], body: list[str], where: list[_Info], bounds: list[int]
+        self, prologue: list[str], body: list[str], where: list[_Info], size: Callable[[float], int]
     ) -> Generator[None, None, tuple[Any, str, dict[types.CodeType, list[_Info]]]]:
-        """Chunks of at most CHUNK_LINES lines; each hands the locals still live on to the next in a list.
+        """Chunks of ``size(rate)`` lines each; each hands the locals still live on to the next in a list.
 
         The list is emptied on entry, so a value dies where the one long function would drop it.
         """
-        carried = yield from _carried(body, bounds)
+        last = yield from _last_mentions(body)
         shared = {k: v for k, v in self.ns.items() if k.startswith("_")}  # what every chunk reads
-        starts, ends = [0, *bounds], [*bounds, len(body)]
-        chunks, sources, lines_of = [], [], {}
-        for k, (start, end) in enumerate(zip(starts, ends)):
+        chunks: list[Callable[..., Any]] = []
+        sources: list[str] = []
+        lines_of: dict[types.CodeType, list[_Info]] = {}
+        alive: set[str] = set()
+        before: list[str] = []
+        start, rate = 0, COMPILE_SECONDS_PER_LINE
+        while start < len(body):
+            end = min(start + max(1, size(rate)), len(body))
+            _track(alive, body[start:end])
+            after = sorted(n for n in alive if last[n] >= end) if end < len(body) else []
             head = list(prologue)
-            if k > 0 and carried[k - 1]:
-                head += [f"    {', '.join(carried[k - 1])}, = live", "    live.clear()"]
-            tail = [f"    return [{', '.join(carried[k])}]"] if k < len(bounds) else []
+            if before:
+                head += [f"    {', '.join(before)}, = live", "    live.clear()"]
+            tail = [f"    return [{', '.join(after)}]"] if end < len(body) else []
+            began = time.perf_counter()
+            k = len(chunks)
             code, source = _compile(f"_chunk{k}", "values, seed, recorder, live", head + body[start:end] + tail)
+            rate = (time.perf_counter() - began) / (end - start)
             chunks.append(types.FunctionType(code, _namespace(self.ns, shared, source), f"_chunk{k}"))
             sources.append(source)
             lines_of[code] = [None] * (1 + len(head)) + where[start:end] + [None] * len(tail)
+            start, before = end, after
             yield
-        first, middle, last = chunks[0], chunks[1:-1], chunks[-1]
+        if len(chunks) == 1:
+            chunks.append(lambda values, seed, recorder, live: live)  # pragma: no cover - sized to one chunk
+        first, middle, last_chunk = chunks[0], chunks[1:-1], chunks[-1]
 
         def _program(values: Any, seed: Any, recorder: Any) -> Any:
             live = first(values, seed, recorder, None)
             for chunk in middle:
                 live = chunk(values, seed, recorder, live)
-            return last(values, seed, recorder, live)
+            return last_chunk(values, seed, recorder, live)
 
         return _program, "\n".join(sources), lines_of
 
@@ -157,32 +172,36 @@ class _Writer:
 #: Generated functions are cut into chunks of at most this many lines: CPython's compile() is
 #: superlinear in the size of one function (12,000 lines cost 2.4-3.2x what 6,000 do), linear over chunks.
 CHUNK_LINES = 4000
+#: A first guess of what compile() costs per generated line; later chunks use what the last one took.
+COMPILE_SECONDS_PER_LINE = 10e-6
+
+#: Lines per chunk: a number, or ``lines(seconds per line of the last compile)``.
+ChunkLines = Union[int, Callable[[float], int]]
 
 _LOCAL = re.compile(r"\b(?:[shg]\d+|c\d*)\b")  # the generated code's locals: values, shapes, cotangents, contributions
 
 
-def _carried(body: Sequence[str], bounds: Sequence[int]) -> Generator[None, None, list[list[str]]]:
-    """Per chunk boundary, the locals defined before it, not deleted, and named again after it."""
-    last: dict[str, int] = {}  # each local's last mention, by line
+def _last_mentions(body: Sequence[str]) -> Generator[None, None, dict[str, int]]:
+    """Each local's last mention, by line."""
+    last: dict[str, int] = {}
     for i, line in enumerate(body):
         for name in _LOCAL.findall(line):
             last[name] = i
         if i % 2000 == 1999:
             yield
-    alive: set[str] = set()
-    carried = []
-    for start, end in zip([0, *bounds], bounds):
-        for line in body[start:end]:
-            text = line.strip()
-            if text.startswith("del "):
-                alive.difference_update(n.strip() for n in text[4:].split(","))
-            else:
-                target = text.split(" ", 1)[0]
-                if _LOCAL.fullmatch(target):
-                    alive.add(target)
-        carried.append(sorted(n for n in alive if last[n] >= end))
-        yield
-    return carried
+    return last
+
+
+def _track(alive: set[str], lines: Sequence[str]) -> None:
+    """Update the locals defined and not deleted, over ``lines``."""
+    for line in lines:
+        text = line.strip()
+        if text.startswith("del "):
+            alive.difference_update(n.strip() for n in text[4:].split(","))
+        else:
+            target = text.split(" ", 1)[0]
+            if _LOCAL.fullmatch(target):
+                alive.add(target)
 
 
 def _namespace(ns: dict[str, Any], shared: dict[str, Any], source: str) -> dict[str, Any]:
@@ -210,7 +229,7 @@ def generate(
     shapes: Sequence[tuple[int, ...] | None],
     dtypes: Sequence[np.dtype],
     record: bool = False,
-    chunk_lines: int = 0,
+    chunk_lines: ChunkLines = 0,
 ) -> Program:
     """Write a schedule's forward pass, and its reverse pass if it has one, as one Python function.
 
@@ -224,8 +243,9 @@ def generate(
     dtypes : sequence of numpy.dtype
     record : bool
         Call ``recorder(step_index, g, contributions)`` after each backward step.
-    chunk_lines : int
-        Lines per compiled chunk (default ``CHUNK_LINES``).
+    chunk_lines : int or callable
+        Lines per compiled chunk (default ``CHUNK_LINES``), or a function of the
+        seconds per line the last chunk's compile() took.
 
     Returns
     -------
@@ -260,7 +280,7 @@ def generation(
     shapes: Sequence[tuple[int, ...] | None],
     dtypes: Sequence[np.dtype],
     record: bool = False,
-    chunk_lines: int = 0,
+    chunk_lines: ChunkLines = 0,
 ) -> Generator[None, None, Program]:
     """:func:`generate` as a generator: it yields every few steps written and after each chunk compiled.
 
@@ -269,9 +289,9 @@ def generation(
     :meth:`graphengine.engine.plan.Plan.value_and_grad`).
     """
     seeded = schedule.grad_output >= 0
-    live = live_backward(schedule.backward, schedule.grad_output) if seeded else []
+    live = schedule.live
     writer = _Writer()
-    writer.frees, t_backward = _free_points(schedule, live)
+    writer.frees, t_backward = yield from _free_points(schedule, live)
     need_shape = _runtime_shapes(schedule, live, shapes)
     yield from _emit_forward(writer, schedule, need_shape)
     grad_tuple = "()"
@@ -283,7 +303,7 @@ def generation(
     return Program(fn, source, where)
 
 
-def _free_points(schedule: Schedule, live: Sequence[int]) -> tuple[dict[int, list[int]], int]:
+def _free_points(schedule: Schedule, live: Sequence[int]) -> Generator[None, None, tuple[dict[int, list[int]], int]]:
     """When each value dies, over the forward and the backward pass together.
 
     Time 0 is binding, time k the k-th forward step, ``t_backward - 1`` the
@@ -300,6 +320,8 @@ def _free_points(schedule: Schedule, live: Sequence[int]) -> tuple[dict[int, lis
         for i in step.ins:
             last[i] = t
         last[step.out] = t
+        if t % 2000 == 0:
+            yield
     t_backward = t + 2
     seed_slot = schedule.grad_output
     if seed_slot >= 0:
@@ -311,6 +333,8 @@ def _free_points(schedule: Schedule, live: Sequence[int]) -> tuple[dict[int, lis
                 last[i] = t_backward + k
         if back.reads_out:
             last[back.out] = t_backward + k
+        if k % 2000 == 1999:
+            yield
     keep = set(schedule.outputs)
     frees: dict[int, list[int]] = {}
     for s, when in last.items():

@@ -19,9 +19,10 @@ shapes under run-time limits. See docs/performance-calls.md.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
-from typing import Any, Callable, Mapping, Sequence, cast
+from typing import Any, Callable, Iterator, Mapping, Sequence, cast
 
 import numpy as np
 
@@ -40,8 +41,9 @@ from .trace import Recorder, Trace
 
 #: Schedules of up to this many steps get their code generated on the first call (a few ms at most).
 SMALL_STEPS = 64
-#: About what compile() costs per generated line, to size the chunks compiled in one call's budget.
-COMPILE_SECONDS_PER_LINE = 10e-6
+#: Each later call spends this fraction of its own time writing and compiling code, until it is complete.
+BUDGET = 0.5
+#: Chunks are sized to compile within that budget, but no smaller than this.
 MIN_CHUNK_LINES = 100
 
 #: Runs a schedule: ``runner(values, seed, recorder) -> (outputs, gradients)``.
@@ -84,6 +86,7 @@ class Plan:
         ]
         self._binder = Binder(graph, self.slot, self.specs, self.dtype)
         self._schedules: dict[Any, Schedule] = {}
+        self._shapes: list[tuple[int, ...] | None] | None = None
         self._grad_requests: dict[Any, tuple[Schedule, str]] = {}
 
     def _cast_spec(self, spec: TensorSpec) -> TensorSpec:
@@ -325,32 +328,41 @@ class Plan:
         def timed(*args: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
             start = time.perf_counter()
             result = table(*args, check=self.specs) if first else table(*args)
-            if False not in schedule.programs:
-                self._advance(schedule, time.perf_counter() - start)
+            if not first and False not in schedule.programs:
+                self._advance(schedule, BUDGET * (time.perf_counter() - start))
             return result
 
         return timed
 
+    def _static_shapes(self) -> list[tuple[int, ...] | None]:
+        """Per slot: its shape, or None where a dimension is free (computed once)."""
+        if self._shapes is None:
+            self._shapes = [None if None in spec.shape else spec.shape for spec in self.specs]  # type: ignore[misc]
+        return self._shapes
+
     def _table(self, schedule: Schedule) -> Table:
-        enabled = gc.isenabled()
-        gc.disable()  # thousands of small closures: the collector would walk the whole heap again and again
-        try:
-            return Table(schedule, self.names, [spec.shape for spec in self.specs], [spec.dtype for spec in self.specs])
-        finally:
-            if enabled:
-                gc.enable()
+        with _collector_paused():  # thousands of small closures: the collector would walk the heap again and again
+            return Table(schedule, self.names, self._static_shapes(), [spec.dtype for spec in self.specs])
 
     def _advance(self, schedule: Schedule, budget: float) -> None:
         """Spend about ``budget`` seconds generating the schedule's code; install it when it is complete."""
+        with _collector_paused():
+            self._advance_paused(schedule, budget)
+
+    def _advance_paused(self, schedule: Schedule, budget: float) -> None:
+        schedule.budget = budget
         if schedule.generation is None:
-            shapes = [None if any(d is None for d in spec.shape) else spec.shape for spec in self.specs]
-            lines = min(max(int(budget / COMPILE_SECONDS_PER_LINE), MIN_CHUNK_LINES), codegen.CHUNK_LINES)
+            shapes = self._static_shapes()
+
+            def chunk_lines(seconds_per_line: float) -> int:  # what compiles within this call's budget
+                return min(max(int(schedule.budget / seconds_per_line), MIN_CHUNK_LINES), codegen.CHUNK_LINES)
+
             schedule.generation = generation(
                 schedule,
                 names=self.names,
                 shapes=shapes,  # type: ignore[arg-type]
                 dtypes=[s.dtype for s in self.specs],
-                chunk_lines=lines,
+                chunk_lines=chunk_lines,
             )
         deadline = time.perf_counter() + budget
         while time.perf_counter() < deadline:
@@ -384,6 +396,17 @@ class Plan:
 
     def _forward(self, schedule: Schedule, values: list[Any], shapes: list[Any] | None) -> None:
         _run_forward(schedule.forward, values, self.specs, shapes)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _interpreted(

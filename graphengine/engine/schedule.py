@@ -66,6 +66,15 @@ class Schedule:
     ran: set[bool] = field(default_factory=set)  # `record` values whose first call has run
     table: Any = None  # its table.Table, built on its first call
     generation: Any = None  # codegen.generation() under way, a slice per call (see Plan._runner)
+    budget: float = 0.0  # seconds the current call may spend on it
+    _live: list[int] | None = None
+
+    @property
+    def live(self) -> list[int]:
+        """:func:`live_backward` of this schedule, computed once."""
+        if self._live is None:
+            self._live = live_backward(self.backward, self.grad_output) if self.grad_output >= 0 else []
+        return self._live
 
     @property
     def size(self) -> int:

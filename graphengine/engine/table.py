@@ -30,7 +30,7 @@ from ..errors import ExecutionError, FeedError
 from ..ops import TensorSpec
 from ..ops.vjp import VJPSite, fit_cotangent, vjp_raised
 from .interpreter import check_forward_output, forward_failed
-from .schedule import Schedule, live_backward
+from .schedule import Schedule
 
 #: Kernel factories by form (see :func:`_source`): ``make(*values) -> kernel(v, c, h)``.
 _FACTORIES: dict[tuple[Any, ...], Callable[..., Any]] = {}
@@ -125,7 +125,7 @@ class Table:
             for s in shapes
         ]
         seeded = schedule.grad_output >= 0
-        live = live_backward(schedule.backward, schedule.grad_output) if seeded else []
+        live = schedule.live
         receivers = {slot for j in live for _, slot, _ in schedule.backward[j].grads}
         self.need_shape = sorted(s for s in receivers | set(schedule.wrt) if static[s] is None)
         wanted = set(self.need_shape)
