@@ -243,3 +243,18 @@ def test_the_issues_scenario_on_the_command_line(tmp_path: Path, capsys: pytest.
     assert graphengine.load(tmp_path / "best.json").parameters["W_h"].tolist() == before
     notes = [line for line in err.splitlines() if line.startswith("graphengine: note: kept")]
     assert len(notes) == 1 and "best.json" in notes[0], err
+
+
+def test_too_many_files_to_search_keeps_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from graphengine.format import save as module
+
+    monkeypatch.setattr(module, "_SCAN_FILES", 3)
+    run = tmp_path / "run"
+    run.mkdir()
+
+    def place(npz: Path) -> None:
+        for i in range(5):
+            (tmp_path / f"other{i}.json").write_text("{}")
+
+    npz, notes = _save_twice(run, place)
+    assert npz.exists() and len(notes) == 1 and "more than 3 files" in notes[0]

@@ -185,6 +185,8 @@ def _stem(path: Path) -> str:
 _SCAN_LIMIT = 64 * 1024**2
 #: At most this many bytes are read per .npz looking for graph files that name it; past that it is kept.
 _SCAN_BUDGET = 256 * 1024**2
+#: At most this many files are opened per .npz looking for graph files that name it; past that it is kept.
+_SCAN_FILES = 10_000
 #: How much of a file is read first to see whether it could be a graph document at all.
 _HEAD = 4096
 
@@ -238,8 +240,8 @@ def _why_kept(npz: Path) -> str | None:
     to the root: each of those folders is listed, and every regular file in
     it (or symlink to one) that could be a JSON document is searched for the
     name. Anything that cannot be searched (a folder that cannot be listed,
-    a file that cannot be read, one over 64 MiB, or 256 MiB read in all)
-    counts as a reference.
+    a file that cannot be read, one over 64 MiB, or more than 256 MiB or
+    10,000 files to read in all) counts as a reference.
     """
     name = npz.name
     try:
@@ -247,7 +249,7 @@ def _why_kept(npz: Path) -> str | None:
         own = os.stat(npz)
     except OSError as exc:
         return f"cannot find its folder ({exc.strerror or exc})"
-    budget = [_SCAN_BUDGET]
+    budget = [_SCAN_BUDGET, _SCAN_FILES]
     while True:
         try:
             entries = [Path(entry.path) for entry in os.scandir(place)]
@@ -271,6 +273,11 @@ def _names_it(path: Path, size: int, name: str, budget: list[int]) -> str | None
     """Why the file ``path`` might be a graph document naming ``name``, or None when it cannot be."""
     if size > _SCAN_LIMIT or size > budget[0]:
         return f"{str(path)!r} is too large to search for its name"
+    if size == 0:
+        return None  # an empty file is not a graph document
+    budget[1] -= 1
+    if budget[1] < 0:
+        return f"the folders above it hold more than {_SCAN_FILES} files to search for its name"
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
         with os.fdopen(fd, "rb") as fh:
