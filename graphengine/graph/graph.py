@@ -96,11 +96,15 @@ class Graph:
 
     @property
     def digraph(self) -> nx.DiGraph:
-        """The graph as a networkx DiGraph (see the class docstring); built on first use, then kept."""
+        """The graph as a networkx DiGraph (see the class docstring); built on first use, then kept.
+
+        Nodes are in file order (declared values, then op nodes), as they always were.
+        """
         if self._digraph is None:
-            self._digraph = build_digraph(
-                self._declared(), ((i.id, i.op.name, i.spec, i.inputs) for i in self.nodes.values())
-            )
+            nodes, declared = self.nodes, self.document.nodes
+            in_file_order = [nodes[d.id] for d in declared] if len(declared) == len(nodes) else nodes.values()
+            wiring = ((i.id, i.op.name, i.spec, i.inputs) for i in in_file_order)
+            self._digraph = build_digraph(self._declared(), wiring)
         return self._digraph
 
     def _specs_of_values(self) -> dict[str, TensorSpec]:
