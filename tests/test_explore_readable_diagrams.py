@@ -105,6 +105,22 @@ def test_long_chains_go_top_to_bottom_short_ones_left_to_right(write_graph) -> N
     assert "rankdir=LR" in diagram(graphengine.load(write_graph(doc)), rankdir="LR")[0].source
 
 
+@needs_dot
+def test_a_row_of_wide_boxes_is_wrapped_top_to_bottom_too() -> None:
+    """The digits MLP is short (5 ranks) but its boxes are wide: left to right it came out 6.5 times wider than tall."""
+    feeds = {"x": np.full((4, 64), 0.5), "label": np.array([1, 2, 3, 4])}
+    dot, _ = diagram(graphengine.load(DIGITS), feeds, grad=True)
+    assert "rankdir=TB" in dot.source
+    # a weight's short arrow beside its reader names what it carries; the summary is in the weight's box
+    assert re.findall(r'xlabel="([^"]*)"', dot.source) == [
+        "∂loss/∂W1 (32, 64)",
+        "∂loss/∂b1 (32,)",
+        "∂loss/∂W2 (10, 32)",
+        "∂loss/∂b2 (10,)",
+    ]
+    assert diagram(graphengine.load(DIGITS), feeds, rankdir="LR")[0].source.count("rankdir=LR") == 1
+
+
 def test_numbers_keep_the_digits_that_matter() -> None:
     from graphengine.render.numbers import _number
 

@@ -23,12 +23,14 @@ from .style import (
     DIM,
     DIM_TEXT,
     FORWARD,
+    FULL_ELEMENTS,
     INSTALL_HINT,
     KIND_BORDER,
     KIND_FILL,
     LONG_AFTER,
     LOSS_BORDER,
     LOSS_FILL,
+    STRIP_ASPECT,
     TALL_AFTER,
     TOOLTIP_ELEMENTS,
     WARN,
@@ -45,13 +47,27 @@ def _draw(
     title: str | None,
 ) -> "graphviz.Digraph":
     name = title or graph.document.name or (Path(graph.file).stem if graph.file else "graph")
-    rankdir = rankdir or _choose_rankdir(picture)
+    chosen = rankdir or _choose_rankdir(picture)
     dot = _new_digraph(
-        name, rankdir, _legend(name, picture, any(b.grad is not None for b in picture.boxes.values()), highlight)
+        name, chosen, _legend(name, picture, any(b.grad is not None for b in picture.boxes.values()), highlight)
     )
-    _draw_boxes(dot, picture, on_path, lr=rankdir == "LR")
+    _draw_boxes(dot, picture, on_path, lr=chosen == "LR")
     _draw_wires(dot, picture, on_path, set(_pins(picture)))
+    if rankdir is None and chosen == "LR" and _aspect(dot) > STRIP_ASPECT:  # wide boxes in a row: wrap it
+        return _draw(graph, picture, on_path, highlight, "TB", title)
     return dot
+
+
+def _aspect(dot: "graphviz.Digraph") -> float:
+    """Width over height of the layout ``dot`` makes; 1 when the program is not installed (DOT output only)."""
+    import subprocess
+
+    try:
+        plain = subprocess.run(["dot", "-Tplain"], input=dot.source.encode(), capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return 1.0
+    first = plain.split(b"\n", 1)[0].split()  # graph <scale> <width> <height>
+    return float(first[2]) / max(float(first[3]), 1e-9) if len(first) >= 4 else 1.0
 
 
 def _choose_rankdir(picture: _Picture) -> str:
@@ -218,6 +234,9 @@ def _draw_wires(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | 
         if wire.contribution is not None:
             label = f"{wire.tag} = " if wire.tag else ""
             label += _inline(wire.contribution)
+            if wire.src in pinned and not wire.tag and np.size(wire.contribution) > FULL_ELEMENTS:
+                # its reader's rank leaves no room for a summary beside a short arrow, and the leaf's box shows it
+                label = f"{grad_label(picture.output, wire.src)} {_shape(np.shape(wire.contribution))}"
             dot.edge(
                 dot_id(wire.src),
                 dot_id(wire.dst),

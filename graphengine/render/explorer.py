@@ -38,7 +38,7 @@ from .texts import grad_label, sigma_texts
 #: Tensors with more elements than this are embedded as shape and statistics only.
 PAGE_ELEMENTS = 4096
 
-#: A layout wider than this many times its height is redone top to bottom.
+#: A page's layout wider than this many times its height is redone top to bottom.
 STRIP_ASPECT = 3.0
 
 #: Graphs with more boxes than this open with every labelled layer collapsed.

@@ -29,6 +29,11 @@ TALL_AFTER = 40
 LONG_AFTER = 6
 
 
+#: A left-to-right diagram wider than this many times its height is redone top to bottom (it would be a strip).
+#: The explorer uses 3 (its window is shared with a panel); the seed network per tensor is 3.5 and stays a row.
+STRIP_ASPECT = 4.0
+
+
 #: ``units=True`` falls back to one box per tensor (with a warning) above this many element boxes.
 UNIT_LIMIT = 300
 
