@@ -246,9 +246,9 @@ def test_the_issues_scenario_on_the_command_line(tmp_path: Path, capsys: pytest.
 
 
 def test_too_many_files_to_search_keeps_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from graphengine.format import save as module
+    from graphengine.format import references
 
-    monkeypatch.setattr(module, "_SCAN_FILES", 3)
+    monkeypatch.setattr(references, "SCAN_FILES", 3)
     run = tmp_path / "run"
     run.mkdir()
 
@@ -258,3 +258,31 @@ def test_too_many_files_to_search_keeps_it(tmp_path: Path, monkeypatch: pytest.M
 
     npz, notes = _save_twice(run, place)
     assert npz.exists() and len(notes) == 1 and "more than 3 files" in notes[0]
+
+
+def test_unchanged_files_are_read_once_and_a_changed_one_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from graphengine.format import references
+
+    monkeypatch.setattr(references, "SETTLED_SECONDS", 0.0)  # trust answers at once (files here are seconds old)
+    monkeypatch.setattr(references, "_cache", {})
+    reads: list[str] = []
+    real_read = references._read
+    monkeypatch.setattr(references, "_read", lambda path, size: reads.append(Path(path).name) or real_read(path, size))
+    run = tmp_path / "run"
+    run.mkdir()
+    notes_file = tmp_path / "notes.json"
+    notes_file.write_text('{"about": "nothing"}')
+    g = _seed()
+    save(g, run / "model.json", weights="npz")
+    for k in range(2):  # each save replaces the last .npz, and searches for it
+        g.parameters["b_h"] = g.parameters["b_h"] + 1
+        save(g, run / "model.json", weights="npz", overwrite=True)
+    assert reads.count("notes.json") == 1, reads
+    # The unrelated file now names the current .npz: changed, so read again, and the .npz is kept.
+    current = save(g, run / "model.json", weights="npz", overwrite=True).npz
+    assert current is not None
+    notes_file.write_text(json.dumps({"parameters": [{"name": "W_h", "file": f"run/{current.name}"}]}))
+    g.parameters["b_h"] = g.parameters["b_h"] + 1
+    with pytest.warns(SaveWarning, match="notes.json' names it"):
+        save(g, run / "model.json", weights="npz", overwrite=True)
+    assert current.exists() and reads.count("notes.json") == 2

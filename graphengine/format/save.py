@@ -42,6 +42,7 @@ from typing import IO, Any, Callable, Mapping
 import numpy as np
 
 from ..errors import SaveError, clip
+from .references import why_kept
 
 try:
     import fcntl
@@ -181,16 +182,6 @@ def _stem(path: Path) -> str:
     return path.name[: -len(".json")] if path.name.lower().endswith(".json") else path.stem
 
 
-#: A file larger than this is not searched for a reference to a .npz: it may hold one, so the .npz is kept.
-_SCAN_LIMIT = 64 * 1024**2
-#: At most this many bytes are read per .npz looking for graph files that name it; past that it is kept.
-_SCAN_BUDGET = 256 * 1024**2
-#: At most this many files are opened per .npz looking for graph files that name it; past that it is kept.
-_SCAN_FILES = 10_000
-#: How much of a file is read first to see whether it could be a graph document at all.
-_HEAD = 4096
-
-
 class SaveWarning(UserWarning):
     """A save kept a replaced ``.npz`` that it could not prove unused; the message says which file and why."""
 
@@ -211,99 +202,13 @@ def npz_names(doc_bytes: bytes) -> set[str]:
     return names
 
 
-def _strings(doc_bytes: bytes) -> list[str]:
-    """Every string (keys and values) of a JSON document; empty when it is not JSON. Walked without recursion."""
-    try:
-        stack = [json.loads(doc_bytes)]
-    except (ValueError, RecursionError):
-        return []
-    found = []
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            found.append(item)
-        elif isinstance(item, dict):
-            found.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return found
-
-
-def _why_kept(npz: Path) -> str | None:
-    """Why ``npz`` might still be used by some graph file, or None when provably no graph file can load it.
-
-    A graph names its weight files by relative paths that go only down from
-    its own folder and never through a symlink, and a weight file with a
-    second hard link is refused. So the only graph files that can load
-    ``npz`` sit in its real folder or in one of that folder's ancestors, up
-    to the root: each of those folders is listed, and every regular file in
-    it (or symlink to one) that could be a JSON document is searched for the
-    name. Anything that cannot be searched (a folder that cannot be listed,
-    a file that cannot be read, one over 64 MiB, or more than 256 MiB or
-    10,000 files to read in all) counts as a reference.
-    """
-    name = npz.name
-    try:
-        place = npz.parent.resolve(strict=True)
-        own = os.stat(npz)
-    except OSError as exc:
-        return f"cannot find its folder ({exc.strerror or exc})"
-    budget = [_SCAN_BUDGET, _SCAN_FILES]
-    while True:
-        try:
-            entries = [Path(entry.path) for entry in os.scandir(place)]
-        except OSError as exc:
-            return f"cannot list {str(place)!r} ({exc.strerror or exc}) to check that no graph file there names it"
-        for path in entries:
-            try:
-                info = os.stat(path)  # follows a symlink: a linked graph file loads what it points at
-            except OSError:
-                continue  # a dangling symlink loads nothing
-            if stat.S_ISREG(info.st_mode) and (info.st_dev, info.st_ino) != (own.st_dev, own.st_ino):
-                reason = _names_it(path, info.st_size, name, budget)
-                if reason is not None:
-                    return reason
-        if place.parent == place:
-            return None
-        place = place.parent
-
-
-def _names_it(path: Path, size: int, name: str, budget: list[int]) -> str | None:
-    """Why the file ``path`` might be a graph document naming ``name``, or None when it cannot be."""
-    if size > _SCAN_LIMIT or size > budget[0]:
-        return f"{str(path)!r} is too large to search for its name"
-    if size == 0:
-        return None  # an empty file is not a graph document
-    budget[1] -= 1
-    if budget[1] < 0:
-        return f"the folders above it hold more than {_SCAN_FILES} files to search for its name"
-    try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
-        with os.fdopen(fd, "rb") as fh:
-            head = fh.read(_HEAD)
-            start = head[3:] if head.startswith(b"\xef\xbb\xbf") else head
-            start = start.lstrip(b" \t\r\n")
-            if start and not start.startswith(b"{"):
-                return None  # not a JSON object, so not a graph document
-            raw = head + fh.read(size - len(head) + 1)
-    except OSError as exc:
-        return f"cannot read {str(path)!r} ({exc.strerror or exc}) to check that it does not name it"
-    budget[0] -= len(raw)
-    if name.encode() in raw:
-        return f"{str(path)!r} names it"
-    if b"\\" in raw and any(s == name or s.endswith("/" + name) for s in _strings(raw)):
-        return f"{str(path)!r} names it (with escapes)"
-    return None
-
-
 def remove_replaced_npz(target: Path, old_names: set[str], keep: Path | None) -> list[Path]:
     """Remove the .npz files the replaced ``target`` referred to, when provably unused; return those removed.
 
     Only a file that (1) the old version of ``target`` named, beside it,
     (2) has this graph's ``NAME.<12 hex>.npz`` form, (3) is a regular,
     single-link file of this user and (4) no graph file anywhere can load
-    (see :func:`_why_kept`) is deleted. Anything else is left alone, and a
+    (see :func:`graphengine.format.references.why_kept`) is deleted. Anything else is left alone, and a
     file that passes (1)-(3) but not (4) is named in a :class:`SaveWarning`
     (one line: which file and why). A kept file costs disk space; a deleted
     one can cost another graph its weights.
@@ -320,7 +225,7 @@ def remove_replaced_npz(target: Path, old_names: set[str], keep: Path | None) ->
             continue
         if not stat.S_ISREG(info.st_mode) or info.st_nlink > 1 or info.st_uid != _uid():
             continue
-        reason = _why_kept(candidate)
+        reason = why_kept(candidate)
         if reason is not None:
             shown = clip(str(candidate), 200)
             warnings.warn(
