@@ -228,5 +228,7 @@ def test_collapsed_layouts_are_laid_out_again_with_one_box_per_layer() -> None:
             assert (members <= ids) == (k not in shut) and (members & ids == set()) == (k in shut), key
         width = float(re.search(r'<svg width="([0-9.]+)pt', svg).group(1))
         assert width < float(re.search(r'<svg width="([0-9.]+)pt', layouts["open"]).group(1)) or not shut
+        every_id = re.findall(r' id="([^"]+)"', svg)
+        assert len(every_id) == len(set(every_id)), key  # a tensor's frame no longer inherits its layer's id
     # arrows between boxes that stay keep their ids, so the player finds them in every layout
     assert 'id="w-0-f"' in layouts["open"] and re.search(r'id="lw-\d+-f"', layouts["0-1"])

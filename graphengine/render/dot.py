@@ -151,6 +151,8 @@ def _draw_boxes(dot: "graphviz.Digraph", picture: _Picture, on_path: set[Any] | 
                     else contextlib.nullcontext(lg)
                 )
                 with inner as vg:
+                    if group:  # else it inherits the layer's id and tooltip (the explorer's click would collapse it)
+                        vg.attr(id=f"frame-{numbered[layer] + 1 if layer else 0}-{k}", tooltip=dot_text(group))
                     _draw_group(vg, picture, group, boxes, layer, pins, on_path, lr=lr)
 
 
