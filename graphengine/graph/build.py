@@ -157,7 +157,7 @@ class Builder:
         """Every name in id order (declared values, then nodes); DuplicateIdError naming both places."""
         sections = self._sections()
         names = [name for _, section in sections for name in section]
-        self.ids = {name: i for i, name in enumerate(names)}
+        self.ids = dict(zip(names, range(len(names))))
         if len(self.ids) != len(names):
             seen: dict[str, str] = {}
             for section, listed in sections:

@@ -83,7 +83,9 @@ class Graph:
         self.outputs = outputs
         self.loss = loss
         self._digraph = digraph  # built on first use: the run path never reads it, and a big one is costly
-        self._specs: dict[str, TensorSpec] = dict(specs) if specs is not None else self._specs_of_values()
+        self._specs: dict[str, TensorSpec] = (
+            (specs if isinstance(specs, dict) else dict(specs)) if specs is not None else self._specs_of_values()
+        )
         self.registry = registry
         self.file = file
         self.document = document

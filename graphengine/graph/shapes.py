@@ -41,15 +41,22 @@ def infer_specs(
     for position in order[first_node:]:  # the first generation starts with every declared value, in id order
         index = position - first_node
         node_id, op, attrs, path = resolved[index]
-        args = [specs[src] for src in wires[index]]
-        key = (id(attrs), *map(id, args))  # an attribute object belongs to one op
-        spec = known.get(key)
+        sources = wires[index]
+        decl = decls[index]
+        # An attribute object belongs to one op, so it and the input specs' ids make the key.
+        if len(sources) == 1:  # most nodes: no list, no map
+            only = specs[sources[0]]
+            key: tuple[int, ...] = (id(attrs), id(only))
+            spec = known.get(key)
+            args = [only] if spec is None else []
+        else:
+            args = [specs[src] for src in sources]
+            key = (id(attrs), *map(id, args))
+            spec = known.get(key)
         if spec is None:
-            decl = decls[index]
             spec = _apply_rule(op, attrs, args, decl.inputs, path, node_id, error, check_shape)  # type: ignore[arg-type]
             spec = known[key] = same.setdefault(spec, spec)
         specs[position] = spec
-        decl = decls[index]
         nodes[node_id] = make(NodeInfo, (node_id, op, tuple(decl.inputs), attrs, spec, path, decl.label))
     return nodes
 
