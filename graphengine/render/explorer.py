@@ -308,7 +308,8 @@ def _step_text(picture: _Picture, lit: list[str], sends: list[int]) -> str:
     name = box.id if len(lit) == 1 else box.value_name
     g = box.grad if len(lit) == 1 else _grad_of(picture, box.value_name)
     lines = [f"{name} received ∂{picture.output}/∂{name} = {_inline(g) if g is not None else '?'}"]
-    products = any(np.size(picture.wires[k].contribution) == 1 for k in sends) and g is not None and np.size(g) == 1
+    sizes = [np.size(np.asarray(picture.wires[k].contribution)) for k in sends]  # sends carry a contribution
+    products = 1 in sizes and g is not None and np.size(g) == 1
     # the local derivative is named once, so that each line below fits the panel: "→ h[0]: c₁ = 0.1385 × 0.4 = 0.0554"
     local = f" ∂{picture.output}/∂{name} × ∂{name}/∂(input):" if products else ":"
     lines.append(f"and sends back{local}" if sends else "and sends nothing back (no input needs a gradient)")
