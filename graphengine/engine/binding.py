@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Collection, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import FeedError, did_you_mean
+from ..errors import FeedError, clip, did_you_mean
 from ..ops import TensorSpec, format_shape
 from .limits import RunLimits
 
@@ -68,6 +68,17 @@ class Binder:
         self.run_limits = RunLimits(graph, dict(slot), specs)
         self.n_sources = len(graph.inputs) + len(graph.parameters) + len(graph.constants)
         self.input_slots = [(slot[name], name, info) for name, info in graph.inputs.items()]
+        # Where each feedable value is declared, as a graph file error names it: "file: $.inputs[0] (node 'x')".
+        self.where = {
+            name: declared_at(graph.file, section, i, name)
+            for section, table in (
+                ("inputs", graph.inputs),
+                ("parameters", graph.parameters),
+                ("constants", graph.constants),
+            )
+            for i, name in enumerate(table)
+        }
+        self.dims = {name: info.dims for name, info in graph.inputs.items()}
         self.param_slots = [(slot[name], name) for name in graph.parameters]
         self.const_slots = [(slot[name], name) for name in graph.constants]
         # Inputs with named dimensions: (slot, input name, ((axis, dimension name), ...)). Usually none.
@@ -99,14 +110,16 @@ class Binder:
                 if slot is None or slot >= self.n_sources:
                     check_names([name] if slot is None else [], self.slot, "feed")
                     raise FeedError(f"feed: {name!r} is computed by the graph and cannot be fed")
-                values[slot] = coerce(name, value, self.specs[slot])
+                values[slot] = coerce(name, value, self.specs[slot], self.where[name], self.dims.get(name))
         for slot, name, info in self.input_slots:
             if values[slot] is None and slot in required:
                 if info.default is None:
-                    raise FeedError(f"input {name!r} ({self.specs[slot]}) needs a value: feed it or give it a default")
+                    raise FeedError(
+                        f"{self.where[name]}input {name!r} ({self.specs[slot]}) needs a value: feed it or give it a default"
+                    )
                 values[slot] = self.cast(info.default)
         if self.named_dims:
-            check_dimension_names(self.named_dims, values)
+            check_dimension_names(self.named_dims, values, self.where)
         if self.run_limits.active:  # free dimensions: bound what this call computes before it allocates
             self.run_limits.check(values)
         graph = self.graph
@@ -122,13 +135,28 @@ class Binder:
         return values
 
 
+def declared_at(file: str | None, section: str, index: int, name: str) -> str:
+    """The prefix of a feed error about entry ``index`` of ``section``: the file, its JSON path and its name.
+
+    Examples
+    --------
+    >>> declared_at("net.json", "inputs", 1, "label")
+    "net.json: $.inputs[1] (node 'label'): "
+    """
+    return f"{clip(file or '<graph>', 200)}: $.{section}[{index}] (node {clip(name)!r}): "
+
+
 def check_dimension_names(
-    named_dims: Sequence[tuple[int, str, tuple[tuple[int, str], ...]]], values: Sequence[Any]
+    named_dims: Sequence[tuple[int, str, tuple[tuple[int, str], ...]]],
+    values: Sequence[Any],
+    where: Mapping[str, str] | None = None,
 ) -> None:
     """Every use of a dimension name within one call binds one size; a second size is a FeedError.
 
     ``named_dims`` holds ``(slot, input name, ((axis, dimension name), ...))``;
     inputs whose value is None (not needed by the request) are skipped.
+    ``where`` maps an input to the prefix that locates it (see :func:`declared_at`);
+    the error names the input whose size disagrees, its shape and the first one's.
 
     Examples
     --------
@@ -138,27 +166,33 @@ def check_dimension_names(
     >>> check_dimension_names(dims, [np.zeros((2, 3)), np.zeros((1, 1))])
     Traceback (most recent call last):
     ...
-    graphengine.errors.FeedError: dimension 'batch' is 2 in input 'x' (axis 0) but 1 in input 't' (axis 0); every use of 'batch' must have one size in a call
+    graphengine.errors.FeedError: dimension 'batch' is 2 in input 'x' (axis 0 of shape (2, 3)) but 1 in input 't' (axis 0 of shape (1, 1)); every use of 'batch' must have one size in a call
     """
-    bound: dict[str, tuple[int, str, int]] = {}  # dimension name -> (size, input, axis) that bound it
+    where = where or {}
+    bound: dict[str, tuple[int, str, int, tuple[int, ...]]] = {}  # dimension name -> (size, input, axis, shape)
     for slot, name, axes in named_dims:
         value = values[slot]
         if value is None:
             continue
         for axis, dim in axes:
             size = value.shape[axis]
-            first = bound.setdefault(dim, (size, name, axis))
+            first = bound.setdefault(dim, (size, name, axis, value.shape))
             if first[0] != size:
                 raise FeedError(
-                    f"dimension {dim!r} is {first[0]} in input {first[1]!r} (axis {first[2]}) "
-                    f"but {size} in input {name!r} (axis {axis}); every use of {dim!r} must have one size in a call"
+                    f"{where.get(name, '')}dimension {dim!r} is {first[0]} in input {first[1]!r} "
+                    f"(axis {first[2]} of shape {format_shape(first[3])}) but {size} in input {name!r} "
+                    f"(axis {axis} of shape {format_shape(value.shape)}); every use of {dim!r} must have one size in a call"
                 )
 
 
-def coerce(name: str, value: Any, spec: TensorSpec) -> np.ndarray:
+def coerce(
+    name: str, value: Any, spec: TensorSpec, where: str = "", dims: Sequence[int | str | None] | None = None
+) -> np.ndarray:
     """A fed value as an array of ``spec``'s dtype; a FeedError unless its shape fits ``spec``.
 
     Integers may feed a float input; floats may not feed an integer one.
+    ``where`` starts every message (the file, JSON path and input; see :func:`declared_at`);
+    ``dims``, the declared dimensions with their names, is what a shape message shows.
 
     Examples
     --------
@@ -169,14 +203,14 @@ def coerce(name: str, value: Any, spec: TensorSpec) -> np.ndarray:
     try:
         array = np.asarray(value)
     except Exception as exc:
-        raise FeedError(f"feed {name!r}: not an array: {exc}") from None
+        raise FeedError(f"{where}feed {name!r}: not an array: {clip(str(exc), 200)}") from None
     if array.dtype.kind not in "fiub" or (spec.dtype.kind in "iu" and array.dtype.kind == "f"):
-        raise FeedError(f"feed {name!r}: got {array.dtype.name} values for a {spec.dtype.name} input")
+        raise FeedError(f"{where}feed {name!r}: got {array.dtype.name} values for a {spec.dtype.name} input")
     array = array.astype(spec.dtype, copy=False)
     shape = array.shape
     if len(shape) != len(spec.shape) or any(d is not None and d != s for s, d in zip(shape, spec.shape)):
         raise FeedError(
-            f"feed {name!r}: shape {format_shape(shape)} does not match the declared {format_shape(spec.shape)}"
+            f"{where}feed {name!r}: shape {format_shape(shape)} does not match the declared {format_shape(spec.shape if dims is None else dims)}"
         )
     return array
 
