@@ -17,7 +17,7 @@ import pytest
 from conftest import import_benchmarks
 
 import graphengine
-from graphengine.engine import codegen
+from graphengine.engine import chunks
 from graphengine.engine import plan as plan_module
 from graphengine.engine.plan import _interpreted
 from graphengine.ops.terse import defop
@@ -28,7 +28,7 @@ from benchmarks.scenarios import random_dag  # noqa: E402
 
 @pytest.fixture
 def tiny_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(codegen, "CHUNK_LINES", 7)
+    monkeypatch.setattr(chunks, "CHUNK_LINES", 7)
 
 
 def _dag_plan() -> tuple[graphengine.Plan, dict[str, np.ndarray], list[str]]:
@@ -113,7 +113,7 @@ def test_chunks_release_values_as_early_as_one_function() -> None:
 def test_a_large_schedule_gets_its_code_a_slice_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(plan_module, "SMALL_STEPS", 10)
     monkeypatch.setattr(plan_module, "MIN_CHUNK_LINES", 7)
-    monkeypatch.setattr(codegen, "CHUNK_LINES", 7)  # many chunks: many slices
+    monkeypatch.setattr(chunks, "CHUNK_LINES", 7)  # many chunks: many slices
     plan, feeds, wrt = _dag_plan()
     reference = _interpreted(plan, feeds, wrt).gradients
     sched = plan._grad_schedule(wrt, None)[0]

@@ -10,16 +10,14 @@ unbroadcasts it or raises naming the input.
 
 from __future__ import annotations
 
-import re
-import time
-import types
 from dataclasses import dataclass
-from typing import Any, Callable, Generator, Sequence, Union
+from typing import Any, Generator, Sequence
 
 import numpy as np
 
 from ..errors import ExecutionError, FeedError
 from ..ops.vjp import VJPError, VJPSite, fit_cotangent, vjp_raised
+from .chunks import ChunkLines, Where, compile_lines
 from .interpreter import forward_failed
 from .schedule import Schedule
 
@@ -33,13 +31,13 @@ class Program:
     """A generated forward (+ reverse) pass; call it with the bound values, like an Interpreter.
 
     ``fn`` runs the pass; a long pass is several generated functions (chunks,
-    see :data:`CHUNK_LINES`) that ``fn`` calls in turn. ``where`` maps each
+    see :mod:`graphengine.engine.chunks`) that ``fn`` calls in turn. ``where`` maps each
     chunk's code object to what an exception on each of its lines means.
     """
 
     fn: Any
     source: str
-    where: dict[types.CodeType, list[_Info]]  # per chunk: per source line, None or what a raise there means
+    where: Where  # per chunk: per source line, None or what a raise there means
 
     def __call__(
         self, values: Sequence[Any], seed: Any = None, recorder: Any = None
@@ -101,128 +99,15 @@ class _Writer:
         if dead:
             self.emit("del " + ", ".join(f"s{s}" for s in sorted(dead)))
 
-    def compiled(
-        self, chunk_lines: ChunkLines = 0
-    ) -> Generator[None, None, tuple[Any, str, dict[types.CodeType, list[_Info]]]]:
-        """Compile the lines: one function, or a chain of chunks of at most ``chunk_lines`` lines.
-
-        ``chunk_lines`` may be a function of the seconds per line the last compile() took, asked
-        before each chunk. A generator: it yields after each compile() (and every few thousand
-        lines of bookkeeping), so that a caller can spread the work over several calls; it
-        returns what :class:`Program` takes.
-        """
-        size = chunk_lines if callable(chunk_lines) else (lambda rate: chunk_lines or CHUNK_LINES)
+    def compiled(self, chunk_lines: ChunkLines = 0) -> Generator[None, None, tuple[Any, str, Where]]:
+        """Compile the lines (see :func:`graphengine.engine.chunks.compile_lines`, a generator)."""
         # The checks read locals and literals, not globals: a global load is five times the bytecode,
         # and on a graph of 10,000 nodes the size of the bytecode is what the time goes with.
         prologue = ["    nd, fix = _nd, _fix"] + [f"    {name} = _{name}" for name in self.dtype_names.values()]
         fits = self.fits
         self.ns["_fix"] = lambda raw, shape, k: fit_cotangent(raw, shape, *fits[k])
         self.ns.update({f"_{name}": dtype for dtype, name in self.dtype_names.items()})
-        body, where = self.lines, self.where[1:]
-        if len(body) <= max(1, size(COMPILE_SECONDS_PER_LINE)):
-            code, source = _compile("_program", "values, seed, recorder", prologue + body)
-            return types.FunctionType(code, self.ns, "_program"), source, {code: [None] * (1 + len(prologue)) + where}
-        return (yield from self._chunked(prologue, body, where, size))
-
-    def _chunked(
-        self, prologue: list[str], body: list[str], where: list[_Info], size: Callable[[float], int]
-    ) -> Generator[None, None, tuple[Any, str, dict[types.CodeType, list[_Info]]]]:
-        """Chunks of ``size(rate)`` lines each; each hands the locals still live on to the next in a list.
-
-        The list is emptied on entry, so a value dies where the one long function would drop it.
-        """
-        last = yield from _last_mentions(body)
-        shared = {k: v for k, v in self.ns.items() if k.startswith("_")}  # what every chunk reads
-        chunks: list[Callable[..., Any]] = []
-        sources: list[str] = []
-        lines_of: dict[types.CodeType, list[_Info]] = {}
-        alive: set[str] = set()
-        before: list[str] = []
-        start, rate = 0, COMPILE_SECONDS_PER_LINE
-        while start < len(body):
-            end = min(start + max(1, size(rate), len(body) // MAX_CHUNKS), len(body))
-            _track(alive, body[start:end])
-            after = sorted(n for n in alive if last[n] >= end) if end < len(body) else []
-            head = list(prologue)
-            if before:
-                head += [f"    {', '.join(before)}, = live", "    live.clear()"]
-            tail = [f"    return [{', '.join(after)}]"] if end < len(body) else []
-            began = time.perf_counter()
-            k = len(chunks)
-            code, source = _compile(f"_chunk{k}", "values, seed, recorder, live", head + body[start:end] + tail)
-            rate = (time.perf_counter() - began) / (end - start)
-            chunks.append(types.FunctionType(code, _namespace(self.ns, shared, source), f"_chunk{k}"))
-            sources.append(source)
-            lines_of[code] = [None] * (1 + len(head)) + where[start:end] + [None] * len(tail)
-            start, before = end, after
-            yield
-        if len(chunks) == 1:
-            chunks.append(lambda values, seed, recorder, live: live)  # pragma: no cover - sized to one chunk
-        first, middle, last_chunk = chunks[0], chunks[1:-1], chunks[-1]
-
-        def _program(values: Any, seed: Any, recorder: Any) -> Any:
-            live = first(values, seed, recorder, None)
-            for chunk in middle:
-                live = chunk(values, seed, recorder, live)
-            return last_chunk(values, seed, recorder, live)
-
-        return _program, "\n".join(sources), lines_of
-
-
-#: Generated functions are cut into chunks of at most this many lines: CPython's compile() is
-#: superlinear in the size of one function (12,000 lines cost 2.4-3.2x what 6,000 do), linear over chunks.
-CHUNK_LINES = 4000
-#: At most about this many chunks: each boundary hands every live local on in a list, and on a
-#: random 10k-node DAG 213 chunks made the steady call 1.85x what 25 did.
-MAX_CHUNKS = 32
-#: A first guess of what compile() costs per generated line; later chunks use what the last one took.
-COMPILE_SECONDS_PER_LINE = 10e-6
-
-#: Lines per chunk: a number, or ``lines(seconds per line of the last compile)``.
-ChunkLines = Union[int, Callable[[float], int]]
-
-_LOCAL = re.compile(r"\b(?:[shg]\d+|c\d*)\b")  # the generated code's locals: values, shapes, cotangents, contributions
-
-
-def _last_mentions(body: Sequence[str]) -> Generator[None, None, dict[str, int]]:
-    """Each local's last mention, by line."""
-    last: dict[str, int] = {}
-    for i, line in enumerate(body):
-        for name in _LOCAL.findall(line):
-            last[name] = i
-        if i % 2000 == 1999:
-            yield
-    return last
-
-
-def _track(alive: set[str], lines: Sequence[str]) -> None:
-    """Update the locals defined and not deleted, over ``lines``."""
-    for line in lines:
-        text = line.strip()
-        if text.startswith("del "):
-            alive.difference_update(n.strip() for n in text[4:].split(","))
-        else:
-            target = text.split(" ", 1)[0]
-            if _LOCAL.fullmatch(target):
-                alive.add(target)
-
-
-def _namespace(ns: dict[str, Any], shared: dict[str, Any], source: str) -> dict[str, Any]:
-    """The globals one chunk reads: a small dict per chunk keeps every global load cache-friendly."""
-    own = {name: ns[name] for name in _GLOBAL.findall(source) if name in ns}
-    own.update(shared)
-    return own
-
-
-_GLOBAL = re.compile(r"\b[fabvDS]\d+(?:_\d+)?\b")
-
-
-def _compile(name: str, params: str, lines: list[str]) -> tuple[types.CodeType, str]:
-    source = f"def {name}({params}):\n" + "\n".join(lines) + "\n"
-    module = compile(source, "<graphengine plan>", "exec")
-    # Build the function from its code object directly: no exec of a module body.
-    (code,) = [c for c in module.co_consts if isinstance(c, types.CodeType)]
-    return code, source
+        return (yield from compile_lines(self.ns, prologue, self.lines, self.where[1:], chunk_lines))
 
 
 def generate(
@@ -247,7 +132,7 @@ def generate(
     record : bool
         Call ``recorder(step_index, g, contributions)`` after each backward step.
     chunk_lines : int or callable
-        Lines per compiled chunk (default ``CHUNK_LINES``), or a function of the
+        Lines per compiled chunk (default :data:`graphengine.engine.chunks.CHUNK_LINES`), or a function of the
         seconds per line the last chunk's compile() took.
 
     Returns

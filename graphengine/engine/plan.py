@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import FeedError
 from ..graph import Graph
 from ..ops import TensorSpec
-from . import codegen
+from . import chunks
 from .binding import Binder, check_names, seed_cotangent
 from .codegen import Program, generate, generation
 from .interpreter import Interpreter
@@ -39,10 +39,14 @@ from .schedule import Schedule, Step, build_schedule
 from .table import Table
 from .trace import Recorder, Trace
 
+#: The budget's clock: this thread's CPU time, so that a call preempted by other work on a busy machine
+#: does not earn a larger slice of code generation (nor a compile() preempted look dearer per line).
+_clock = time.thread_time
+
 #: Schedules of up to this many steps get their code generated on the first call (a few ms at most).
 SMALL_STEPS = 64
 #: Each later call spends this fraction of its own time writing and compiling code, until it is complete.
-BUDGET = 0.5
+BUDGET = 0.25
 #: Chunks are sized to compile within that budget, but no smaller than this.
 MIN_CHUNK_LINES = 100
 
@@ -75,13 +79,19 @@ class Plan:
     """
 
     def __init__(self, graph: "Graph", dtype: np.dtype | None = None) -> None:
+        with (
+            _collector_paused()
+        ):  # tens of thousands of long-lived tuples: the collector would walk them again and again
+            self._build(graph, dtype)
+
+    def _build(self, graph: "Graph", dtype: np.dtype | None) -> None:
         self.graph = graph
         self.dtype = None if dtype is None else np.dtype(dtype)
         self.names: list[str] = [*graph.inputs, *graph.parameters, *graph.constants, *graph.nodes]
-        self.slot = {name: i for i, name in enumerate(self.names)}
+        slot = self.slot = {name: i for i, name in enumerate(self.names)}
         self.specs = [self._cast_spec(graph.spec(name)) for name in self.names]
         self.steps: list[Step] = [
-            Step(n.id, n.op, n.attrs, tuple(self.slot[i] for i in n.inputs), self.slot[n.id], n.inputs)
+            Step(n.id, n.op, n.attrs, tuple([slot[i] for i in n.inputs]), slot[n.id], n.inputs)
             for n in graph.nodes.values()
         ]
         self._binder = Binder(graph, self.slot, self.specs, self.dtype)
@@ -282,14 +292,15 @@ class Plan:
         if schedule is None:
             check_names(outputs, self.slot, "outputs")
             slot = self.slot
-            schedule = self._schedules[key] = build_schedule(
-                self.steps,
-                self.specs,
-                self._binder.n_sources,
-                tuple(slot[o] for o in outputs),
-                None if wrt is None else tuple(slot[w] for w in wrt),
-                None if grad_output is None else slot[grad_output],
-            )
+            with _collector_paused():
+                schedule = self._schedules[key] = build_schedule(
+                    self.steps,
+                    self.specs,
+                    self._binder.n_sources,
+                    tuple(slot[o] for o in outputs),
+                    None if wrt is None else tuple(slot[w] for w in wrt),
+                    None if grad_output is None else slot[grad_output],
+                )
         return schedule
 
     def _runner(self, schedule: Schedule, record: bool, values: Sequence[Any] = ()) -> Runner:
@@ -326,10 +337,13 @@ class Plan:
                 self._generate(schedule, False)
 
         def timed(*args: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-            start = time.perf_counter()
-            result = table(*args, check=self.specs) if first else table(*args)
-            if not first and False not in schedule.programs:
-                self._advance(schedule, BUDGET * (time.perf_counter() - start))
+            start = _clock()
+            if first:  # the checked run makes a few objects per step: keep the collector off the heap meanwhile
+                with _collector_paused():
+                    return table(*args, check=self.specs)
+            result = table(*args)
+            if False not in schedule.programs:
+                self._advance(schedule, BUDGET * (_clock() - start))
             return result
 
         return timed
@@ -355,7 +369,7 @@ class Plan:
             shapes = self._static_shapes()
 
             def chunk_lines(seconds_per_line: float) -> int:  # what compiles within this call's budget
-                return min(max(int(schedule.budget / seconds_per_line), MIN_CHUNK_LINES), codegen.CHUNK_LINES)
+                return min(max(int(schedule.budget / seconds_per_line), MIN_CHUNK_LINES), chunks.CHUNK_LINES)
 
             schedule.generation = generation(
                 schedule,
@@ -364,8 +378,8 @@ class Plan:
                 dtypes=[s.dtype for s in self.specs],
                 chunk_lines=chunk_lines,
             )
-        deadline = time.perf_counter() + budget
-        while time.perf_counter() < deadline:
+        deadline = _clock() + budget
+        while _clock() < deadline:
             try:
                 next(schedule.generation)
             except StopIteration as done:

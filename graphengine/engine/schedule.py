@@ -10,16 +10,19 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from pydantic import BaseModel
 
 from ..ops import OpDef, TensorSpec
 
 
-@dataclass(frozen=True)
-class BackwardStep:
-    """One node's share of the reverse pass, fixed when the plan is compiled."""
+class BackwardStep(NamedTuple):
+    """One node's share of the reverse pass, fixed when the plan is compiled.
+
+    A named tuple, not a frozen dataclass: a 10k-node graph makes 10,000 of them per request, and a
+    frozen dataclass's ``__init__`` (one ``object.__setattr__`` per field) cost 5x a tuple's.
+    """
 
     node_id: str
     op_name: str
@@ -33,9 +36,8 @@ class BackwardStep:
     reads_out: bool = True  # does any VJP read the forward output
 
 
-@dataclass(frozen=True)
-class Step:
-    """One node of the forward pass."""
+class Step(NamedTuple):
+    """One node of the forward pass (a named tuple, like :class:`BackwardStep`, for the same reason)."""
 
     node_id: str
     op: OpDef
@@ -185,14 +187,16 @@ def backward_steps(
     active = [step for step in reversed(steps) if depends_on_wrt[step.out] and reaches_output[step.out]]
     prepared = []
     kept: set[int] = set()
+    reads_of = _ReadsByForm()
     for step in active:
         grads = _differentiated_inputs(step, specs, depends_on_wrt)
-        reads = [i for p, i in enumerate(step.ins) if step.op.needs_input(p)]
-        if step.op.needs_output():
+        flags, reads_out = reads_of(step.op, len(step.ins))
+        reads = [i for i, needed in zip(step.ins, flags) if needed]
+        if reads_out:
             reads.append(step.out)
-        prepared.append((step, grads, reads))
+        prepared.append((step, grads, reads, flags, reads_out))
         kept.update(reads)
-    release_at = _last_readers([reads for _, _, reads in prepared], set(), n_sources)
+    release_at = _last_readers([reads for _, _, reads, _, _ in prepared], set(), n_sources)
     result = [
         BackwardStep(
             step.node_id,
@@ -203,12 +207,26 @@ def backward_steps(
             tuple(grads),
             step.out in wrt_slots,
             release_at[k],
-            tuple(step.op.needs_input(p) for p in range(len(step.ins))),
-            step.op.needs_output(),
+            flags,
+            reads_out,
         )
-        for k, (step, grads, _) in enumerate(prepared)
+        for k, (step, grads, _, flags, reads_out) in enumerate(prepared)
     ]
     return result, kept
+
+
+class _ReadsByForm:
+    """Per (op, input count): which inputs and whether the output any VJP reads, computed once per form."""
+
+    def __init__(self) -> None:
+        self._known: dict[tuple[int, int], tuple[tuple[bool, ...], bool]] = {}
+
+    def __call__(self, op: OpDef, n_inputs: int) -> tuple[tuple[bool, ...], bool]:
+        key = (id(op), n_inputs)  # ops live as long as the plan: their ids are stable while this runs
+        known = self._known.get(key)
+        if known is None:
+            known = self._known[key] = (tuple(op.needs_input(p) for p in range(n_inputs)), op.needs_output())
+        return known
 
 
 def _differentiated_inputs(

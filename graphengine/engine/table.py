@@ -120,10 +120,7 @@ class Table:
         shapes: Sequence[tuple[int | None, ...] | None],
         dtypes: Sequence[np.dtype],
     ) -> None:
-        static: list[tuple[int, ...] | None] = [
-            None if s is None or any(d is None for d in s) else tuple(int(d) for d in s if d is not None)
-            for s in shapes
-        ]
+        static: list[tuple[int, ...] | None] = [None if s is None or None in s else s for s in shapes]  # type: ignore[misc]
         seeded = schedule.grad_output >= 0
         live = schedule.live
         receivers = {slot for j in live for _, slot, _ in schedule.backward[j].grads}
