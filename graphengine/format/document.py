@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from itertools import chain
+from operator import itemgetter
+from typing import Any, Callable, NamedTuple
 
 from pydantic import ValidationError
 
@@ -10,12 +13,64 @@ from ..errors import LimitError, SchemaError
 from ..errors import show as _show
 from .jsontext import json_path
 from .limits import Limits
-from .schema import FORMAT_V1, GraphV1
+from .schema import FORMAT_V1, GraphV1, NodeDecl
 
 _SECTIONS = ("inputs", "parameters", "constants", "nodes")
 
 
+class NodeTable(NamedTuple):
+    """The validated node list as columns: entry ``k`` of each list belongs to ``nodes[k]``.
+
+    ``attrs[k]`` is None when the node gives no attributes (or ``{}``).
+    """
+
+    ids: list[str]
+    ops: list[str]
+    inputs: list[list[str]]
+    attrs: list[dict[str, Any] | None]
+    labels: list[str | None]
+
+
 def validate_document(data: Any, file: str | None, limits: Limits) -> GraphV1:
+    """``data`` checked against the file format, as one :class:`GraphV1`."""
+    _check_outline(data, file, limits)
+    return _validated(data, file)
+
+
+def validate_nodes_fast(
+    data: Any, file: str | None, limits: Limits, *, copy: bool = False
+) -> tuple[GraphV1, NodeTable, GraphV1 | Callable[[], GraphV1]]:
+    """``data`` checked as :func:`validate_document` checks it: (the document but its nodes, the nodes as a
+    :class:`NodeTable`, the whole document).
+
+    When every node is plainly valid (checked in a few passes over whole
+    columns, without a model per node), the document is returned as a function
+    that builds it on demand, from the parsed nodes it keeps (``copy``: copies
+    of them, for a caller's dict that it may change later). Otherwise pydantic
+    validates the whole document, so every error is exactly the one
+    :func:`validate_document` raises.
+    """
+    _check_outline(data, file, limits)
+    nodes = data.get("nodes", [])
+    table = _plain_nodes(nodes)
+    if table is None:
+        doc = _validated(data, file)
+        return doc, table_of(doc), doc
+    head = _validated({k: v for k, v in data.items() if k != "nodes"}, file)
+    if "nodes" not in data:
+        return head, table, head
+    if copy:
+        nodes = [
+            {**d, "inputs": list(d["inputs"])} | ({"attrs": dict(d["attrs"])} if "attrs" in d else {}) for d in nodes
+        ]
+
+    def document() -> GraphV1:
+        return head.model_copy(update={"nodes": [NodeDecl.model_validate(d) for d in nodes]})
+
+    return head, table, document
+
+
+def _check_outline(data: Any, file: str | None, limits: Limits) -> None:
     if not isinstance(data, dict):
         raise SchemaError(f"a graph file holds a JSON object, not {type(data).__name__}", file=file)
     version = data.get("format")
@@ -29,12 +84,69 @@ def validate_document(data: Any, file: str | None, limits: Limits) -> GraphV1:
     count = sum(len(v) for k in _SECTIONS if isinstance(v := data.get(k), list))
     if count > limits.max_nodes:
         raise LimitError(f"{count} entries, over the limit max_nodes={limits.max_nodes}", file=file)
+
+
+def _validated(data: dict[str, Any], file: str | None) -> GraphV1:
     try:
         return GraphV1.model_validate(data)
     except ValidationError as exc:
         raise _schema_error(exc, data, file) from None
     except RecursionError:
         raise SchemaError("document is nested too deeply", file=file) from None
+
+
+_NODE_KEYS = frozenset(NodeDecl.model_fields)
+#: Names one per line, each as ``schema.Name`` allows: the whole column checked in one match.
+_NAME_LINES = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_.\-]{0,127}\n)*")
+_get_id, _get_op, _get_inputs = itemgetter("id"), itemgetter("op"), itemgetter("inputs")
+
+
+def _names_valid(names: list[Any]) -> bool:
+    return not names or (set(map(type, names)) == {str} and _NAME_LINES.fullmatch("\n".join(names) + "\n") is not None)
+
+
+def _plain_nodes(nodes: Any) -> NodeTable | None:
+    """The node list as a table when every node is certainly valid under ``NodeDecl``; None to let pydantic judge.
+
+    Every test is a sufficient condition (exact types, only known keys, names by
+    the schema's pattern), so a node it passes is one ``NodeDecl`` accepts.
+    """
+    if type(nodes) is not list:
+        return None
+    if not nodes:
+        return NodeTable([], [], [], [], [])
+    if set(map(type, nodes)) != {dict} or not all(map(_NODE_KEYS.issuperset, nodes)):
+        return None
+    try:
+        ids, ops, inputs = list(map(_get_id, nodes)), list(map(_get_op, nodes)), list(map(_get_inputs, nodes))
+    except KeyError:
+        return None
+    if set(map(type, ops)) != {str} or set(map(type, inputs)) != {list}:
+        return None
+    if not _names_valid(ids) or not _names_valid(list(chain.from_iterable(inputs))):
+        return None
+    attrs = [d.get("attrs") or None for d in nodes]  # absent and {} are the same: the op's defaults
+    labels = [d.get("label") for d in nodes]
+    given = [a for a in attrs if a is not None]
+    if given and (set(map(type, given)) != {dict} or any(type(k) is not str for a in given for k in a)):
+        return None
+    if any("attrs" in d and type(d["attrs"]) is not dict for d in nodes if len(d) > 3):
+        return None
+    for column in (labels, [d.get("description") for d in nodes if len(d) > 3]):
+        if not set(map(type, column)) <= {str, type(None)}:
+            return None
+    return NodeTable(ids, ops, inputs, attrs, labels)
+
+
+def table_of(doc: GraphV1) -> NodeTable:
+    nodes = doc.nodes
+    return NodeTable(
+        [d.id for d in nodes],
+        [d.op for d in nodes],
+        [d.inputs for d in nodes],
+        [d.attrs or None for d in nodes],
+        [d.label for d in nodes],
+    )
 
 
 def _schema_error(exc: ValidationError, data: Any, file: str | None) -> SchemaError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import networkx as nx
 from pydantic import BaseModel, ValidationError
@@ -24,6 +24,7 @@ from ..errors import (
 from ..errors import clip as _clip
 from ..errors import show as _show
 from ..format import GraphV1, Limits, TensorReader, first_nonfinite, json_path
+from ..format.document import NodeTable, table_of
 from ..ops import OpDef, TensorSpec
 from ..registry import Registry
 from .graph import Graph
@@ -32,7 +33,12 @@ from .topology import build_digraph, topological_order
 
 
 class Builder:
-    """One graph build; holds the context every error message needs."""
+    """One graph build; holds the context every error message needs.
+
+    ``doc`` gives everything but the nodes, which are read from ``table``
+    (default: ``doc``'s own); ``document`` is what ``Graph.document`` will be
+    (default: ``doc``), or a function that makes it on demand.
+    """
 
     def __init__(
         self,
@@ -42,8 +48,12 @@ class Builder:
         base_dir: Path | None,
         limits: Limits,
         allow_nonfinite: bool,
+        table: NodeTable | None = None,
+        document: GraphV1 | Callable[[], GraphV1] | None = None,
     ) -> None:
         self.doc, self.registry, self.file = doc, registry, file
+        self.table = table if table is not None else table_of(doc)
+        self.document = document if document is not None else doc
         self.base_dir, self.limits, self.allow_nonfinite = base_dir, limits, allow_nonfinite
         self.ids: dict[str, int] = {}  # name -> id: declared values first, then nodes, in file order
         self.tensors = TensorReader(doc, file, base_dir, limits, allow_nonfinite)
@@ -55,7 +65,7 @@ class Builder:
 
     def build(self) -> Graph:
         doc = self.doc
-        count = len(doc.inputs) + len(doc.parameters) + len(doc.constants) + len(doc.nodes)
+        count = len(doc.inputs) + len(doc.parameters) + len(doc.constants) + len(self.table.ids)
         if count > self.limits.max_nodes:
             raise self.error(LimitError, f"{count} entries, over the limit max_nodes={self.limits.max_nodes}", "$")
         names = self._check_unique_names()
@@ -75,7 +85,7 @@ class Builder:
                     )
         specs += [None] * len(resolved)
         nodes = infer_specs(
-            self.doc, wires, specs, len(names) - len(resolved), resolved, order, self.error, self.tensors.check_shape
+            self.table, wires, specs, len(names) - len(resolved), resolved, order, self.error, self.tensors.check_shape
         )
         loss = doc.loss or (doc.outputs[0] if len(doc.outputs) == 1 else None)
         return Graph(
@@ -87,9 +97,10 @@ class Builder:
             loss=loss,
             registry=self.registry,
             file=self.file,
-            document=doc,
+            document=self.document,
             limits=self.limits,
             specs=dict(zip(names, specs)),  # type: ignore[arg-type]  # every entry is set by now
+            file_order=self.table.ids,
         )
 
     def _resolve_nodes(self) -> tuple[list[tuple[str, OpDef, BaseModel, str]], list[list[int]]]:
@@ -101,25 +112,26 @@ class Builder:
         detailed errors; an undefined source is reported after every node has
         resolved, as it always was.
         """
-        ids, decls = self.ids, self.doc.nodes
+        ids, table = self.ids, self.table
         # op name -> (op, its shared default attrs, fewest and most inputs), for ops whose default attrs are shared
         simple: dict[str, tuple[OpDef, BaseModel, int, int]] = {}
         resolved: list[tuple[str, OpDef, BaseModel, str]] = []
         wires: list[list[int]] = []
         dangling = False
-        for index, decl in enumerate(decls):
-            facts = simple.get(decl.op)
-            sources = decl.inputs
+        for index, (node_id, op_name, sources, given) in enumerate(
+            zip(table.ids, table.ops, table.inputs, table.attrs)
+        ):
+            facts = simple.get(op_name)
             n = len(sources)
-            if facts is None or decl.attrs or not facts[2] <= n <= facts[3]:
+            if facts is None or given or not facts[2] <= n <= facts[3]:
                 entry = self._resolve_node(index)
                 resolved.append(entry)
                 op = entry[1]
                 if op.name in self.no_attrs:
                     low, high = op.arity
-                    simple[decl.op] = (op, self.no_attrs[op.name], low, sys.maxsize if high is None else high)
+                    simple[op_name] = (op, self.no_attrs[op.name], low, sys.maxsize if high is None else high)
             else:
-                resolved.append((decl.id, facts[0], facts[1], f"$.nodes[{index}]"))
+                resolved.append((node_id, facts[0], facts[1], f"$.nodes[{index}]"))
             if dangling:
                 continue
             try:
@@ -134,7 +146,7 @@ class Builder:
         """DanglingReferenceError for the first undefined source."""
         ids = self.ids
         for index, (node_id, _, _, path) in enumerate(resolved):
-            sources = self.doc.nodes[index].inputs
+            sources = self.table.inputs[index]
             if any(src not in ids for src in sources):
                 position, src = next((p, s) for p, s in enumerate(sources) if s not in ids)
                 raise self.error(
@@ -150,7 +162,7 @@ class Builder:
             ("inputs", [d.name for d in doc.inputs]),
             ("parameters", [d.name for d in doc.parameters]),
             ("constants", [d.name for d in doc.constants]),
-            ("nodes", [d.id for d in doc.nodes]),
+            ("nodes", self.table.ids),
         ]
 
     def _check_unique_names(self) -> list[str]:
@@ -182,37 +194,38 @@ class Builder:
         return did_you_mean(name, self.ids)
 
     def _resolve_node(self, index: int) -> tuple[str, OpDef, BaseModel, str]:
-        decl = self.doc.nodes[index]
+        table = self.table
+        node_id, op_name, attrs_given = table.ids[index], table.ops[index], table.attrs[index] or {}
         path = f"$.nodes[{index}]"
-        if decl.op not in self.registry:
+        if op_name not in self.registry:
             hint = did_you_mean(
-                decl.op,
+                op_name,
                 self.registry.ops,
                 otherwise="; if a plugin defines it, load the plugin (--plugin FILE_OR_MODULE, or plugins=[...]); `graphengine ops` lists the ops",
             )
-            raise self.error(UnknownOpError, f"unknown op {_show(decl.op)}{hint}", f"{path}.op", decl.id)
-        op = self.registry[decl.op]
+            raise self.error(UnknownOpError, f"unknown op {_show(op_name)}{hint}", f"{path}.op", node_id)
+        op = self.registry[op_name]
         low, high = op.arity
-        n = len(decl.inputs)
+        n = len(table.inputs[index])
         if n < low or (high is not None and n > high):
             expected = f"{low}" if low == high else f"at least {low}"
             expected += " input" if low == 1 else " inputs"
             names = ", ".join(op.inputs) + (", ..." if op.variadic else "")
             raise self.error(
-                ArityError, f"op {op.name!r} takes {expected} ({names}), got {n}", f"{path}.inputs", decl.id
+                ArityError, f"op {op.name!r} takes {expected} ({names}), got {n}", f"{path}.inputs", node_id
             )
-        if not decl.attrs and op.name in self.no_attrs:  # the common case, cheaply
-            return decl.id, op, self.no_attrs[op.name], path
-        if decl.attrs and not self.allow_nonfinite:
-            bad = first_nonfinite(decl.attrs)
+        if not attrs_given and op.name in self.no_attrs:  # the common case, cheaply
+            return node_id, op, self.no_attrs[op.name], path
+        if attrs_given and not self.allow_nonfinite:
+            bad = first_nonfinite(attrs_given)
             if bad is not None:
                 raise self.error(
                     OpAttributeError,
                     f"op {op.name!r}: NaN or Infinity is not allowed",
                     f"{path}.attrs{json_path(bad)[1:]}",
-                    decl.id,
+                    node_id,
                 )
-        return decl.id, op, self._attrs(op, decl.attrs, path, decl.id), path
+        return node_id, op, self._attrs(op, attrs_given, path, node_id), path
 
     def _attrs(self, op: OpDef, given: dict[str, Any], path: str, node_id: str) -> BaseModel:
         """``given`` validated by the op's attribute model; frozen results are shared by equal attributes."""
@@ -257,10 +270,10 @@ class Builder:
         if order is not None:
             return order
         # Only now is the networkx view worth building: find_cycle names the cycle as it always has.
-        decls = self.doc.nodes
+        inputs = self.table.inputs
         digraph = build_digraph(
             ((name, "", None) for name in list(self.ids)[:first_node]),
-            ((node_id, op.name, None, decls[i].inputs) for i, (node_id, op, _, _) in enumerate(resolved)),
+            ((node_id, op.name, None, inputs[i]) for i, (node_id, op, _, _) in enumerate(resolved)),
         )
         cycle = nx.find_cycle(digraph)
         names = [u for u, _ in cycle] + [cycle[0][0]]

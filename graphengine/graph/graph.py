@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
 
 import networkx as nx
 import numpy as np
@@ -71,10 +71,11 @@ class Graph:
         loss: str | None,
         registry: Registry,
         file: str | None,
-        document: GraphV1,
+        document: GraphV1 | Callable[[], GraphV1],
         limits: Limits | None = None,
         digraph: nx.DiGraph | None = None,
         specs: Mapping[str, TensorSpec] | None = None,
+        file_order: Sequence[str] | None = None,
     ) -> None:
         self.inputs = inputs
         self.parameters = parameters
@@ -88,9 +89,22 @@ class Graph:
         )
         self.registry = registry
         self.file = file
-        self.document = document
+        # The validated file as pydantic models, or the function that makes it when first read.
+        self._document = document
+        self._file_order = file_order  # op node ids in file order (else read from the document)
         self.limits = limits or Limits()
         self._plan: "Plan | None" = None
+
+    @property
+    def document(self) -> GraphV1:
+        """The validated file as a :class:`~graphengine.format.GraphV1`; a large file's is made on first use, then kept."""
+        if not isinstance(self._document, GraphV1):
+            self._document = self._document()
+        return self._document
+
+    @document.setter
+    def document(self, value: GraphV1) -> None:
+        self._document = value
 
     @property
     def parameter_names(self) -> list[str]:
@@ -103,8 +117,9 @@ class Graph:
         Nodes are in file order (declared values, then op nodes), as they always were.
         """
         if self._digraph is None:
-            nodes, declared = self.nodes, self.document.nodes
-            in_file_order = [nodes[d.id] for d in declared] if len(declared) == len(nodes) else nodes.values()
+            nodes = self.nodes
+            declared = self._file_order if self._file_order is not None else [d.id for d in self.document.nodes]
+            in_file_order = [nodes[i] for i in declared] if len(declared) == len(nodes) else nodes.values()
             wiring = ((i.id, i.op.name, i.spec, i.inputs) for i in in_file_order)
             self._digraph = build_digraph(self._declared(), wiring)
         return self._digraph

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from ..errors import LimitError, SchemaError
-from ..format import Limits, parse_json, validate_document
+from ..format import Limits, parse_json
+from ..format.document import validate_nodes_fast
 from ..format.weights import read_bounded
 from ..registry import Registry, default_registry
 from .build import Builder
@@ -72,9 +73,9 @@ def load(
         data = parse_json(raw, file=file, allow_nonfinite=allow_nonfinite)
         del raw
         registry = registry or default_registry(plugins)
-        doc = validate_document(data, file, limits)
-        del data  # the validated models hold all that is needed: a large file's parsed form is not kept while building
-        return Builder(doc, registry, file, Path(path).parent, limits, allow_nonfinite).build()
+        head, table, document = validate_nodes_fast(data, file, limits)
+        del data  # the nodes' parsed objects are kept (for Graph.document), the rest of the parsed form is not
+        return Builder(head, registry, file, Path(path).parent, limits, allow_nonfinite, table, document).build()
 
 
 def load_dict(
@@ -95,9 +96,9 @@ def load_dict(
     limits = limits or Limits()
     registry = registry or default_registry(plugins)
     with _collector_paused():
-        doc = validate_document(data, file, limits)
+        head, table, document = validate_nodes_fast(data, file, limits, copy=True)  # the caller may change ``data``
         folder = Path(base_dir) if base_dir is not None else None
-        return Builder(doc, registry, file, folder, limits, allow_nonfinite).build()
+        return Builder(head, registry, file, folder, limits, allow_nonfinite, table, document).build()
 
 
 @contextlib.contextmanager

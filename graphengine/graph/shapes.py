@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 from pydantic import BaseModel
 
 from ..errors import GraphFileError, ShapeError
+from ..format.document import NodeTable
 from ..ops import OpDef, TensorSpec
 from .graph import NodeInfo
 
 
 def infer_specs(
-    doc: Any,
+    table: NodeTable,
     wires: list[list[int]],
     specs: list[TensorSpec | None],
     first_node: int,
@@ -36,13 +37,12 @@ def infer_specs(
     for i in range(first_node):
         specs[i] = same.setdefault(specs[i], specs[i])  # type: ignore[arg-type]
     nodes: dict[str, NodeInfo] = {}  # in execution order, as ``order`` gives it
-    decls = doc.nodes
+    inputs, labels = table.inputs, table.labels
     make = tuple.__new__  # NodeInfo is a named tuple: made directly, without its Python-level __new__
     for position in order[first_node:]:  # the first generation starts with every declared value, in id order
         index = position - first_node
         node_id, op, attrs, path = resolved[index]
         sources = wires[index]
-        decl = decls[index]
         # An attribute object belongs to one op, so it and the input specs' ids make the key.
         if len(sources) == 1:  # most nodes: no list, no map
             only = specs[sources[0]]
@@ -54,10 +54,10 @@ def infer_specs(
             key = (id(attrs), *map(id, args))
             spec = known.get(key)
         if spec is None:
-            spec = _apply_rule(op, attrs, args, decl.inputs, path, node_id, error, check_shape)  # type: ignore[arg-type]
+            spec = _apply_rule(op, attrs, args, inputs[index], path, node_id, error, check_shape)  # type: ignore[arg-type]
             spec = known[key] = same.setdefault(spec, spec)
         specs[position] = spec
-        nodes[node_id] = make(NodeInfo, (node_id, op, tuple(decl.inputs), attrs, spec, path, decl.label))
+        nodes[node_id] = make(NodeInfo, (node_id, op, tuple(inputs[index]), attrs, spec, path, labels[index]))
     return nodes
 
 
