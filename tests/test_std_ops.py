@@ -87,7 +87,10 @@ def test_declaration_follows_the_rules(op):
         assert fn.__module__.startswith("graphengine_std"), fn
     assert op.shape_rule is elementwise_rule or op.shape_rule.__module__.startswith("graphengine_std")
     # Samples are the library's own, or the terse API's elementwise defaults.
-    assert op.samples.__module__.startswith("graphengine_std") or op.samples.__module__ == "graphengine.ops.terse"
+    assert op.samples.__module__.startswith("graphengine_std") or op.samples.__module__ in (
+        "graphengine.ops.terse",
+        "graphengine.ops.samples",
+    )
     config = op.attrs.model_config
     assert config.get("extra") == "forbid" and config.get("frozen") is True
     for field, schema in op.attrs.model_json_schema().get("properties", {}).items():
