@@ -14,6 +14,8 @@ import numpy as np
 
 from ..errors import ExecutionError
 
+_add_reduce = np.add.reduce
+
 
 def unbroadcast(cotangent: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Sum ``cotangent`` over the axes that broadcasting added or stretched.
@@ -34,23 +36,27 @@ def unbroadcast(cotangent: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     >>> unbroadcast(np.ones((4, 3)), (4, 1)).shape
     (4, 1)
     """
-    if cotangent.shape == shape:
+    have = cotangent.shape
+    if have == shape:
         return cotangent
-    lead = cotangent.ndim - len(shape)
+    # The two common cases first, without building a list of axes: a scalar input (one bias shared by
+    # every unit), and an input that broadcasting only gave leading axes (a batch).
+    if not shape:
+        return np.asarray(_add_reduce(cotangent, None))  # a full reduction gives a numpy scalar
+    lead = len(have) - len(shape)
+    if lead > 0 and have[lead:] == shape:
+        return _add_reduce(cotangent, 0 if lead == 1 else tuple(range(lead)))  # type: ignore[no-any-return]
     if lead < 0:
-        raise ValueError(f"cotangent shape {cotangent.shape} has fewer dimensions than input shape {shape}")
+        raise ValueError(f"cotangent shape {have} has fewer dimensions than input shape {shape}")
     axes = list(range(lead))
-    stretched = False
     for i, n in enumerate(shape):
-        m = cotangent.shape[lead + i]
+        m = have[lead + i]
         if n == 1 and m != 1:
             axes.append(lead + i)
-            stretched = True
         elif n != m:
-            raise ValueError(f"cotangent shape {cotangent.shape} does not broadcast from input shape {shape}")
+            raise ValueError(f"cotangent shape {have} does not broadcast from input shape {shape}")
     # np.add.reduce directly: ndarray.sum's Python wrappers cost more than the sum of a small array.
-    reduced = np.add.reduce(cotangent, axis=tuple(axes))
-    return np.reshape(reduced, shape) if stretched else np.asarray(reduced)  # a full reduction gives a scalar
+    return np.reshape(_add_reduce(cotangent, tuple(axes)), shape)
 
 
 class VJPSite(NamedTuple):
@@ -182,7 +188,9 @@ def fit_cotangent(raw: Any, shape: tuple[int, ...], dtype: np.dtype, site: VJPSi
     """
     if not isinstance(raw, (np.ndarray, np.generic)):
         raise VJPError(f"{site}: VJP returned a {type(raw).__name__}, not a numpy array", site)
-    if raw.dtype != dtype:  # checked first, so that only numbers of the input's dtype are summed
+    if (
+        raw.dtype is not dtype and raw.dtype != dtype
+    ):  # checked first, so that only numbers of the input's dtype are summed
         raise VJPError(f"{site}: VJP returned {raw.dtype.name} for a {dtype.name} input", site)
     try:
         return unbroadcast(raw, shape)  # type: ignore[arg-type]

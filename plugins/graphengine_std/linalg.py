@@ -119,6 +119,10 @@ def linear_rule(x: TensorSpec, W: TensorSpec, b: TensorSpec, *, attrs: NoAttrs) 
 
 def linear_vjp_W(g: Array, x: Array) -> Array:
     """W_bar = sum over the batch of outer(g, x) = g.T @ x with the batch flattened."""
+    if g.ndim == 1:  # a single example: the outer product itself, without two reshapes and a matmul
+        return np.multiply.outer(g, x)
+    if g.ndim == 2:
+        return np.matmul(g.T, x)
     g2 = g.reshape(-1, g.shape[-1])
     x2 = x.reshape(-1, x.shape[-1])
     return np.matmul(g2.T, x2)
@@ -137,7 +141,9 @@ def linear_samples(rng: np.random.Generator) -> list[Sample]:
 @defop(lambda g, W: np.matmul(g, W), linear_vjp_W, lambda g: g, shape_rule=linear_rule, samples=linear_samples,
        doc="dense layer x @ W.T + b; W is (out_features, in_features), b is (out_features,) or ()")  # fmt: skip
 def linear(x: Array, W: Array, b: Array) -> Array:
-    return np.matmul(x, W.T) + b
+    out = np.matmul(x, W.T)  # at least 1-D (x is), with the output's shape: b broadcasts into it
+    out += b
+    return out
 
 
 OPS = [matmul, linear]

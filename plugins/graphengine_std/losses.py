@@ -95,14 +95,25 @@ def squared_error_rule(prediction: TensorSpec, target: TensorSpec, *, attrs: Squ
     return TensorSpec((), spec.dtype)
 
 
-def _squared_error_slope(g: Array, prediction: Array, target: Array, attrs: SquaredErrorAttrs) -> Array:
-    """d loss / d prediction, times g, in the broadcast shape."""
-    diff = prediction - target
+def _scaled(diff: Array, g: Array, attrs: SquaredErrorAttrs) -> Array:
+    """``diff`` (an array of our own, in the broadcast shape) times d loss / d diff per unit of ``g``, in place."""
     if attrs.reduction == "half_sum":
-        return g * diff
-    if attrs.reduction == "mean":
-        return (2 * g / diff.size) * diff
-    return (2 * g) * diff
+        diff *= g  # a 0-d diff is a numpy scalar: *= then makes a new one, which is as good
+    elif attrs.reduction == "mean":
+        diff *= 2 * g / diff.size
+    else:
+        diff *= 2 * g
+    return diff
+
+
+def squared_error_vjp_prediction(g: Array, prediction: Array, target: Array, attrs: SquaredErrorAttrs) -> Array:
+    """prediction_bar = g * 2 (prediction - target) [/ n], in the broadcast shape."""
+    return _scaled(prediction - target, g, attrs)
+
+
+def squared_error_vjp_target(g: Array, prediction: Array, target: Array, attrs: SquaredErrorAttrs) -> Array:
+    """target_bar = -prediction_bar: ``target - prediction`` is exactly ``-(prediction - target)``."""
+    return _scaled(target - prediction, g, attrs)
 
 
 def squared_error_samples(rng: np.random.Generator) -> list[Sample]:
@@ -118,16 +129,18 @@ def squared_error_samples(rng: np.random.Generator) -> list[Sample]:
 
 
 @defop(
-    lambda g, prediction, target, attrs: _squared_error_slope(g, prediction, target, attrs),
-    lambda g, prediction, target, attrs: -_squared_error_slope(g, prediction, target, attrs),
+    squared_error_vjp_prediction,
+    squared_error_vjp_target,
     shape_rule=squared_error_rule, attrs=SquaredErrorAttrs, samples=squared_error_samples,
     loss=LossInfo("prediction", "target", reduction_attr="reduction", reductions={"half_sum": "sum"}),
     doc="(prediction - target)**2 reduced to a scalar by sum, mean or half_sum; shapes must match unless broadcast",
 )  # fmt: skip
 def squared_error(prediction: Array, target: Array, *, attrs: SquaredErrorAttrs) -> Array:
-    _check_same_shape(prediction, target, attrs)
+    if prediction.shape != target.shape:
+        _check_same_shape(prediction, target, attrs)
     diff = prediction - target
-    total = np.sum(diff * diff)
+    diff *= diff  # ours: square it in place
+    total = np.add.reduce(diff, None)  # not np.sum, whose Python wrapper costs more than a small sum
     if attrs.reduction == "mean":
         return np.asarray(total / diff.size)
     if attrs.reduction == "half_sum":
