@@ -63,6 +63,12 @@ NODES = [
     {"id": "z", "op": "neg", "inputs": ["y z"]},
     {"id": "z", "op": "neg", "inputs": [""]},
     {"id": "z", "op": "neg", "inputs": [1]},
+    {"id": "z", "op": "neg", "inputs": [[1]]},
+    {"id": "z", "op": "neg", "inputs": [{"a": 1}]},
+    {"id": "z", "op": "neg", "inputs": [None]},
+    {"id": "z", "op": "nope", "inputs": ["bad name"]},
+    {"id": "x", "op": "neg", "inputs": ["bad name"]},
+    {"id": "z", "op": "add", "inputs": ["y"]},
     {"id": "z", "op": "neg", "inputs": "y"},
     {"id": "z", "op": "neg", "inputs": []},
     {"id": "z", "op": 3, "inputs": ["y"]},
@@ -87,9 +93,14 @@ NODES = [
 
 
 @pytest.mark.parametrize("node", NODES, ids=[repr(n)[:40] for n in NODES])
-def test_every_node_gives_what_pydantic_gives(node: Any) -> None:
+def test_every_node_gives_what_pydantic_gives(node: Any, tmp_path: Path) -> None:
     data = _doc(node)
     assert _outcome(graphengine.load_dict, data) == _outcome(_by_pydantic, data)
+    path = tmp_path / "g.json"  # from a file: parsed JSON skips the checks of exact Python types
+    path.write_text(json.dumps(data))
+    parsed = json.loads(path.read_text())
+    from_file = _outcome(lambda _: graphengine.load(path), parsed)
+    assert from_file == _outcome(_by_pydantic, parsed).replace("<graph>", str(path))
 
 
 class Named(str):
@@ -110,6 +121,13 @@ def test_a_dict_changed_after_load_dict_does_not_change_the_graph() -> None:
     data["nodes"][1]["id"] = "w"
     node = graph.document.nodes[1]
     assert (node.id, node.inputs, node.attrs) == ("z", ["y"], {"axis": 0})
+
+
+def test_a_bad_input_name_wins_over_a_later_error_as_with_pydantic(tmp_path: Path) -> None:
+    data = _doc({"id": "z", "op": "neg", "inputs": ["y"]}, {"id": "z", "op": "nope", "inputs": ["y", "x y"]})
+    data["parameters"] = [{"name": "p", "file": "missing.npy"}]
+    assert "SchemaError: <graph>: $.nodes[2].inputs[1]" in _outcome(graphengine.load_dict, data)
+    assert _outcome(graphengine.load_dict, data) == _outcome(_by_pydantic, data)
 
 
 def test_a_file_without_nodes_keeps_nodes_unset(tmp_path: Path) -> None:

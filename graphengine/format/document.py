@@ -22,6 +22,10 @@ class NodeTable(NamedTuple):
     """The validated node list as columns: entry ``k`` of each list belongs to ``nodes[k]``.
 
     ``attrs[k]`` is None when the node gives no attributes (or ``{}``).
+    ``check_inputs()`` raises the SchemaError pydantic would for a node input
+    that is not a name; a builder calls it before it raises any other error
+    (an input that resolves to a declared name is one, so only a failed build
+    needs the check, and the order of errors stays pydantic's).
     """
 
     ids: list[str]
@@ -29,6 +33,7 @@ class NodeTable(NamedTuple):
     inputs: list[list[str]]
     attrs: list[dict[str, Any] | None]
     labels: list[str | None]
+    check_inputs: Callable[[], None]
 
 
 def validate_document(data: Any, file: str | None, limits: Limits) -> GraphV1:
@@ -52,7 +57,7 @@ def validate_nodes_fast(
     """
     _check_outline(data, file, limits)
     nodes = data.get("nodes", [])
-    table = _plain_nodes(nodes)
+    table = _plain_nodes(nodes, file, exact=copy)
     if table is None:
         doc = _validated(data, file)
         return doc, table_of(doc), doc
@@ -101,41 +106,72 @@ _NAME_LINES = re.compile(r"(?:[A-Za-z_][A-Za-z0-9_.\-]{0,127}\n)*")
 _get_id, _get_op, _get_inputs = itemgetter("id"), itemgetter("op"), itemgetter("inputs")
 
 
-def _names_valid(names: list[Any]) -> bool:
-    return not names or (set(map(type, names)) == {str} and _NAME_LINES.fullmatch("\n".join(names) + "\n") is not None)
+def _names_valid(names: list[Any], exact: bool) -> bool:
+    """Every one a ``schema.Name``; ``exact``: also of type str exactly (parsed JSON has no other)."""
+    if not names or (exact and set(map(type, names)) != {str}):
+        return not names
+    try:
+        return _NAME_LINES.fullmatch("\n".join(names) + "\n") is not None
+    except TypeError:  # not a string
+        return False
 
 
-def _plain_nodes(nodes: Any) -> NodeTable | None:
+def _plain_nodes(nodes: Any, file: str | None, exact: bool) -> NodeTable | None:
     """The node list as a table when every node is certainly valid under ``NodeDecl``; None to let pydantic judge.
 
     Every test is a sufficient condition (exact types, only known keys, names by
-    the schema's pattern), so a node it passes is one ``NodeDecl`` accepts.
+    the schema's pattern), so a node it passes is one ``NodeDecl`` accepts, but
+    for the names in ``inputs``, which ``NodeTable.check_inputs`` checks when the
+    build fails. One loop reads each node once; the rest are passes over whole
+    columns. Parsed JSON holds exact dicts and strings; ``exact`` checks that
+    for values from Python.
     """
     if type(nodes) is not list:
         return None
-    if not nodes:
-        return NodeTable([], [], [], [], [])
-    if set(map(type, nodes)) != {dict} or not all(map(_NODE_KEYS.issuperset, nodes)):
+    if exact and set(map(type, nodes)) - {dict}:
         return None
+    ids: list[Any] = []
+    ops: list[Any] = []
+    inputs: list[Any] = []
+    more: list[int] = []  # positions of nodes with more than id, op and inputs
+    add_id, add_op, add_inputs = ids.append, ops.append, inputs.append
     try:
-        ids, ops, inputs = list(map(_get_id, nodes)), list(map(_get_op, nodes)), list(map(_get_inputs, nodes))
-    except KeyError:
+        for node in nodes:
+            if len(node) != 3:
+                more.append(len(ids))
+            add_id(node["id"])
+            add_op(node["op"])
+            add_inputs(node["inputs"])
+    except (KeyError, TypeError):  # a key missing, or a node that is not an object
         return None
-    if set(map(type, ops)) != {str} or set(map(type, inputs)) != {list}:
+    if nodes and (set(map(type, ops)) != {str} or set(map(type, inputs)) != {list}):
         return None
-    if not _names_valid(ids) or not _names_valid(list(chain.from_iterable(inputs))):
+    if not _names_valid(ids, exact) or (exact and not all(map(_all_str, inputs))):
         return None
-    attrs = [d.get("attrs") or None for d in nodes]  # absent and {} are the same: the op's defaults
-    labels = [d.get("label") for d in nodes]
-    given = [a for a in attrs if a is not None]
-    if given and (set(map(type, given)) != {dict} or any(type(k) is not str for a in given for k in a)):
-        return None
-    if any("attrs" in d and type(d["attrs"]) is not dict for d in nodes if len(d) > 3):
-        return None
-    for column in (labels, [d.get("description") for d in nodes if len(d) > 3]):
-        if not set(map(type, column)) <= {str, type(None)}:
+    attrs: list[dict[str, Any] | None] = [None] * len(nodes)
+    labels: list[str | None] = [None] * len(nodes)
+    for k in more:
+        node = nodes[k]
+        given, label, description = node.get("attrs", {}), node.get("label"), node.get("description")
+        if not _NODE_KEYS.issuperset(node) or type(given) is not dict or any(type(key) is not str for key in given):
             return None
-    return NodeTable(ids, ops, inputs, attrs, labels)
+        if not {type(label), type(description)} <= {str, type(None)}:
+            return None
+        attrs[k], labels[k] = given or None, label
+
+    def check_inputs() -> None:
+        if not _names_valid(list(chain.from_iterable(inputs)), exact):
+            _validated({"format": FORMAT_V1, "outputs": ["_"], "nodes": nodes}, file)  # raises pydantic's error
+
+    return NodeTable(ids, ops, inputs, attrs, labels, check_inputs)
+
+
+def _all_str(names: list[Any]) -> bool:
+    return all(type(name) is str for name in names)
+
+
+def _no_check() -> None:
+    pass
 
 
 def table_of(doc: GraphV1) -> NodeTable:
@@ -146,6 +182,7 @@ def table_of(doc: GraphV1) -> NodeTable:
         [d.inputs for d in nodes],
         [d.attrs or None for d in nodes],
         [d.label for d in nodes],
+        _no_check,
     )
 
 

@@ -64,6 +64,14 @@ class Builder:
         return cls(detail, file=self.file, json_path=path, node_id=node_id)
 
     def build(self) -> Graph:
+        """The graph, or the first error in the order the checks always ran (schema errors first)."""
+        try:
+            return self._build()
+        except (GraphFileError, TypeError):  # TypeError: a node input that is not even hashable
+            self.table.check_inputs()  # a node input that is not a name is a schema error, which comes first
+            raise
+
+    def _build(self) -> Graph:
         doc = self.doc
         count = len(doc.inputs) + len(doc.parameters) + len(doc.constants) + len(self.table.ids)
         if count > self.limits.max_nodes:
