@@ -18,7 +18,7 @@ from conftest import import_benchmarks
 
 import graphengine
 from graphengine.engine import chunks
-from graphengine.engine import plan as plan_module
+from graphengine.engine import runners as runners_module
 from graphengine.engine.plan import _interpreted
 from graphengine.ops.terse import defop
 
@@ -111,8 +111,8 @@ def test_chunks_release_values_as_early_as_one_function() -> None:
 
 
 def test_a_large_schedule_gets_its_code_a_slice_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(plan_module, "SMALL_STEPS", 10)
-    monkeypatch.setattr(plan_module, "MIN_CHUNK_LINES", 7)
+    monkeypatch.setattr(runners_module, "SMALL_STEPS", 10)
+    monkeypatch.setattr(runners_module, "MIN_CHUNK_LINES", 7)
     monkeypatch.setattr(chunks, "CHUNK_LINES", 7)  # many chunks: many slices
     plan, feeds, wrt = _dag_plan()
     reference = _interpreted(plan, feeds, wrt).gradients
@@ -132,7 +132,7 @@ def test_a_large_schedule_gets_its_code_a_slice_per_call(monkeypatch: pytest.Mon
 
 
 def test_prepare_generates_code_for_a_large_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(plan_module, "SMALL_STEPS", 10)
+    monkeypatch.setattr(runners_module, "SMALL_STEPS", 10)
     plan, feeds, wrt = _dag_plan()
     plan.prepare(wrt)
     sched = plan._grad_schedule(wrt, None)[0]

@@ -5,7 +5,7 @@ Over random DAGs (conftest.random_graph_doc) in float64 and float32, with random
 random cotangent): outputs, gradients and recorded traces of calls 1, 2 and 3
 are bitwise equal to a forced interpreter run (the reference). Call 1 runs the
 checked table; calls 2 and 3 run generated code (graphs this small get it on
-call 1), or, with ``table=True`` (``SMALL_STEPS`` = 0), the table again, while
+call 1), or, with ``table=True`` (``runners.SMALL_STEPS`` = 0), the table again, while
 code is generated a slice per call. ``GRAPHENGINE_FUZZ=thorough`` runs more cases.
 """
 
@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import graphengine
-from graphengine.engine import plan as plan_module
+from graphengine.engine import runners as runners_module
 from graphengine.engine.plan import _interpreted
 
 BUDGETS = {"ci": 150, "thorough": 3000}
@@ -78,7 +78,7 @@ def requests(draw: st.DrawFn) -> dict[str, Any]:
 def test_generated_code_and_the_table_are_bitwise_equal_to_the_interpreter(request: dict[str, Any]) -> None:
     with pytest.MonkeyPatch.context() as patch:
         if request["table"]:
-            patch.setattr(plan_module, "SMALL_STEPS", 0)
+            patch.setattr(runners_module, "SMALL_STEPS", 0)
         _check_parity(request)
 
 

@@ -19,39 +19,21 @@ shapes under run-time limits. See docs/performance-calls.md.
 
 from __future__ import annotations
 
-import contextlib
-import gc
-import time
-from typing import Any, Callable, Iterator, Mapping, Sequence, cast
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from ..errors import FeedError
 from ..graph import Graph
 from ..ops import TensorSpec
-from . import chunks
 from .binding import Binder, check_names, seed_cotangent
-from .codegen import Program, generate, generation
+from .codegen import Program
 from .interpreter import Interpreter
 from .interpreter import forward as _run_forward
 from .results import GradResult
+from .runners import Runner, Runners, collector_paused
 from .schedule import Schedule, Step, build_schedule
-from .table import Table
 from .trace import Recorder, Trace
-
-#: The budget's clock: this thread's CPU time, so that a call preempted by other work on a busy machine
-#: does not earn a larger slice of code generation (nor a compile() preempted look dearer per line).
-_clock = time.thread_time
-
-#: Schedules of up to this many steps get their code generated on the first call (a few ms at most).
-SMALL_STEPS = 64
-#: Each later call spends this fraction of its own time writing and compiling code, until it is complete.
-BUDGET = 0.25
-#: Chunks are sized to compile within that budget, but no smaller than this.
-MIN_CHUNK_LINES = 100
-
-#: Runs a schedule: ``runner(values, seed, recorder) -> (outputs, gradients)``.
-Runner = Callable[..., tuple[tuple[Any, ...], tuple[Any, ...]]]
 
 
 class Plan:
@@ -80,7 +62,7 @@ class Plan:
 
     def __init__(self, graph: "Graph", dtype: np.dtype | None = None) -> None:
         with (
-            _collector_paused()
+            collector_paused()
         ):  # tens of thousands of long-lived tuples: the collector would walk them again and again
             self._build(graph, dtype)
 
@@ -95,8 +77,8 @@ class Plan:
             for n in graph.nodes.values()
         ]
         self._binder = Binder(graph, self.slot, self.specs, self.dtype)
+        self._runners = Runners(self.names, self.specs, self._binder)
         self._schedules: dict[Any, Schedule] = {}
-        self._shapes: list[tuple[int, ...] | None] | None = None
         self._grad_requests: dict[Any, tuple[Schedule, str]] = {}
 
     def _cast_spec(self, spec: TensorSpec) -> TensorSpec:
@@ -292,7 +274,7 @@ class Plan:
         if schedule is None:
             check_names(outputs, self.slot, "outputs")
             slot = self.slot
-            with _collector_paused():
+            with collector_paused():
                 schedule = self._schedules[key] = build_schedule(
                     self.steps,
                     self.specs,
@@ -304,104 +286,14 @@ class Plan:
         return schedule
 
     def _runner(self, schedule: Schedule, record: bool, values: Sequence[Any] = ()) -> Runner:
-        """How to run ``schedule`` this time (see docs/performance-calls.md).
-
-        - A call whose input shapes the run-time limits measured just now runs
-          on the interpreter with the specs measured at those shapes, so an op
-          that makes more than its rule said is caught right after it returns.
-        - Generated code, once complete (or prepared), runs every later call.
-        - Otherwise the schedule's :class:`~graphengine.engine.table.Table`
-          runs: built on the first call, which also checks every op's output
-          against its shape rule. A schedule of up to ``SMALL_STEPS`` steps has
-          its code generated on that first call too; a larger one has it
-          generated a slice per call, each slice within about what the call
-          itself took, so no call after the first costs much more than a steady one.
-        - With ``record``, the interpreter runs, unless code was prepared for it.
-
-        Every path checks every VJP result on every call.
-        """
-        if self._binder.run_limits.unverified:  # shapes measured just now: check each op against its rule at them
-            fresh = self._binder.run_limits.take_fresh(values)
-            if fresh is not None:
-                return Interpreter(schedule, fresh, self.names)
-        program = schedule.programs.get(record)
-        if program is not None and record in schedule.ran:
-            return program
-        if record:
-            return self._interpreter(schedule)
-        table = schedule.table
-        first = table is None
-        if table is None:
-            table = schedule.table = self._table(schedule)
-            if schedule.size <= SMALL_STEPS:
-                self._generate(schedule, False)
-
-        def timed(*args: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-            start = _clock()
-            if first:  # the checked run makes a few objects per step: keep the collector off the heap meanwhile
-                with _collector_paused():
-                    return table(*args, check=self.specs)
-            result = table(*args)
-            if False not in schedule.programs:
-                self._advance(schedule, BUDGET * (_clock() - start))
-            return result
-
-        return timed
-
-    def _static_shapes(self) -> list[tuple[int, ...] | None]:
-        """Per slot: its shape, or None where a dimension is free (computed once)."""
-        if self._shapes is None:
-            self._shapes = [None if None in spec.shape else spec.shape for spec in self.specs]  # type: ignore[misc]
-        return self._shapes
-
-    def _table(self, schedule: Schedule) -> Table:
-        with _collector_paused():  # thousands of small closures: the collector would walk the heap again and again
-            return Table(schedule, self.names, self._static_shapes(), [spec.dtype for spec in self.specs])
-
-    def _advance(self, schedule: Schedule, budget: float) -> None:
-        """Spend about ``budget`` seconds generating the schedule's code; install it when it is complete."""
-        with _collector_paused():
-            self._advance_paused(schedule, budget)
-
-    def _advance_paused(self, schedule: Schedule, budget: float) -> None:
-        schedule.budget = budget
-        if schedule.generation is None:
-            shapes = self._static_shapes()
-
-            def chunk_lines(seconds_per_line: float) -> int:  # what compiles within this call's budget
-                return min(max(int(schedule.budget / seconds_per_line), MIN_CHUNK_LINES), chunks.CHUNK_LINES)
-
-            schedule.generation = generation(
-                schedule,
-                names=self.names,
-                shapes=shapes,  # type: ignore[arg-type]
-                dtypes=[s.dtype for s in self.specs],
-                chunk_lines=chunk_lines,
-            )
-        deadline = _clock() + budget
-        while _clock() < deadline:
-            try:
-                next(schedule.generation)
-            except StopIteration as done:
-                schedule.programs[False], schedule.generation = done.value, None
-                return
+        """How to run ``schedule`` this time: see :meth:`graphengine.engine.runners.Runners.runner`."""
+        return self._runners.runner(schedule, record, values)
 
     def _interpreter(self, schedule: Schedule) -> Interpreter:
-        return Interpreter(schedule, self.specs, self.names)
+        return self._runners.interpreter(schedule)
 
     def _generate(self, schedule: Schedule, record: bool) -> Program:
-        program = schedule.programs.get(record)
-        if program is None:
-            shapes = [None if any(d is None for d in spec.shape) else spec.shape for spec in self.specs]
-            dtypes = [spec.dtype for spec in self.specs]
-            program = schedule.programs[record] = generate(
-                schedule,
-                names=self.names,
-                shapes=shapes,  # type: ignore[arg-type]
-                dtypes=dtypes,
-                record=record,
-            )
-        return cast(Program, program)  # the schedule caches only what generate() made
+        return self._runners.generate(schedule, record)
 
     # Thin wrappers, kept for tests that drive one stage by hand.
 
@@ -410,17 +302,6 @@ class Plan:
 
     def _forward(self, schedule: Schedule, values: list[Any], shapes: list[Any] | None) -> None:
         _run_forward(schedule.forward, values, self.specs, shapes)
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _interpreted(
