@@ -44,16 +44,18 @@ def infer_specs(
         node_id, op, attrs, path = resolved[index]
         sources = wires[index]
         # An attribute object belongs to one op, so it and the input specs' ids make the key.
-        if len(sources) == 1:  # most nodes: no list, no map
-            only = specs[sources[0]]
-            key: tuple[int, ...] = (id(attrs), id(only))
-            spec = known.get(key)
-            args = [only] if spec is None else []
+        n = len(sources)
+        if n == 1:  # most nodes have one or two inputs: no list, no map, no comprehension (a call in 3.11)
+            first = specs[sources[0]]
+            key: tuple[int, ...] = (id(attrs), id(first))
+        elif n == 2:
+            first, second = specs[sources[0]], specs[sources[1]]
+            key = (id(attrs), id(first), id(second))
         else:
-            args = [specs[src] for src in sources]
-            key = (id(attrs), *map(id, args))
-            spec = known.get(key)
+            key = (id(attrs), *[id(specs[src]) for src in sources])
+        spec = known.get(key)
         if spec is None:
+            args = [specs[src] for src in sources]
             spec = _apply_rule(op, attrs, args, inputs[index], path, node_id, error, check_shape)  # type: ignore[arg-type]
             spec = known[key] = same.setdefault(spec, spec)
         specs[position] = spec
