@@ -255,7 +255,7 @@ def _emit_forward(writer: _Writer, schedule: Schedule, need_shape: set[int]) -> 
         if step.out in need_shape:
             writer.emit(f"h{step.out} = _shape(s{step.out})")
         writer.free(k + 1)
-        if k % 100 == 99:
+        if k % 50 == 49:
             yield
 
 
@@ -319,7 +319,7 @@ def _emit_backward(
         if not step.keep_cotangent:
             emit(f"del g{step.out}")
         writer.free(t_backward + k)
-        if k % 50 == 49:
+        if k % 25 == 24:
             yield
     return {seed_slot, *received}
 

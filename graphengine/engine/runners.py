@@ -31,7 +31,7 @@ SMALL_STEPS = 64
 #: Each later call spends this fraction of its own time writing and compiling code, until it is complete.
 BUDGET = 0.25
 #: Chunks are sized to compile within that budget, but no smaller than this.
-MIN_CHUNK_LINES = 100
+MIN_CHUNK_LINES = 50
 
 #: The budget's clock: this thread's CPU time, so that a call preempted by other work on a busy machine
 #: does not earn a larger slice of code generation.
