@@ -10,7 +10,7 @@ import pytest
 import graphengine
 from graphengine import OpDef, default_registry, elementwise_rule
 from graphengine.errors import ExecutionError
-from graphengine.ops.vjp import VJPError, VJPSite, call_vjp, fit_cotangent
+from graphengine.ops.vjp import VJPError, VJPSite, call_vjp, fit_cotangent, unbroadcast
 
 F64 = np.dtype("float64")
 SITE = VJPSite("mul", 1, "b", node="h")
@@ -26,6 +26,41 @@ def test_a_broadcast_cotangent_is_reduced_to_the_input_shape() -> None:
     np.testing.assert_array_equal(reduced, [3.0, 5.0, 7.0])
     kept = call_vjp(lambda g, out, a, b, *, attrs: g, g, None, [None, None], None, shape=(2, 1), dtype=F64, site=SITE)
     np.testing.assert_array_equal(kept, [[3.0], [12.0]])
+
+
+# Every path of unbroadcast (a few numbers to a scalar, many to a scalar, leading axes, stretched axes, both),
+# against the definition: sum over the added axes, then over the stretched ones with keepdims.
+UNBROADCAST_CASES = [
+    ((2,), ()), ((7,), ()), ((8,), ()), ((1000,), ()), ((2, 3), ()), ((5, 2, 3), (2, 3)), ((4, 5, 2, 3), (2, 3)),
+    ((2, 3), (1, 3)), ((2, 3), (2, 1)), ((4, 2, 3), (1, 3)), ((4, 2, 3), (3,)), ((0, 3), (3,)), ((0,), ()),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize(("have", "shape"), UNBROADCAST_CASES, ids=str)
+def test_unbroadcast_sums_exactly_the_broadcast_axes(have: tuple[int, ...], shape: tuple[int, ...], dtype: str) -> None:
+    cotangent = np.random.default_rng(len(have) + sum(have)).standard_normal(have).astype(dtype)
+    lead = len(have) - len(shape)
+    expected = cotangent.astype(np.float64).sum(axis=tuple(range(lead)))
+    expected = expected.sum(
+        axis=tuple(i for i, n in enumerate(shape) if n == 1 and expected.shape[i] != 1), keepdims=True
+    )
+    reduced = unbroadcast(cotangent, shape)
+    assert reduced.__class__ is np.ndarray and reduced.shape == shape and reduced.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(reduced, expected, rtol=1e-5 if dtype == "float32" else 1e-12, atol=1e-5)
+
+
+@pytest.mark.parametrize(("have", "shape"), [((2, 3), (2,)), ((2, 3), (4, 2, 3)), ((3,), (2,)), ((2,), (1, 3))])
+def test_unbroadcast_refuses_a_shape_broadcasting_could_not_have_made(
+    have: tuple[int, ...], shape: tuple[int, ...]
+) -> None:
+    with pytest.raises(ValueError, match="cotangent shape"):
+        unbroadcast(np.ones(have), shape)
+
+
+def test_a_few_numbers_summed_to_a_scalar_keep_infinities_and_nan() -> None:
+    assert np.isnan(unbroadcast(np.array([np.inf, -np.inf]), ()))
+    assert unbroadcast(np.array([1e308, 1e308]), ()) == np.inf
 
 
 def test_a_fitting_result_comes_back_as_it_is() -> None:

@@ -42,6 +42,10 @@ def unbroadcast(cotangent: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     # The two common cases first, without building a list of axes: a scalar input (one bias shared by
     # every unit), and an input that broadcasting only gave leading axes (a batch).
     if not shape:
+        if len(have) == 1 and have[0] < 8:
+            # A few numbers: Python's sum of the list costs half a numpy reduction's set-up, and numpy also
+            # adds fewer than 8 numbers one after the other (float32 is added in float64, then rounded).
+            return np.asarray(sum(cotangent.tolist()), dtype=cotangent.dtype)
         return np.asarray(_add_reduce(cotangent, None))  # a full reduction gives a numpy scalar
     lead = len(have) - len(shape)
     if lead > 0 and have[lead:] == shape:
