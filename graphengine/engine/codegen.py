@@ -208,7 +208,7 @@ def _free_points(schedule: Schedule, live: Sequence[int]) -> Generator[None, Non
         for i in step.ins:
             last[i] = t
         last[step.out] = t
-        if t % 2000 == 0:
+        if t % 250 == 0:
             yield
     t_backward = t + 2
     seed_slot = schedule.grad_output
@@ -221,7 +221,7 @@ def _free_points(schedule: Schedule, live: Sequence[int]) -> Generator[None, Non
                 last[i] = t_backward + k
         if back.reads_out:
             last[back.out] = t_backward + k
-        if k % 2000 == 1999:
+        if k % 250 == 249:
             yield
     keep = set(schedule.outputs)
     frees: dict[int, list[int]] = {}
