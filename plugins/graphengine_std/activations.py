@@ -45,7 +45,7 @@ def _stable_sigmoid(x: Array) -> Array:
     e = -x  # the operator: cheaper than np.negative's argument parsing
     ceiling = 88.0 if x.dtype == _F32 else 708.0
     if e.__class__ is not np.ndarray:  # 0-d: numpy gave a scalar, which has no out=
-        return np.asarray(1.0 / (1.0 + np.exp(min(e, ceiling))), dtype=x.dtype)
+        return np.asarray(1.0 / (1.0 + np.exp(np.minimum(e, ceiling))), dtype=x.dtype)
     np.minimum(e, ceiling, out=e)
     np.exp(e, out=e)
     e += 1.0

@@ -140,7 +140,8 @@ def sum_vjp(g: Array, x: Array, attrs: ReduceAttrs) -> Array:
 @defop(sum_vjp, shape_rule=sum_rule, attrs=ReduceAttrs, samples=reduce_samples, doc="sum over axes (all by default)")
 def sum_(x: Array, *, attrs: ReduceAttrs) -> Array:
     # np.add.reduce is what np.sum calls for an array, without its Python wrapper.
-    return np.asarray(np.add.reduce(x, axis=_axes("sum", attrs.axis, x.shape), keepdims=attrs.keepdims))
+    axes = _axes("sum", attrs.axis, x.shape)
+    return np.asarray(np.add.reduce(x, axis=axes, keepdims=attrs.keepdims))  # type: ignore[call-overload]
 
 
 # --- mean --------------------------------------------------------------------------------
