@@ -358,7 +358,7 @@ def test_a_malformed_declaration_names_the_op_and_its_plugin(declare, pattern):
 @pytest.mark.parametrize(
     "kwargs, pattern",
     [
-        ({"vjps": (mul_vjp_a,)}, r"1 VJPs for 2 inputs"),
+        ({"vjps": (mul_vjp_a,)}, r"1 VJP for 2 inputs"),
         ({"inputs": ("a", "a")}, r"input names repeat: 'a'"),
         ({"inputs": ("a", "out")}, r"named 'out'"),
         ({"vjp_needs": frozenset({"c"})}, r"vjp_needs names unknown values \['c'\]"),

@@ -169,7 +169,9 @@ class OpDef:
             return "no input may be named 'out' (vjp_needs uses it for the output)"
         if not isinstance(self.vjps, tuple) or len(self.vjps) != len(self.inputs):
             count = len(self.vjps) if isinstance(self.vjps, tuple) else type(self.vjps).__name__
-            return f"{count} VJPs for {len(self.inputs)} inputs {self.inputs}; give one per input (None: no gradient)"
+            vjps = f"{count} VJP" + ("" if count == 1 else "s")
+            inputs = f"{len(self.inputs)} input" + ("" if len(self.inputs) == 1 else "s")
+            return f"{vjps} for {inputs} {self.inputs}; give one per input (None: no gradient)"
         for i, vjp in enumerate(self.vjps):
             if vjp is not None and not callable(vjp):
                 return f"the VJP of input {self.inputs[i]!r} must be callable or None, got {type(vjp).__name__}"
