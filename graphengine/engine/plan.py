@@ -25,13 +25,14 @@ import numpy as np
 
 from ..errors import FeedError
 from ..graph import Graph
+from ..graph.collector import collector_paused
 from ..ops import TensorSpec
 from .binding import Binder, check_names, seed_cotangent
 from .codegen import Program
 from .interpreter import Interpreter
 from .interpreter import forward as _run_forward
 from .results import GradResult
-from .runners import Runner, Runners, collector_paused
+from .runners import Runner, Runners
 from .schedule import Schedule, Step, build_schedule
 from .trace import Recorder, Trace
 

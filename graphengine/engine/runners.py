@@ -13,11 +13,10 @@ run-time limits just measured. See docs/performance-calls.md.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import time
-from typing import Any, Callable, Iterator, Sequence, cast
+from typing import Any, Callable, Sequence, cast
 
+from ..graph.collector import collector_paused
 from ..ops import TensorSpec
 from . import chunks
 from .binding import Binder
@@ -164,15 +163,3 @@ class Runners:
                 record=record,
             )
         return cast(Program, program)  # the schedule caches only what generate() made
-
-
-@contextlib.contextmanager
-def collector_paused() -> Iterator[None]:
-    """Keep the garbage collector off while thousands of long-lived objects are made."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 from ..errors import LimitError, SchemaError
 from ..format import Limits, parse_json
@@ -14,6 +12,7 @@ from ..format.document import validate_nodes_fast
 from ..format.weights import read_bounded
 from ..registry import Registry, default_registry
 from .build import Builder
+from .collector import collector_paused
 from .graph import Graph
 
 
@@ -69,7 +68,7 @@ def load(
         error=lambda detail: SchemaError(detail, file=file),
         limit_error=lambda detail: LimitError(detail, file=file),
     )
-    with _collector_paused():
+    with collector_paused():
         data = parse_json(raw, file=file, allow_nonfinite=allow_nonfinite)
         del raw
         registry = registry or default_registry(plugins)
@@ -95,25 +94,7 @@ def load_dict(
     """
     limits = limits or Limits()
     registry = registry or default_registry(plugins)
-    with _collector_paused():
+    with collector_paused():
         head, table, document = validate_nodes_fast(data, file, limits, copy=True)  # the caller may change ``data``
         folder = Path(base_dir) if base_dir is not None else None
         return Builder(head, registry, file, folder, limits, allow_nonfinite, table, document).build()
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while a graph is built, then back as it was.
-
-    Loading allocates millions of containers and frees almost none, so every
-    collection is wasted work that scans the whole growing heap again: on a
-    100k-node file it was a third of the load time. Nothing built here forms a
-    reference cycle that needs the collector.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
