@@ -44,6 +44,9 @@ Array = np.ndarray
 
 INDEX_DTYPES = (np.dtype("int32"), np.dtype("int64"))
 
+# The ufuncs' reductions called directly: np.sum / ndarray.min's Python wrappers cost more than a batch's reduction.
+_add_reduce, _min_reduce, _max_reduce = np.add.reduce, np.minimum.reduce, np.maximum.reduce
+
 
 # --- squared_error -----------------------------------------------------------------------
 
@@ -186,10 +189,10 @@ def _reduce(per_example: Array, weight: Array | None, attrs: CrossEntropyAttrs) 
     weighted = per_example if weight is None else per_example * weight
     if attrs.reduction == "none":
         return np.asarray(weighted)
-    total = np.sum(weighted)
+    total = _add_reduce(weighted, None)  # np.sum's own reduction, without its Python wrapper (called per step)
     if attrs.reduction == "sum":
         return np.asarray(total)
-    count = per_example.size if weight is None else np.sum(weight)
+    count = per_example.size if weight is None else _add_reduce(weight, None)
     return np.asarray(total / count)
 
 
@@ -206,8 +209,8 @@ def _check_labels(logits: Array, labels: Array, ignore_index: int | None = None)
                 f"logits of shape {format_shape(logits.shape)} (expected {format_shape(logits.shape[:-1])})"
             )
         classes = logits.shape[-1]
-        if labels.size == 0 or (labels.min() >= 0 and labels.max() < classes):
-            return  # every label is a class (the common case, checked in two reductions)
+        if labels.size == 0 or (_min_reduce(labels, None) >= 0 and _max_reduce(labels, None) < classes):
+            return  # every label is a class (the common case, checked in two reductions without ndarray.min's wrapper)
         bad = np.flatnonzero(((labels < 0) | (labels >= classes)) & (labels != ignore_index))
         if bad.size:
             where = tuple(int(i) for i in np.unravel_index(bad[0], labels.shape))
@@ -276,9 +279,11 @@ def softmax_cross_entropy_vjp_logits(g: Array, logits: Array, labels: Array, att
     if attrs.reduction == "none":
         return grad * g[..., None]
     if attrs.reduction == "mean":
-        count = grad.size // grad.shape[-1] if weight is None else np.sum(weight)
-        return grad * (g / count)
-    return grad * g
+        count = grad.size // grad.shape[-1] if weight is None else _add_reduce(weight, None)
+        grad *= g / count  # grad is ours: scaled in place (the same products as grad * (g / count))
+        return grad
+    grad *= g
+    return grad
 
 
 def softmax_cross_entropy_samples(rng: np.random.Generator) -> list[Sample]:

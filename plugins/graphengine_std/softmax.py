@@ -32,9 +32,12 @@ class SoftmaxAttrs(BaseModel):
 
 def log_softmax_values(x: Array, axis: int) -> Array:
     """``log(softmax(x))`` along ``axis``, stably (shared with the cross-entropy loss)."""
-    # The array methods: the same reductions as np.max/np.sum, without their Python dispatch (a loss calls this per step).
-    shifted = x - x.max(axis=axis, keepdims=True)
-    return shifted - np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
+    # The ufuncs' reductions: what np.max/np.sum and the array methods call, without their Python wrappers
+    # (a loss calls this per step). The exponentials are ours, so they are summed where they are.
+    shifted = x - np.maximum.reduce(x, axis, keepdims=True)
+    total = np.add.reduce(np.exp(shifted), axis, keepdims=True)
+    shifted -= np.log(total)  # shifted is ours too: the result is written into it
+    return shifted
 
 
 def _axis_rule(name: str, x: TensorSpec, axis: int) -> TensorSpec:
