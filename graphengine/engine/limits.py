@@ -71,11 +71,24 @@ class RunLimits:
         self.specs = specs
         # Only inputs with a free or named dimension change what a call computes.
         self.free = [(slot[name], name) for name, info in graph.inputs.items() if None in info.spec.shape]
-        self.nodes = [(node, slot[node.id], tuple(slot[i] for i in node.inputs)) for node in graph.nodes.values()]
+        self._graph, self._slot = graph, slot
+        self._nodes: list[tuple[Any, int, tuple[int, ...]]] | None = (
+            None  # made on the first measure: most graphs never need it
+        )
         self.active = bool(self.free)
         self._seen: dict[tuple[Any, ...], GraphEngineError | None] = {}
         #: Signatures measured but not yet run, with their specs: the next call of each is verified (take_fresh).
         self.unverified: dict[tuple[Any, ...], list[TensorSpec]] = {}
+
+    @property
+    def nodes(self) -> list[tuple[Any, int, tuple[int, ...]]]:
+        """(node, output slot, input slots) of every node, in topological order."""
+        if self._nodes is None:
+            slot = self._slot
+            self._nodes = [
+                (node, slot[node.id], tuple([slot[i] for i in node.inputs])) for node in self._graph.nodes.values()
+            ]
+        return self._nodes
 
     def check(self, values: Sequence[Any]) -> None:
         """Raise a LimitError (a FeedError for a feed itself) if the shapes of this call's inputs make any value too big."""

@@ -72,10 +72,13 @@ class Plan:
         self.dtype = None if dtype is None else np.dtype(dtype)
         self.names: list[str] = [*graph.inputs, *graph.parameters, *graph.constants, *graph.nodes]
         slot = self.slot = {name: i for i, name in enumerate(self.names)}
-        self.specs = [self._cast_spec(graph.spec(name)) for name in self.names]
+        specs = [*map(graph.spec, self.names[: len(self.names) - len(graph.nodes)])]
+        specs += [node.spec for node in graph.nodes.values()]
+        self.specs = specs if self.dtype is None else [*map(self._cast_spec, specs)]
+        new = tuple.__new__  # a named tuple's own __new__ is Python code: 10,000 steps would pay it 10,000 times
         self.steps: list[Step] = [
-            Step(n.id, n.op, n.attrs, tuple([slot[i] for i in n.inputs]), slot[n.id], n.inputs)
-            for n in graph.nodes.values()
+            new(Step, (node_id, op, attrs, tuple([slot[i] for i in inputs]), slot[node_id], inputs))
+            for node_id, op, inputs, attrs, *_ in graph.nodes.values()
         ]
         self._binder = Binder(graph, self.slot, self.specs, self.dtype)
         self._runners = Runners(self.names, self.specs, self._binder)

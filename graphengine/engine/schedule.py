@@ -125,8 +125,9 @@ def build_schedule(
     forward_steps = [step for step in steps if needed[step.out]]
     backward: list[BackwardStep] = []
     kept_for_backward: set[int] = set()
+    live = None
     if grad_output is not None and wrt is not None:
-        backward, kept_for_backward = backward_steps(steps, specs, n_sources, wrt, grad_output)
+        backward, kept_for_backward, live = _reverse_pass(steps, specs, n_sources, wrt, grad_output)
     # Drop each forward value after its last forward reader, unless a VJP or the caller needs it.
     drops = _last_readers([step.ins for step in forward_steps], set(outputs) | kept_for_backward, n_sources)
     sources = tuple(s for s in range(n_sources) if needed[s])
@@ -138,6 +139,7 @@ def build_schedule(
         tuple(wrt_slots),
         sources,
         frozenset(sources),
+        _live=live,
     )
 
 
@@ -159,11 +161,11 @@ def _last_readers(reads: Sequence[Sequence[int]], keep: set[int], n_sources: int
     for k, slots in enumerate(reads):
         for i in slots:
             last_reader[i] = k
-    drops: list[list[int]] = [[] for _ in reads]
+    drops: list[tuple[int, ...]] = [()] * len(reads)  # most steps drop one slot or none: no list per step
     for slot, k in last_reader.items():
-        if slot not in keep and slot >= n_sources:
-            drops[k].append(slot)
-    return [tuple(d) for d in drops]
+        if slot >= n_sources and slot not in keep:
+            drops[k] += (slot,)
+    return drops
 
 
 def backward_steps(
@@ -175,74 +177,85 @@ def backward_steps(
     reverse topological order; each releases the forward values no later
     backward step reads.
     """
+    backward, kept, _ = _reverse_pass(steps, specs, n_sources, wrt, output)
+    return backward, kept
+
+
+def _reverse_pass(
+    steps: Sequence[Step], specs: Sequence[TensorSpec], n_sources: int, wrt: Sequence[int], output: int
+) -> tuple[list[BackwardStep], set[int], list[int]]:
+    """:func:`backward_steps`, and :func:`live_backward` of its result, in one forward and one reverse sweep.
+
+    What an op's VJPs read and which of its inputs have one is worked out once per (op, input count);
+    each step then only filters its inputs (does it depend on ``wrt``, is it a float).
+    """
+    n = len(specs)
     wrt_slots = set(wrt)
     # A slot needs a cotangent if it depends on a wrt value and the output depends on it.
-    depends_on_wrt = [False] * len(specs)
+    depends = [False] * n
     for s in wrt_slots:
-        depends_on_wrt[s] = True
-    for step in steps:
-        if any(depends_on_wrt[i] for i in step.ins):
-            depends_on_wrt[step.out] = True
-    reaches_output = _ancestors(steps, len(specs), [output])
-    active = [step for step in reversed(steps) if depends_on_wrt[step.out] and reaches_output[step.out]]
-    prepared = []
-    kept: set[int] = set()
-    reads_of = _ReadsByForm()
-    for step in active:
-        grads = _differentiated_inputs(step, specs, depends_on_wrt)
-        flags, reads_out = reads_of(step.op, len(step.ins))
-        reads = [i for i, needed in zip(step.ins, flags) if needed]
+        depends[s] = True
+    for _, _, _, ins, out, _ in steps:  # unpacked: a named tuple's fields by name cost a lookup each
+        for i in ins:
+            if depends[i]:
+                depends[out] = True
+                break
+    differentiable = [d and spec.dtype.kind == "f" for d, spec in zip(depends, specs)]
+    reaches = [False] * n  # the output depends on it: filled as the reverse sweep goes (readers come first)
+    reaches[output] = True
+    has_g = [False] * n  # receives a cotangent (live_backward's set)
+    has_g[output] = True
+    forms: dict[tuple[int, int], tuple[tuple[bool, ...], bool, tuple[tuple[int, Any], ...], tuple[int, ...]]] = {}
+    rows: list[list[Any]] = []  # BackwardStep fields, release filled in once every read is known
+    live: list[int] = []
+    last_reader: dict[int, int] = {}  # forward slot -> the last backward step that reads it
+    for node_id, op, attrs, ins, out, _ in reversed(steps):
+        if not reaches[out]:
+            continue
+        for i in ins:
+            reaches[i] = True
+        if not depends[out]:
+            continue
+        form = forms.get((id(op), len(ins)))  # ops live as long as the plan: their ids are stable meanwhile
+        if form is None:
+            form = forms[(id(op), len(ins))] = _form(op, len(ins))
+        flags, reads_out, candidates, read_positions = form
+        grads: tuple[tuple[int, int, Any], ...] = ()
+        for p, vjp in candidates:
+            if differentiable[ins[p]]:
+                grads += ((p, ins[p], vjp),)
+        k = len(rows)
+        if has_g[out]:
+            live.append(k)
+            for _, slot, _ in grads:
+                has_g[slot] = True
+        for p in read_positions:
+            last_reader[ins[p]] = k
         if reads_out:
-            reads.append(step.out)
-        prepared.append((step, grads, reads, flags, reads_out))
-        kept.update(reads)
-    release_at = _last_readers([reads for _, _, reads, _, _ in prepared], set(), n_sources)
-    result = [
-        BackwardStep(
-            step.node_id,
-            step.op.name,
-            step.attrs,
-            step.out,
-            step.ins,
-            tuple(grads),
-            step.out in wrt_slots,
-            release_at[k],
-            flags,
-            reads_out,
-        )
-        for k, (step, grads, _, flags, reads_out) in enumerate(prepared)
-    ]
-    return result, kept
+            last_reader[out] = k
+        rows.append([node_id, op.name, attrs, out, ins, grads, out in wrt_slots, (), flags, reads_out])
+    for slot, k in last_reader.items():
+        if slot >= n_sources:
+            rows[k][7] += (slot,)  # release: no later backward step reads it
+    new = tuple.__new__  # a named tuple's own __new__ is Python code, paid once per step
+    return [new(BackwardStep, row) for row in rows], set(last_reader), live
 
 
-class _ReadsByForm:
-    """Per (op, input count): which inputs and whether the output any VJP reads, computed once per form."""
-
-    def __init__(self) -> None:
-        self._known: dict[tuple[int, int], tuple[tuple[bool, ...], bool]] = {}
-
-    def __call__(self, op: OpDef, n_inputs: int) -> tuple[tuple[bool, ...], bool]:
-        key = (id(op), n_inputs)  # ops live as long as the plan: their ids are stable while this runs
-        known = self._known.get(key)
-        if known is None:
-            known = self._known[key] = (tuple(op.needs_input(p) for p in range(n_inputs)), op.needs_output())
-        return known
-
-
-def _differentiated_inputs(
-    step: Step, specs: Sequence[TensorSpec], depends_on_wrt: Sequence[bool]
-) -> list[tuple[int, int, Any]]:
-    """(position, slot, vjp) of the inputs of ``step`` that get a contribution."""
-    op = step.op
-    grads = []
-    for position, slot in enumerate(step.ins):
+def _form(op: OpDef, n_inputs: int) -> tuple[tuple[bool, ...], bool, tuple[tuple[int, Any], ...], tuple[int, ...]]:
+    """Of an op with ``n_inputs`` inputs: which inputs its VJPs read, whether they read the output,
+    (position, vjp) of every input that has a VJP (a variadic input's with its ``argnum`` bound), and
+    the positions read."""
+    flags = tuple(op.needs_input(p) for p in range(n_inputs))
+    read_positions = tuple(p for p in range(n_inputs) if flags[p])
+    candidates = []
+    for position in range(n_inputs):
         vjp = op.vjp_for(position)
-        if vjp is None or not depends_on_wrt[slot] or specs[slot].dtype.kind != "f":
+        if vjp is None:
             continue
         if op.variadic and position >= len(op.inputs) - 1:
             vjp = functools.partial(vjp, argnum=position)
-        grads.append((position, slot, vjp))
-    return grads
+        candidates.append((position, vjp))
+    return flags, op.needs_output(), tuple(candidates), read_positions
 
 
 def live_backward(steps: Sequence[BackwardStep], seed_slot: int) -> list[int]:

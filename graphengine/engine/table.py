@@ -22,7 +22,6 @@ cliff.
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -33,63 +32,83 @@ from ..ops.vjp import VJPSite, fit_cotangent, vjp_raised
 from .interpreter import check_forward_output, forward_failed
 from .schedule import Schedule
 
-#: Kernel factories by form (see :func:`_source`): ``make(*values) -> kernel(v, c, h)``.
-_FACTORIES: dict[tuple[Any, ...], Callable[..., Any]] = {}
+#: Entry makers by form (see :func:`_source`): ``maker(fn) -> entry(...) -> (kernel, ...)``, compiled once.
+_MAKERS: dict[tuple[Any, ...], Callable[..., Any]] = {}
 _GLOBALS: dict[str, Any] = {
     "nd": np.ndarray,
     "shape_of": np.shape,
     "fit": fit_cotangent,
     "vjp_raised": vjp_raised,
     "forward_failed": forward_failed,
+    "Site": VJPSite,
 }
 
-Kernel = Callable[[list[Any], list[Any], list[Any]], None]
+#: A table entry: a tuple whose first item is its kernel, called as ``entry[0](v, c, h, entry)``.
+Entry = tuple[Any, ...]
 
 
-def _kernel(key: tuple[Any, ...], values: Sequence[Any]) -> Kernel:
-    """The closure of ``values`` from the factory of ``key`` (its form), compiled on first use."""
-    make = _FACTORIES.get(key)
-    if make is None:
-        source = _source(key)
+def _maker(key: tuple[Any, ...]) -> Callable[..., Any]:
+    """The entry maker of ``key`` (a form of call), compiled on first use and shared by every table."""
+    maker = _MAKERS.get(key)
+    if maker is None:
         namespace = dict(_GLOBALS)
-        exec(compile(source, "<graphengine table>", "exec"), namespace)
-        make = _FACTORIES[key] = namespace["make"]
-    return make(*values)  # type: ignore[no-any-return]
+        exec(compile(_source(key), "<graphengine table>", "exec"), namespace)
+        maker = _MAKERS[key] = namespace["maker"]
+    return maker
 
 
 def _source(key: tuple[Any, ...]) -> str:
-    """A factory's source; its parameters come in the order the ``*_values`` functions list them."""
-    if key[0] == "F":
+    """The source of one form's kernel and entry maker.
+
+    An entry is a plain tuple (the kernel, then what it reads), made by the form's ``entry`` function in
+    one step: no closure and no cells per call. The kernel unpacks it in one step too. A VJP's site (op,
+    position, input name, node), for messages, is made only when one has to be written.
+    """
+    if key[0] == "F":  # an op's forward: entry (kernel, step, out, f, [attrs], inputs..., drops)
         _, direct, n_in, record_shape, n_drop = key
-        params = ["f", *([] if direct else ["a"]), "o", "info", *[f"i{k}" for k in range(n_in)]]
-        args = [f"v[i{k}]" for k in range(n_in)] + ([] if direct else ["attrs=a"])
+        ins = [f"i{k}" for k in range(n_in)]
+        fields = ["step", "o", "f", *([] if direct else ["a"]), *ins, "dr"]
+        args = [f"v[{i}]" for i in ins] + ([] if direct else ["attrs=a"])
         lines = ["try:", f"    v[o] = f({', '.join(args)})", "except Exception as exc:"]
-        lines += ["    raise forward_failed(*info, exc) from exc"]
+        lines += ["    raise forward_failed(step.node_id, step.op.name, exc) from exc"]
         if record_shape:
             lines.append("h[o] = shape_of(v[o])")
-    else:
-        _, argspec, static, mode, pop, n_drop = key
-        params = ["f", "o", "site", "to", "shape", "dt"]
+        make = "def entry(step, dr):\n        ins = step.ins\n"
+        built = ["step", "step.out", "f", *([] if direct else ["step.attrs"]), *[f"ins[{k}]" for k in range(n_in)]]
+        built.append("dr")
+    else:  # one VJP call: entry (kernel, step, position, names, f, g slot, to, shape, dtype, picks..., drops)
+        _, argspec, picks, static, mode, pop, n_drop = key
+        fields = ["b", "pos", "nm", "f", "o", "to", "shape", "dt"]
+        built = ["b", "pos", "nm", "f", "b.out", "to", "shape", "dt"]
         args = []
+        bound = iter(picks)
         for k, (keyword, kind) in enumerate(argspec):
             if kind in ("in", "attrs", "argnum"):
-                params.append(f"p{k}")
+                fields.append(f"p{k}")
+                what = next(bound)[1]
+                built.append(f"b.ins[{what}]" if kind == "in" else "b.attrs" if kind == "attrs" else "pos")
             expr = {"g": "c[o]", "out": "v[o]", "none": "None", "in": f"v[p{k}]"}.get(kind, f"p{k}")
             args.append(expr if keyword is None else f"{keyword}={expr}")
+        fields.append("dr")
+        built.append("dr")
         shape = "shape" if static else "h[shape]"
+        site = "Site(b.op_name, pos, nm[to], b.node_id)"
         lines = ["try:", f"    r = f({', '.join(args)})", "except Exception as exc:"]
-        lines += ["    raise vjp_raised(site, exc) from exc"]
+        lines += [f"    raise vjp_raised({site}, exc) from exc"]
         lines.append(
-            f"if r.__class__ is not nd or r.shape != {shape} or r.dtype is not dt: r = fit(r, {shape}, dt, site)"
+            f"if r.__class__ is not nd or r.shape != {shape} or r.dtype is not dt: r = fit(r, {shape}, dt, {site})"
         )
         lines.append({1: "c[to] = r", 2: "c[to] = c[to] + r"}.get(mode, "c[to] += r"))
         if pop:
             lines.append("c[o] = None")
-    drops = [f"d{k}" for k in range(n_drop)]
-    if drops:
-        lines.append(" = ".join(f"v[{d}]" for d in drops) + " = None")
-    body = "\n".join("        " + line for line in lines) if lines else "        pass"
-    return f"def make({', '.join(params + drops)}):\n    def kernel(v, c, h):\n{body}\n    return kernel\n"
+        make = "def entry(b, pos, nm, to, shape, dt, dr):\n"
+    if n_drop:
+        lines.append(" = ".join(f"v[dr[{k}]]" for k in range(n_drop)) + " = None")
+    body = "\n".join("    " + line for line in lines)
+    return (
+        f"def kernel(v, c, h, e):\n    _, {', '.join(fields)} = e\n{body}\n"
+        f"def maker(f):\n    {make}        return (kernel, {', '.join(built)})\n    return entry\n"
+    )
 
 
 class Table:
@@ -122,28 +141,18 @@ class Table:
         dtypes: Sequence[np.dtype],
     ) -> None:
         static: list[tuple[int, ...] | None] = [None if s is None or None in s else s for s in shapes]  # type: ignore[misc]
-        seeded = schedule.grad_output >= 0
-        live = schedule.live
-        receivers = {slot for j in live for _, slot, _ in schedule.backward[j].grads}
-        self.need_shape = sorted(s for s in receivers | set(schedule.wrt) if static[s] is None)
-        wanted = set(self.need_shape)
-        self.n_slots = len(names)
+        self.n_slots = n = len(names)
         self.outputs, self.grad_output, self.wrt = schedule.outputs, schedule.grad_output, schedule.wrt
+        received = [0] * n  # contributions each slot has had so far: picks = c / c + c / +=
+        wanted = {s for s in schedule.wrt if static[s] is None}  # slots whose shape is read at run time
+        self.backward = _backward_entries(schedule, names, static, dtypes, received, wanted)
+        self.need_shape = sorted(wanted)
         self.bound_shapes = [s for s in schedule.bound if s in wanted]
-        self.forward = [_forward_kernel(step, drop, step.out in wanted) for step, drop in schedule.forward]
-        self.checks = [(step.out, step.node_id, step.op.name) for step, _ in schedule.forward]
-        self.backward: list[Kernel] = []
-        received: dict[int, int] = {}
-        live_set = set(live)
-        for j, back in enumerate(schedule.backward):
-            if j in live_set:
-                self.backward += _backward_kernels(back, names, static, dtypes, received)
-            elif back.release:  # a step no cotangent reaches still lets go of what it would have read
-                self.backward.append(_clear(back.release, None))
-        has_g = {schedule.grad_output, *received} if seeded else set()
-        self.zeros = [
-            None if s in has_g else (static[s], dtypes[s]) for s in self.wrt
-        ]  # wrt slots no cotangent reaches: zeros
+        self.forward = _forward_entries(schedule, wanted)
+        seeded, seed_slot = schedule.grad_output >= 0, schedule.grad_output
+        self.zeros = [  # wrt slots no cotangent reaches: zeros
+            None if seeded and (s == seed_slot or received[s]) else (static[s], dtypes[s]) for s in self.wrt
+        ]
 
     def __call__(
         self,
@@ -158,19 +167,22 @@ class Table:
         for s in self.bound_shapes:
             h[s] = np.shape(v[s])
         if check is None:
-            for kernel in self.forward:
-                kernel(v, c, h)
+            for e in self.forward:
+                e[0](v, c, h, e)
         else:  # the first call: every output against its shape rule, right after the op returns
-            for kernel, (out, node_id, op_name) in zip(self.forward, self.checks):
-                kernel(v, c, h)
-                check_forward_output(v[out], check[out], node_id, op_name)
+            nd = np.ndarray
+            for e in self.forward:
+                e[0](v, c, h, e)
+                x, spec = v[e[2]], check[e[2]]
+                if x.__class__ is not nd or x.shape != spec.shape or x.dtype is not spec.dtype:  # else it fits
+                    check_forward_output(x, spec, e[1].node_id, e[1].op.name)
         outputs = tuple(v[s] for s in self.outputs)
         if seed is None:
             return outputs, ()
         c[self.grad_output] = seed(v[self.grad_output])
         try:
-            for kernel in self.backward:
-                kernel(v, c, h)
+            for e in self.backward:
+                e[0](v, c, h, e)
         except (ExecutionError, FeedError):
             raise
         except Exception as exc:  # not an op or a VJP (they are named where they fail)
@@ -182,81 +194,100 @@ class Table:
         return outputs, grads
 
 
-def _forward_kernel(step: Any, drop: Sequence[int], record_shape: bool) -> Kernel:
-    fn = step.op.forward
-    direct = getattr(fn, "__ge_direct__", None)  # a terse op's own forward: no adapter call
-    head = [direct[0]] if direct is not None else [fn, step.attrs]
-    key = ("F", direct is not None, len(step.ins), record_shape, len(drop))
-    return _kernel(key, [*head, step.out, (step.node_id, step.op.name), *step.ins, *drop])
+def _forward_entries(schedule: Schedule, wanted: set[int]) -> list[Entry]:
+    """One entry per forward step, made by its form's maker (looked up once per op, input and drop count)."""
+    makers: dict[tuple[int, int, bool, int], Callable[..., Entry]] = {}
+    entries = []
+    for step, drop in schedule.forward:
+        op = step.op
+        key = (id(op), len(step.ins), step.out in wanted, len(drop))  # the op lives while this runs
+        entry = makers.get(key)
+        if entry is None:
+            fn = op.forward
+            direct = getattr(fn, "__ge_direct__", None)  # a terse op's own forward: no adapter call
+            form = ("F", direct is not None, key[1], key[2], key[3])
+            entry = makers[key] = _maker(form)(fn if direct is None else direct[0])
+        entries.append(entry(step, drop))
+    return entries
 
 
-def _backward_kernels(
-    step: Any,
+def _backward_entries(
+    schedule: Schedule,
     names: Sequence[str],
     static: Sequence[tuple[int, ...] | None],
     dtypes: Sequence[np.dtype],
-    received: dict[int, int],
-) -> list[Kernel]:
-    """One kernel per VJP call of a live backward step; the last also drops what the step used up."""
-    kernels = []
-    last = len(step.grads) - 1
-    pop = not step.keep_cotangent
-    for n_grad, (position, slot, vjp) in enumerate(step.grads):
-        fn, argspec, picks = _call_form(vjp, step.reads, step.reads_out, position)
-        arg_values = [
-            step.ins[what] if kind == "in" else step.attrs if kind == "attrs" else what for kind, what in picks
-        ]
-        site = VJPSite(step.op_name, position, names[slot], step.node_id)
-        n = received[slot] = received.get(slot, 0) + 1
-        shape = static[slot]
-        drop = step.release if n_grad == last else ()
-        key = ("B", argspec, shape is not None, min(n, 3), pop and n_grad == last, len(drop))
-        values = [fn, step.out, site, slot, slot if shape is None else shape, dtypes[slot], *arg_values, *drop]
-        kernels.append(_kernel(key, values))
-    if not step.grads:  # nothing to send (no float input): still pop and release
-        kernels.append(_clear(step.release, step.out if pop else None))
-    return kernels
+    received: list[int],
+    wanted: set[int],
+) -> list[Entry]:
+    """One entry per VJP call of a live backward step; the last also drops what the step used up.
 
-
-#: (id(vjp), reads, reads_out, position) -> (function to call, argspec, what to bind): the same for every
-#: step of one op's form, so worked out once (a 10k chain's 10,000 VJPs are 3 or 4 forms). The vjp is kept
-#: alongside, so that its id cannot be reused while the entry lives.
-_FORMS: dict[tuple[Any, ...], tuple[Any, tuple[Any, ...], tuple[tuple[str, Any], ...], Any]] = {}
+    Counts each slot's contributions in ``received`` and adds to ``wanted`` the receivers whose shape is
+    only known at run time. A step no cotangent reaches still lets go of what it would have read.
+    """
+    live = [False] * len(schedule.backward)
+    for j in schedule.live:
+        live[j] = True
+    makers: dict[tuple[Any, ...], Callable[..., Entry]] = {}
+    entries: list[Entry] = []
+    for back, is_live in zip(schedule.backward, live):
+        grads = back.grads
+        if not is_live or not grads:  # nothing to send (no float input, or no cotangent): still pop and release
+            cotangent = back.out if is_live and not back.keep_cotangent else None
+            if back.release or cotangent is not None:
+                entries.append((_clear, back.release, cotangent))
+            continue
+        last = len(grads) - 1
+        pop = not back.keep_cotangent
+        for n_grad, (position, slot, vjp) in enumerate(grads):
+            n = received[slot] = received[slot] + 1
+            shape = static[slot]
+            if shape is None:
+                wanted.add(slot)
+            drop = back.release if n_grad == last else ()
+            key = (
+                id(vjp),
+                position,
+                back.reads,
+                back.reads_out,
+                shape is None,
+                min(n, 3),
+                pop and n_grad == last,
+                len(drop),
+            )
+            entry = makers.get(key)  # the vjp lives in the schedule while this runs: its id is stable
+            if entry is None:
+                fn, argspec, picks = _call_form(vjp, back.reads, back.reads_out, position)
+                entry = makers[key] = _maker(("B", argspec, picks, shape is not None, *key[5:]))(fn)
+            entries.append(entry(back, position, names, slot, slot if shape is None else shape, dtypes[slot], drop))
+    return entries
 
 
 def _call_form(
     vjp: Any, reads: tuple[bool, ...], reads_out: bool, position: int
 ) -> tuple[Any, tuple[Any, ...], tuple[tuple[str, Any], ...]]:
-    """How a kernel calls ``vjp``: the function, its argspec (a factory key part) and what each bound value is."""
-    key = (id(vjp), reads, reads_out, position)
-    known = _FORMS.get(key)
-    if known is None or known[3] is not vjp:
-        direct = getattr(vjp, "__ge_direct__", None)  # a terse VJP: call the user's function itself
-        picks: list[tuple[str, Any]] = []
-        if direct is not None:
-            fn, spec = direct
-            argspec = []
-            for keyword, what in spec:
-                kind = "in" if isinstance(what, int) else "argnum" if isinstance(what, tuple) else what
-                argspec.append((keyword, kind))
-                if kind in ("in", "attrs", "argnum"):
-                    picks.append((kind, what if kind == "in" else position if kind == "argnum" else None))
-        else:  # the long form: vjp(g, out, *inputs, attrs=attrs), None where unread
-            fn = vjp
-            argspec = [(None, "g"), (None, "out" if reads_out else "none")]
-            argspec += [(None, "in" if needed else "none") for needed in reads] + [("attrs", "attrs")]
-            picks = [("in", i) for i, needed in enumerate(reads) if needed] + [("attrs", None)]
-        known = (fn, tuple(argspec), tuple(picks), vjp)
-        if not isinstance(vjp, functools.partial):  # a variadic input's partial is made per step: not kept
-            _FORMS[key] = known
-    return known[0], known[1], known[2]
+    """How a kernel calls ``vjp``: the function, its argspec and what each bound value is (both are part
+    of the source's form)."""
+    direct = getattr(vjp, "__ge_direct__", None)  # a terse VJP: call the user's function itself
+    picks: list[tuple[str, Any]] = []
+    if direct is not None:
+        fn, spec = direct
+        argspec = []
+        for keyword, what in spec:
+            kind = "in" if isinstance(what, int) else "argnum" if isinstance(what, tuple) else what
+            argspec.append((keyword, kind))
+            if kind in ("in", "attrs", "argnum"):
+                picks.append((kind, what if kind == "in" else position if kind == "argnum" else None))
+    else:  # the long form: vjp(g, out, *inputs, attrs=attrs), None where unread
+        fn = vjp
+        argspec = [(None, "g"), (None, "out" if reads_out else "none")]
+        argspec += [(None, "in" if needed else "none") for needed in reads] + [("attrs", "attrs")]
+        picks = [("in", i) for i, needed in enumerate(reads) if needed] + [("attrs", None)]
+    return fn, tuple(argspec), tuple(picks)
 
 
-def _clear(slots: Sequence[int], cotangent: int | None) -> Kernel:
-    def kernel(v: list[Any], c: list[Any], h: list[Any]) -> None:
-        for s in slots:
-            v[s] = None
-        if cotangent is not None:
-            c[cotangent] = None
-
-    return kernel
+def _clear(v: list[Any], c: list[Any], h: list[Any], e: Entry) -> None:
+    """The kernel of a step that sends nothing: let go of its forward values and its cotangent."""
+    for s in e[1]:
+        v[s] = None
+    if e[2] is not None:
+        c[e[2]] = None
