@@ -12,6 +12,8 @@ from ..errors import NonFiniteError, TrainingError, did_you_mean
 from ..format import SavedGraph
 from ..graph import Graph
 
+_add_reduce = np.add.reduce
+
 
 def trainable_names(graph: Graph, trainable: Sequence[str] | None, freeze: Sequence[str]) -> list[str]:
 
@@ -38,8 +40,12 @@ def check_finite(
     last: SavedGraph | None,
     ckpt_path: Path | None,
 ) -> None:
-    # Fast path: a sum is finite only if every term is (a finite sum that overflows takes the slow path, which passes).
-    if math.isfinite(loss) and all(math.isfinite(g.sum()) for g in grads.values()):
+    # Fast path: a sum is finite only if every term is, so one test of the loss plus every gradient's sum
+    # clears them all (a finite sum that overflows takes the exact check below, which passes).
+    total = loss
+    for g in grads.values():
+        total += _add_reduce(g, None)  # ndarray.sum's reduction without its Python wrapper
+    if math.isfinite(total):
         return
     bad = None if math.isfinite(loss) else f"the loss became {loss}"
     if bad is None:

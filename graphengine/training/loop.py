@@ -301,17 +301,21 @@ def _epoch(run: _Run, plan: Any, on_step: Callable[[dict[str, Any]], None] | Non
     epoch = state.epoch + 1
     order = np.random.default_rng([cfg.seed, 0, epoch]).permutation(run.dataset.size) if cfg.shuffle else None
     batches = list(run.dataset.batches(run.batch_size, order))
+    n_batches = len(batches)
     need_logits_run = acc is not None and acc.logits not in run.graph.outputs
-    gradient_fn = run.gradient_fn
-    for b in range(state.batch, len(batches)):
-        feeds = run.dataset.feeds(batches[b])
+    # Looked up once per epoch, not per step: on a small model the step's Python calls are its time.
+    value_and_grad = run.gradient_fn or plan.value_and_grad
+    feeds_of, update, report = run.dataset.feeds, run.opt.update, run.reporter.step
+    params, names, loss_name, stop = run.graph.parameters, run.names, run.loss_name, run.stop
+    for b in range(state.batch, n_batches):
+        feeds = feeds_of(batches[b])
         with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported by the guard, by step number
-            grad = (gradient_fn or plan.value_and_grad)(feeds, wrt=run.names)
-            loss = float(grad.outputs[run.loss_name])
+            grad = value_and_grad(feeds, wrt=names)
+            loss = float(grad.outputs[loss_name])
             check_finite(
-                loss, grad.gradients, state.step + 1, epoch, b + 1, len(batches), run.last_checkpoint, run.ckpt_path
+                loss, grad.gradients, state.step + 1, epoch, b + 1, n_batches, run.last_checkpoint, run.ckpt_path
             )
-        run.opt.update(run.graph.parameters, grad.gradients)
+        update(params, grad.gradients)
         n = len(batches[b])
         state.step, state.batch = state.step + 1, b + 1
         state.loss_sum, state.examples = state.loss_sum + loss * n, state.examples + n
@@ -320,15 +324,15 @@ def _epoch(run: _Run, plan: Any, on_step: Callable[[dict[str, Any]], None] | Non
             labels = feeds[acc.labels] if acc.labels in feeds else default_of(run.graph, acc.labels)
             c, k = acc.count(logits, labels)
             state.correct, state.counted = state.correct + c, state.counted + k
-        run.reporter.step(epoch, b + 1, len(batches), state.loss_sum / state.examples)
+        report(epoch, b + 1, n_batches, state.loss_sum / state.examples)
         try:
             if on_step is not None:
                 on_step({"epoch": epoch, "batch": b + 1, "step": state.step, "loss": loss})
         except KeyboardInterrupt:
-            run.stop.set()
-        if run.stop.is_set() or (cfg.steps is not None and state.step >= cfg.steps):
+            stop.set()
+        if stop.is_set() or (cfg.steps is not None and state.step >= cfg.steps):
             break
-    return state.batch >= len(batches)
+    return state.batch >= n_batches
 
 
 def _end_epoch(run: _Run, on_epoch: Callable[[dict[str, Any]], None] | None) -> None:

@@ -182,14 +182,18 @@ class Adam(Optimizer):
             g = flat.gather(grads)
             if h.weight_decay:
                 g = g + h.weight_decay * flat.gather(params, reuse=False)
-            m, v = flat.m, flat.v
+            # Into buffers made once (no temporaries): the products of the per-parameter path, in its dtypes.
+            m, v, tmp, den = flat.m, flat.v, flat.tmp, flat.den
             m *= h.beta1
-            m += (1 - h.beta1) * g
+            m += np.multiply(g, 1 - h.beta1, out=tmp)
             v *= h.beta2
-            v += (1 - h.beta2) * (g * g)
-            np.divide((h.lr / correct1) * m, np.sqrt(v) / correct2 + h.eps, out=flat.delta)  # cast as .astype does
-            for name, delta in flat.delta_views.items():
-                params[name] -= delta
+            np.multiply(g, g, out=tmp)
+            tmp *= 1 - h.beta2
+            v += tmp
+            np.divide(np.sqrt(v, out=tmp), correct2, out=den)  # den has the dtype of sqrt(v) / correct2 (float64)
+            den += h.eps
+            np.divide(np.multiply(m, h.lr / correct1, out=tmp), den, out=flat.delta)  # cast as .astype does
+            flat.apply(params)
             return
         for name, g in grads.items():
             p, s = params[name], self.state[name]
@@ -216,7 +220,9 @@ class _FlatMoments:
         self.shapes = {name: params[name].shape for name in self.names}
         size = sum(params[name].size for name in self.names)
         self.m, self.v, self.delta = (np.zeros(size, dtype) for _ in range(3))
-        self._gathered = np.empty(size, dtype)
+        self._gathered, self.tmp = np.empty(size, dtype), np.empty(size, dtype)
+        # sqrt(v) / correct2 divides by a float64 number: float64 for float32 moments, as in the per-parameter path
+        self.den = np.empty(size, np.result_type(dtype, np.float64))
         self.m_views, self.v_views, self.delta_views = {}, {}, {}
         start = 0
         for name in self.names:
@@ -245,6 +251,11 @@ class _FlatMoments:
             if shape is None or p is None or g.dtype != dtype or p.dtype != dtype or g.shape != shape:
                 return False
         return True
+
+    def apply(self, params: dict[str, Array]) -> None:
+        """``params[name] -= delta`` for every parameter."""
+        for name, delta in self.delta_views.items():
+            params[name] -= delta
 
     def gather(self, arrays: Mapping[str, Array], *, reuse: bool = True) -> Array:
         """The arrays end to end, in one buffer reused by every call (``reuse``) or a new one."""
