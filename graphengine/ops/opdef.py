@@ -123,6 +123,13 @@ class OpDef:
     loss : LossInfo or None
         For a loss op: which inputs are the prediction and the target, and how
         it reduces over examples (training and data-parallel runs read it).
+    forward_saving : callable or None
+        ``forward_saving(*inputs, attrs) -> (out, saved)``: the forward that also
+        returns an intermediate its VJPs may reuse (a loss's softmax). When it is
+        given, every VJP takes a keyword ``saved``: what this returned beside ``out``
+        on the same call, or None where the engine ran ``forward`` (the VJP then
+        computes it again, to the same bits). The generated code runs it for the
+        nodes it differentiates; everything else runs ``forward``.
     """
 
     name: str
@@ -136,6 +143,7 @@ class OpDef:
     samples: Callable[[np.random.Generator], list[Sample]] | None = field(default=None, compare=False)
     doc: str = ""
     loss: LossInfo | None = None
+    forward_saving: ForwardFn | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.vjps, list):
@@ -179,6 +187,8 @@ class OpDef:
             unknown = set(self.vjp_needs) - set(self.inputs) - {"out"}
             if unknown:
                 return f"vjp_needs names unknown values {sorted(unknown)}; it may name {[*self.inputs, 'out']}"
+        if self.forward_saving is not None and not callable(self.forward_saving):
+            return f"forward_saving must be callable or None, got {type(self.forward_saving).__name__}"
         if self.samples is not None and not callable(self.samples):
             return f"samples must be callable (rng -> list of samples) or None, got {type(self.samples).__name__}"
         if self.loss is not None:

@@ -57,6 +57,7 @@ def defop(
     sample_attrs: Sequence[Mapping[str, Any]] | None = None,
     doc: str | None = None,
     loss: LossInfo | None = None,
+    saving: Callable[..., Any] | None = None,
 ) -> Callable[[Callable[..., Any]], OpDef]:
     """Declare an op from its forward function and one short VJP per input; returns a decorator.
 
@@ -85,6 +86,11 @@ def defop(
         One line for ``graphengine ops``; default: the forward docstring's first line.
     loss : LossInfo, optional
         For a loss op: its prediction, target and reduction.
+    saving : callable, optional
+        ``saving(*inputs[, attrs]) -> (out, saved)``, with the forward's inputs: the
+        forward that also returns an intermediate for the VJPs, which may then name
+        ``saved`` (None when the engine ran the plain forward: recompute it then).
+        It becomes ``OpDef.forward_saving``.
 
     Returns
     -------
@@ -129,7 +135,7 @@ def defop(
     def declare(forward: Callable[..., Any]) -> OpDef:
         return _build(
             forward, vjps, name=name, shape_rule=shape_rule, attrs=attrs, samples=samples, domain=domain,
-            sample_attrs=sample_attrs, doc=doc, loss=loss,
+            sample_attrs=sample_attrs, doc=doc, loss=loss, saving=saving,
         )  # fmt: skip
 
     return declare
@@ -147,6 +153,7 @@ def _build(
     sample_attrs: Sequence[Mapping[str, Any]] | None,
     doc: str | None,
     loss: LossInfo | None,
+    saving: Callable[..., Any] | None = None,
 ) -> OpDef:
     # The plugin is the forward's module; for a builtin or a callable object, the module that calls defop.
     owner = forward if inspect.isfunction(forward) else _Caller()
@@ -175,10 +182,11 @@ def _build(
         if vjp is None:
             adapted.append(None)
             continue
-        reads = _vjp_reads(vjp, inputs, variadic, inputs[position], fail)
+        reads = _vjp_reads(vjp, inputs, variadic, inputs[position], fail, saving is not None)
         needs.update(r for r, _ in reads if r in inputs or r == "out")
         last = variadic and position == len(inputs) - 1
-        adapted.append(_vjp_adapter(vjp, reads, inputs, variadic, last, position, f"{name}.vjp[{inputs[position]}]"))
+        label = f"{name}.vjp[{inputs[position]}]"
+        adapted.append(_vjp_adapter(vjp, reads, inputs, variadic, last, position, label, saving is not None))
     if shape_rule is None:
         shape_rule = elementwise_rule
     if samples is None and shape_rule is elementwise_rule:
@@ -192,7 +200,22 @@ def _build(
     return OpDef(
         name, fwd, tuple(adapted), shape_rule, attrs=attrs, inputs=inputs, variadic=variadic,
         vjp_needs=frozenset(needs), samples=samples, doc=doc, loss=loss,
+        forward_saving=_saving_forward(saving, inputs, variadic, name, fail) if saving is not None else None,
     )  # fmt: skip
+
+
+def _saving_forward(
+    saving: Callable[..., Any], inputs: tuple[str, ...], variadic: bool, name: str, fail: Callable[[str], PluginError]
+) -> Callable[..., Any]:
+    """``saving`` with the long form's signature; its inputs must be the forward's."""
+    if not callable(saving):
+        raise fail(f"saving must be callable, got {type(saving).__name__}")
+    if "saved" in inputs:
+        raise fail("an input may not be named 'saved' when the op has saving=: VJPs use that name for what it saves")
+    its_inputs, its_variadic, takes_attrs = _forward_signature(saving, fail)
+    if its_inputs != inputs or its_variadic != variadic:
+        raise fail(f"saving takes ({', '.join(its_inputs)}), not the forward's inputs ({', '.join(inputs)})")
+    return saving if takes_attrs else _forward_adapter(saving, inputs, variadic, f"{name}.saving")
 
 
 class _Caller:
@@ -255,11 +278,12 @@ def _vjp_reads(
     variadic: bool,
     input_name: str,
     fail: Callable[[str], PluginError],
+    saving: bool = False,
 ) -> list[tuple[str, Any]]:
     """The VJP's parameters as (name, kind), each checked against what it may read."""
     if not callable(vjp):
         raise fail(f"the VJP of input {input_name!r} must be callable or None, got {type(vjp).__name__}")
-    allowed = ["g", "out", *inputs, "attrs", "argnum"]
+    allowed = ["g", "out", *inputs, "attrs", "argnum"] + (["saved"] if saving else [])
     reads = []
     P = inspect.Parameter
     for p in _signature(vjp, f"VJP of input {input_name!r}", fail).parameters.values():
@@ -317,13 +341,16 @@ def _vjp_adapter(
     last: bool,
     position: int,
     label: str,
+    saving: bool = False,
 ) -> Callable[..., Any]:
     """A function with the long form's VJP signature that passes ``vjp`` what it names."""
     params = f"g, out, {_inputs_params(inputs, variadic)}"
     params += ", attrs, argnum" if last else (", attrs" if variadic else ", *, attrs")
+    params += ", saved=None" if saving else ""
     P = inspect.Parameter
     args = []
-    direct: list[tuple[str | None, Any]] | None = None if variadic else []
+    # No direct call for an op with saving=: its VJPs are called through this adapter, which defaults saved to None.
+    direct: list[tuple[str | None, Any]] | None = None if variadic or saving else []
     for read, kind in reads:
         value = "argnum" if read == "argnum" and last else str(position) if read == "argnum" else read
         if kind is P.VAR_POSITIONAL:
@@ -335,7 +362,10 @@ def _vjp_adapter(
         if direct is not None:
             what = inputs.index(read) if read in inputs else ("argnum", position) if read == "argnum" else read
             direct.append((read if kind is P.KEYWORD_ONLY else None, what))
-    return _compile(vjp, params, ", ".join(args), label, None if direct is None else tuple(direct))
+    adapter = _compile(vjp, params, ", ".join(args), label, None if direct is None else tuple(direct))
+    if saving:  # a compiled code object has no defaults of its own: saved is None unless the engine passes it
+        adapter.__kwdefaults__ = {"saved": None}
+    return adapter
 
 
 def _forward_adapter(
