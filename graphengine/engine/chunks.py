@@ -38,7 +38,9 @@ Where = dict[types.CodeType, list[Any]]
 #: machine does not look dearer per line.
 _clock = time.thread_time
 
-_LOCAL = re.compile(r"\b(?:[shg]\d+|c\d*)\b")  # the generated code's locals: values, shapes, cotangents, contributions
+_LOCAL = re.compile(
+    r"\b(?:[shgr]\d+|c\d*)\b"
+)  # the generated code's locals: values, shapes, cotangents, saved, contributions
 _GLOBAL = re.compile(r"\b[fabvDS]\d+(?:_\d+)?\b")  # its per-step globals: functions, attributes, shapes, dtypes
 
 

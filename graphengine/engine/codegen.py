@@ -243,20 +243,34 @@ def _emit_forward(writer: _Writer, schedule: Schedule, need_shape: set[int]) -> 
         if s in need_shape:
             writer.emit(f"h{s} = _shape(s{s})")
     writer.free(0)
+    saving = _saving_slots(schedule)
     for k, (step, _) in enumerate(schedule.forward):
         direct = getattr(step.op.forward, "__ge_direct__", None)  # a terse op's own forward: no adapter call
-        if direct is not None:
+        target = f"s{step.out}"
+        if step.out in saving:  # its VJPs run later in this pass: keep what they may reuse, in r<slot>
+            writer.ns[f"f{k}"], writer.ns[f"a{k}"] = step.op.forward_saving, step.attrs
+            call = ", ".join(f"s{i}" for i in step.ins) + f", attrs=a{k}"
+            target += f", r{step.out}"
+        elif direct is not None:
             writer.ns[f"f{k}"] = direct[0]
             call = _direct_call(direct[1], step, f"a{k}", "", 0)
         else:
             writer.ns[f"f{k}"], writer.ns[f"a{k}"] = step.op.forward, step.attrs
             call = ", ".join(f"s{i}" for i in step.ins) + f", attrs=a{k}"
-        writer.emit(f"s{step.out} = f{k}({call})", ("forward", step.node_id, step.op.name))
+        writer.emit(f"{target} = f{k}({call})", ("forward", step.node_id, step.op.name))
         if step.out in need_shape:
             writer.emit(f"h{step.out} = _shape(s{step.out})")
         writer.free(k + 1)
         if k % 50 == 49:
             yield
+
+
+def _saving_slots(schedule: Schedule) -> set[int]:
+    """Output slots of the nodes whose op has ``forward_saving`` and whose VJPs this pass runs."""
+    differentiated = {schedule.backward[j].out for j in schedule.live} if schedule.grad_output >= 0 else set()
+    return {
+        step.out for step, _ in schedule.forward if step.op.forward_saving is not None and step.out in differentiated
+    }
 
 
 def _emit_backward(
@@ -275,10 +289,12 @@ def _emit_backward(
     emit(f"g{seed_slot} = seed(s{seed_slot})", ("seed",))  # seed(out) checks the output and makes its cotangent
     writer.free(t_backward - 1)
     received: dict[int, int] = {}
+    saving = _saving_slots(schedule)
     for k, j in enumerate(live):
         step = schedule.backward[j]
         ns[f"b{j}"] = step.attrs
         out_arg = f"s{step.out}" if step.reads_out else "None"
+        saved = f"r{step.out}" if step.out in saving else None
         in_args = ", ".join(f"s{i}" if needed else "None" for i, needed in zip(step.ins, step.reads))
         names_c = []
         for n_grad, (position, slot, vjp) in enumerate(step.grads):
@@ -286,7 +302,7 @@ def _emit_backward(
             direct = getattr(vjp, "__ge_direct__", None)  # a terse VJP: call the user's function itself
             ns[f"v{j}_{n_grad}"] = vjp if direct is None else direct[0]
             if direct is None:
-                call = f"g{step.out}, {out_arg}, {in_args}, attrs=b{j}"
+                call = f"g{step.out}, {out_arg}, {in_args}, attrs=b{j}" + (f", saved={saved}" if saved else "")
             else:
                 call = _direct_call(direct[1], step, f"b{j}", f"g{step.out}", position)
             static = shapes[slot]
@@ -316,6 +332,8 @@ def _emit_backward(
             emit(f"recorder({j}, g{step.out}, ({''.join(c + ', ' for c in names_c)}))")
             if names_c:
                 emit(f"del {', '.join(names_c)}")
+        if saved:
+            emit(f"del {saved}")
         if not step.keep_cotangent:
             emit(f"del g{step.out}")
         writer.free(t_backward + k)
