@@ -257,10 +257,17 @@ def softmax_cross_entropy_rule(logits: TensorSpec, labels: TensorSpec, *, attrs:
     return TensorSpec(logits.shape[:-1] if attrs.reduction == "none" else (), dtype)
 
 
-def softmax_cross_entropy_vjp_logits(g: Array, logits: Array, labels: Array, attrs: CrossEntropyAttrs) -> Array:
-    """logits_bar = g * w * (softmax(logits) * sum(labels) - labels); / n (or / sum(w)) for mean; per example for none."""
-    _check_labels(logits, labels, attrs.ignore_index)
-    grad = np.exp(log_softmax_values(logits, -1))
+def softmax_cross_entropy_vjp_logits(
+    g: Array, logits: Array, labels: Array, attrs: CrossEntropyAttrs, saved: Array | None = None
+) -> Array:
+    """logits_bar = g * w * (softmax(logits) * sum(labels) - labels); / n (or / sum(w)) for mean; per example for none.
+
+    ``saved`` is the forward's log-softmax of these logits (labels checked), when the engine kept it.
+    """
+    if saved is None:
+        _check_labels(logits, labels, attrs.ignore_index)
+        saved = log_softmax_values(logits, -1)
+    grad = np.exp(saved)  # a new array: saved is only read
     weight = _weights(labels, attrs, logits.dtype)
     if _is_index(labels):
         index = (
@@ -304,12 +311,24 @@ def softmax_cross_entropy_samples(rng: np.random.Generator) -> list[Sample]:
     ]
 
 
+def softmax_cross_entropy_saving(logits: Array, labels: Array, *, attrs: CrossEntropyAttrs) -> tuple[Array, Array]:
+    """The loss, and the log-softmax its VJP reuses (the engine's generated code keeps it between the passes)."""
+    _check_labels(logits, labels, attrs.ignore_index)
+    logp = log_softmax_values(logits, -1)
+    return _loss_of(logp, labels, attrs), logp
+
+
 @defop(softmax_cross_entropy_vjp_logits, None, shape_rule=softmax_cross_entropy_rule, attrs=CrossEntropyAttrs,
        samples=softmax_cross_entropy_samples, loss=LossInfo("logits", "labels", class_labels=True, reduction_attr="reduction"),
+       saving=softmax_cross_entropy_saving,
        doc="cross-entropy of softmax(logits) with class-index or probability labels, reduced to a scalar")  # fmt: skip
 def softmax_cross_entropy(logits: Array, labels: Array, *, attrs: CrossEntropyAttrs) -> Array:
     _check_labels(logits, labels, attrs.ignore_index)
-    logp = log_softmax_values(logits, -1)
+    return _loss_of(log_softmax_values(logits, -1), labels, attrs)
+
+
+def _loss_of(logp: Array, labels: Array, attrs: CrossEntropyAttrs) -> Array:
+    """The reduced loss from the log-softmax (labels already checked)."""
     if _is_index(labels):
         safe = np.where(labels == attrs.ignore_index, 0, labels) if attrs.ignore_index is not None else labels
         if logp.ndim == 2:  # (examples, classes): plain indexing, cheaper than take_along_axis
@@ -318,7 +337,7 @@ def softmax_cross_entropy(logits: Array, labels: Array, *, attrs: CrossEntropyAt
             per_example = -np.take_along_axis(logp, safe[..., None], axis=-1)[..., 0]
     else:
         per_example = -np.sum(labels * logp, axis=-1)
-    return _reduce(per_example, _weights(labels, attrs, logits.dtype), attrs)
+    return _reduce(per_example, _weights(labels, attrs, logp.dtype), attrs)
 
 
 OPS = [squared_error, softmax_cross_entropy]
