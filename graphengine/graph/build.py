@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
+from itertools import accumulate, chain
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import networkx as nx
 from pydantic import BaseModel, ValidationError
@@ -27,7 +27,7 @@ from ..format import GraphV1, Limits, TensorReader, first_nonfinite, json_path
 from ..format.document import NodeTable, table_of
 from ..ops import OpDef, TensorSpec
 from ..registry import Registry
-from .graph import Graph
+from .graph import Graph, NodeMap, SpecTable
 from .shapes import infer_specs
 from .topology import build_digraph, topological_order
 
@@ -82,8 +82,9 @@ class Builder:
         constants = {d.name: self.tensors.read_tensor("constants", i, d) for i, d in enumerate(doc.constants)}
         specs: list[TensorSpec | None] = [info.spec for info in inputs.values()]
         specs += [TensorSpec(v.shape, v.dtype) for table in (parameters, constants) for v in table.values()]
-        resolved, wires = self._resolve_nodes()
-        order = self._check_acyclic(wires, resolved)
+        ops, attrs = self._resolve_nodes()
+        sources, starts = self._wire()
+        order = self._check_acyclic(sources, starts)
         for field, outs in (("outputs", doc.outputs), ("loss", [doc.loss] if doc.loss else [])):
             for i, name in enumerate(outs):
                 if name not in self.ids:
@@ -91,77 +92,89 @@ class Builder:
                     raise self.error(
                         DanglingReferenceError, f"{name!r} is not defined{self._did_you_mean(name)}", path, name
                     )
-        specs += [None] * len(resolved)
-        nodes = infer_specs(
-            self.table, wires, specs, len(names) - len(resolved), resolved, order, self.error, self.tensors.check_shape
-        )
+        specs += [None] * len(ops)
+        infer_specs(self.table, ops, attrs, sources, starts, specs, order, self.error, self.tensors.check_shape)
+        done: list[TensorSpec] = specs  # type: ignore[assignment]  # every entry is set by now
         loss = doc.loss or (doc.outputs[0] if len(doc.outputs) == 1 else None)
         return Graph(
             inputs=inputs,
             parameters=parameters,
             constants=constants,
-            nodes=nodes,
+            nodes=NodeMap(names, self.ids, order, ops, sources, starts, attrs, self.table.labels, done),
             outputs=list(doc.outputs),
             loss=loss,
             registry=self.registry,
             file=self.file,
             document=self.document,
             limits=self.limits,
-            specs=dict(zip(names, specs)),  # type: ignore[arg-type]  # every entry is set by now
+            specs=SpecTable(self.ids, done),
             file_order=self.table.ids,
         )
 
-    def _resolve_nodes(self) -> tuple[list[tuple[str, OpDef, BaseModel, str]], list[list[int]]]:
-        """Every node resolved (id, op, attrs, JSON path), and the ids of its inputs.
+    def _resolve_nodes(self) -> tuple[list[OpDef], list[BaseModel]]:
+        """Every node's op and attribute model, as two columns in file order.
 
-        One loop with the per-op facts looked up once: a node of a known op, with
-        the right number of inputs and no attributes, costs a few dictionary
-        lookups. Anything else takes :meth:`_resolve_node`, which raises the
-        detailed errors; an undefined source is reported after every node has
-        resolved, as it always was.
+        Each distinct (op name, input count) is checked once, and nodes without
+        attributes share their op's frozen default attributes; only nodes that
+        give attributes are resolved one by one. When anything is wrong (an
+        unknown op, a wrong count, defaults that are not shared), every node is
+        resolved one by one by :meth:`_resolve_node`, which raises the first
+        error in file order, as it always did.
         """
-        ids, table = self.ids, self.table
-        # op name -> (op, its shared default attrs, fewest and most inputs), for ops whose default attrs are shared
-        simple: dict[str, tuple[OpDef, BaseModel, int, int]] = {}
-        resolved: list[tuple[str, OpDef, BaseModel, str]] = []
-        wires: list[list[int]] = []
-        dangling = False
-        for index, (node_id, op_name, sources, given) in enumerate(
-            zip(table.ids, table.ops, table.inputs, table.attrs)
-        ):
-            facts = simple.get(op_name)
-            n = len(sources)
-            if facts is None or given or not facts[2] <= n <= facts[3]:
-                entry = self._resolve_node(index)
-                resolved.append(entry)
-                op = entry[1]
-                if op.name in self.no_attrs:
-                    low, high = op.arity
-                    simple[op_name] = (op, self.no_attrs[op.name], low, sys.maxsize if high is None else high)
-            else:
-                resolved.append((node_id, facts[0], facts[1], f"$.nodes[{index}]"))
-            if dangling:
-                continue
-            try:
-                wires.append([ids[sources[0]]] if n == 1 else [ids[src] for src in sources])
-            except KeyError:
-                dangling = True
-        if dangling:
-            self._wires(resolved)  # raises, naming the first undefined source
-        return resolved, wires
+        table = self.table
+        given = [k for k, a in enumerate(table.attrs) if a]
+        used_bare = set(table.ops) if not given else {op for op, a in zip(table.ops, table.attrs) if not a}
+        by_name: dict[str, tuple[OpDef, BaseModel | None]] = {}
+        for op_name, n in set(zip(table.ops, map(len, table.inputs))):
+            op = self.registry[op_name] if op_name in self.registry else None
+            low, high = op.arity if op is not None else (0, 0)
+            if op is None or n < low or (high is not None and n > high):
+                return self._resolve_one_by_one()
+            if op_name not in by_name:
+                bare = None
+                if op_name in used_bare:
+                    try:
+                        self._attrs(op, {}, "$", op_name)
+                    except GraphFileError:
+                        return self._resolve_one_by_one()
+                    bare = self.no_attrs.get(op.name)
+                    if bare is None:  # attributes that are not frozen: each node gets its own
+                        return self._resolve_one_by_one()
+                by_name[op_name] = (op, bare)
+        ops = [entry[0] for entry in map(by_name.__getitem__, table.ops)]
+        attrs: list[Any] = [entry[1] for entry in map(by_name.__getitem__, table.ops)]
+        for k in given:
+            attrs[k] = self._resolve_node(k)[2]
+        return ops, attrs
 
-    def _wires(self, resolved: list[tuple[str, OpDef, BaseModel, str]]) -> None:
+    def _resolve_one_by_one(self) -> tuple[list[OpDef], list[BaseModel]]:
+        resolved = [self._resolve_node(k) for k in range(len(self.table.ids))]
+        return [entry[1] for entry in resolved], [entry[2] for entry in resolved]
+
+    def _wire(self) -> tuple[list[int], list[int]]:
+        """The ids every node reads, flat (``sources``), node ``k``'s from ``starts[k]`` to ``starts[k + 1]``.
+
+        An undefined source is reported after every node has resolved, as it always was.
+        """
+        inputs = self.table.inputs
+        try:
+            sources = [*map(self.ids.__getitem__, chain.from_iterable(inputs))]
+        except KeyError:
+            self._wires()  # raises, naming the first undefined source
+            raise
+        return sources, [*accumulate(map(len, inputs), initial=0)]
+
+    def _wires(self) -> None:
         """DanglingReferenceError for the first undefined source."""
         ids = self.ids
-        for index, (node_id, _, _, path) in enumerate(resolved):
-            sources = self.table.inputs[index]
+        for index, sources in enumerate(self.table.inputs):
             if any(src not in ids for src in sources):
                 position, src = next((p, s) for p, s in enumerate(sources) if s not in ids)
                 raise self.error(
                     DanglingReferenceError,
                     f"input {position} refers to {src!r}, which is not defined{self._did_you_mean(src)}",
-                    f"{path}.inputs[{position}]",
-                    node_id,
+                    f"$.nodes[{index}].inputs[{position}]",
+                    self.table.ids[index],
                 )
 
     def _sections(self) -> list[tuple[str, list[str]]]:
@@ -271,17 +284,20 @@ class Builder:
             ) from None
         return attrs
 
-    def _check_acyclic(self, wires: list[list[int]], resolved: list[tuple[str, OpDef, BaseModel, str]]) -> list[int]:
+    def _check_acyclic(self, sources: list[int], starts: list[int]) -> Sequence[int]:
         """A topological order of ids; CycleError naming the cycle when there is none."""
-        first_node = len(self.ids) - len(resolved)
-        order = topological_order(first_node, len(self.ids), wires)
+        first_node = len(self.ids) - len(self.table.ids)
+        order = topological_order(first_node, sources, starts)
         if order is not None:
             return order
         # Only now is the networkx view worth building: find_cycle names the cycle as it always has.
-        inputs = self.table.inputs
+        table = self.table
         digraph = build_digraph(
             ((name, "", None) for name in list(self.ids)[:first_node]),
-            ((node_id, op.name, None, inputs[i]) for i, (node_id, op, _, _) in enumerate(resolved)),
+            (
+                (node_id, op_name, None, table.inputs[i])
+                for i, (node_id, op_name) in enumerate(zip(table.ids, table.ops))
+            ),
         )
         cycle = nx.find_cycle(digraph)
         names = [u for u, _ in cycle] + [cycle[0][0]]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Sequence
+from functools import partial
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import networkx as nx
 import numpy as np
@@ -34,6 +35,116 @@ class NodeInfo(NamedTuple):
     label: str | None = None
 
 
+class NodeMap(Mapping[str, NodeInfo]):
+    """``Graph.nodes`` of a loaded graph: each node's :class:`NodeInfo` by id, in execution order.
+
+    A read-only mapping over the loader's columns (one list per field, in file
+    order): ids, length and membership cost nothing per node, a
+    :class:`NodeInfo` is made when asked for, and the first ``values()`` or
+    ``items()`` makes all of them at once (then keeps them). Loading a large
+    graph to validate it, or to count its nodes, never makes one.
+
+    ``names`` are all names in id order (declared values, then nodes in file
+    order); ``ids`` maps each to its position there; ``order`` is the execution
+    order of ids (a ``range`` when it is id order); ``sources[starts[k]:starts[k + 1]]`` are the
+    ids node ``k`` reads; ``specs`` holds one spec per id.
+
+    Examples
+    --------
+    >>> import graphengine
+    >>> nodes = graphengine.load("examples/seed_network.json").nodes
+    >>> list(nodes)
+    ['h_pre', 'h', 'y_pre', 'y', 'loss']
+    >>> nodes["h"].op.name, nodes["h"].inputs, nodes["h"].json_path
+    ('sigmoid', ('h_pre',), '$.nodes[1]')
+    >>> "W_h" in nodes, len(nodes)
+    (False, 5)
+    """
+
+    def __init__(
+        self,
+        names: list[str],
+        ids: Mapping[str, int],
+        order: Sequence[int],
+        ops: list[OpDef],
+        sources: list[int],
+        starts: list[int],
+        attrs: list[BaseModel],
+        labels: list[str | None],
+        specs: list[TensorSpec],
+    ) -> None:
+        self._names, self._ids, self._ops, self._sources, self._starts = names, ids, ops, sources, starts
+        self._attrs, self._labels, self._specs = attrs, labels, specs
+        self._first = len(names) - len(ops)
+        #: ids of the nodes in execution order
+        self._run_ids: Sequence[int] = order[self._first :]  # a range when that is id order
+        self._made: dict[str, NodeInfo] | None = None
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def __iter__(self) -> Iterator[str]:
+        return map(self._names.__getitem__, self._run_ids)
+
+    def __reversed__(self) -> Iterator[str]:
+        return map(self._names.__getitem__, reversed(self._run_ids))
+
+    def __contains__(self, name: object) -> bool:
+        index = self._ids.get(name)  # type: ignore[call-overload]
+        return index is not None and index >= self._first
+
+    def __getitem__(self, name: str) -> NodeInfo:
+        if self._made is not None:
+            return self._made[name]
+        index = self._ids.get(name, -1) - self._first
+        if index < 0:
+            raise KeyError(name)
+        names, sources = self._names, self._sources
+        inputs = tuple([names[i] for i in sources[self._starts[index] : self._starts[index + 1]]])
+        fields = (name, self._ops[index], inputs, self._attrs[index], self._specs[index + self._first])
+        return NodeInfo(*fields, f"$.nodes[{index}]", self._labels[index])
+
+    def _all(self) -> dict[str, NodeInfo]:
+        """Every NodeInfo, made once by whole-column maps (no Python loop per node)."""
+        if self._made is None:
+            first, names, starts = self._first, self._names, self._starts
+            read = [*map(names.__getitem__, self._sources)]
+            inputs = map(tuple, map(read.__getitem__, map(slice, starts, starts[1:])))
+            paths = map("$.nodes[{}]".format, range(len(self._ops)))
+            rows = zip(names[first:], self._ops, inputs, self._attrs, self._specs[first:], paths, self._labels)
+            infos = [*map(partial(tuple.__new__, NodeInfo), rows)]  # in file order
+            run = self._run_ids
+            if not isinstance(run, range):
+                infos = [*map(infos.__getitem__, [i - first for i in run])]
+            self._made = dict(zip(map(names.__getitem__, run), infos))  # type: ignore[arg-type]
+        return self._made
+
+    def values(self):  # type: ignore[no-untyped-def, override]
+        return self._all().values()
+
+    def items(self):  # type: ignore[no-untyped-def, override]
+        return self._all().items()
+
+    def __repr__(self) -> str:
+        return repr(self._all())
+
+
+class SpecTable(Mapping[str, TensorSpec]):
+    """Every value's spec by name, read from the loader's list of specs by id (no dict of a million entries)."""
+
+    def __init__(self, ids: Mapping[str, int], specs: list[TensorSpec]) -> None:
+        self._ids, self._specs = ids, specs
+
+    def __getitem__(self, name: str) -> TensorSpec:
+        return self._specs[self._ids[name]]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._ids)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+
 class Graph:
     """A loaded and validated graph.
 
@@ -49,8 +160,9 @@ class Graph:
         Trainable values. Replace entries to change them; call
         :meth:`compile` again afterwards.
     constants : dict of str to numpy.ndarray
-    nodes : dict of str to NodeInfo
-        In a valid execution (topological) order.
+    nodes : mapping of str to NodeInfo
+        In a valid execution (topological) order. A loaded graph's is a
+        read-only :class:`NodeMap` that makes each NodeInfo when asked for.
     outputs : list of str
     loss : str or None
         The default output of :meth:`grad`.
@@ -66,7 +178,7 @@ class Graph:
         inputs: dict[str, InputInfo],
         parameters: dict[str, np.ndarray],
         constants: dict[str, np.ndarray],
-        nodes: dict[str, NodeInfo],
+        nodes: Mapping[str, NodeInfo],
         outputs: list[str],
         loss: str | None,
         registry: Registry,
@@ -84,8 +196,10 @@ class Graph:
         self.outputs = outputs
         self.loss = loss
         self._digraph = digraph  # built on first use: the run path never reads it, and a big one is costly
-        self._specs: dict[str, TensorSpec] = (
-            (specs if isinstance(specs, dict) else dict(specs)) if specs is not None else self._specs_of_values()
+        self._specs: Mapping[str, TensorSpec] = (
+            (specs if isinstance(specs, (dict, SpecTable)) else dict(specs))
+            if specs is not None
+            else self._specs_of_values()
         )
         self.registry = registry
         self.file = file

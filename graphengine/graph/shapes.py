@@ -9,58 +9,75 @@ from pydantic import BaseModel
 from ..errors import GraphFileError, ShapeError
 from ..format.document import NodeTable
 from ..ops import OpDef, TensorSpec
-from .graph import NodeInfo
 
 
 def infer_specs(
     table: NodeTable,
-    wires: list[list[int]],
+    ops: list[OpDef],
+    attrs: list[BaseModel],
+    sources: list[int],
+    starts: list[int],
     specs: list[TensorSpec | None],
-    first_node: int,
-    resolved: list[tuple[str, OpDef, BaseModel, str]],
-    order: list[int],
+    order: Sequence[int],
     error: Callable[..., GraphFileError],
     check_shape: Callable[[Sequence[int | None], str, str], int],
-) -> dict[str, NodeInfo]:
+) -> None:
     """Each node's output spec from its op's shape rule, in topological ``order`` of ids; stored in ``specs``.
 
-    ``wires[k]`` are the ids node ``first_node + k`` reads; ``specs`` holds one entry per id (declared values first, nodes from
-    ``first_node`` on, still None). A shape rule is a pure function of its input
+    Node ``k`` reads the ids ``sources[starts[k]:starts[k + 1]]``; ``specs`` holds one entry per id (declared
+    values first, then the nodes, still None). A shape rule is a pure function of its input
     specs and attributes, so it runs once per distinct (op, attrs, input specs):
     most nodes of a large graph repeat one of a few such cases, and a repeat also
     repeats the same size check. The key holds object ids: ops, attribute models
-    and specs all stay alive (in ``resolved`` and ``specs``) until this returns.
+    and specs all stay alive (in ``attrs`` and ``specs``) until this returns.
     """
+    first_node = len(specs) - len(ops)
     known: dict[tuple[int, ...], TensorSpec] = {}
     # Equal specs made one object, so that the key can hold ids (a spec's own hash is slow).
     same: dict[TensorSpec, TensorSpec] = {}
     for i in range(first_node):
         specs[i] = same.setdefault(specs[i], specs[i])  # type: ignore[arg-type]
-    nodes: dict[str, NodeInfo] = {}  # in execution order, as ``order`` gives it
-    inputs, labels = table.inputs, table.labels
-    make = tuple.__new__  # NodeInfo is a named tuple: made directly, without its Python-level __new__
-    for position in order[first_node:]:  # the first generation starts with every declared value, in id order
-        index = position - first_node
-        node_id, op, attrs, path = resolved[index]
-        sources = wires[index]
+    if isinstance(order, range) and starts == [*range(len(ops) + 1)]:  # a chain-like file: one input each, in order
+        for index, (attrs_of, source) in enumerate(zip(attrs, sources)):
+            key: tuple[int, ...] = (id(attrs_of), id(specs[source]))
+            spec = known.get(key)
+            if spec is None:
+                spec = _rule(table, ops, attrs_of, [specs[source]], index, error, check_shape)  # type: ignore[list-item]
+                spec = known[key] = same.setdefault(spec, spec)
+            specs[first_node + index] = spec
+        return
+    # Nodes by file position, in execution order (the first generation starts with every declared value).
+    positions = range(len(ops)) if isinstance(order, range) else [i - first_node for i in order[first_node:]]
+    for index in positions:
+        attrs_of = attrs[index]
+        start, stop = starts[index], starts[index + 1]
         # An attribute object belongs to one op, so it and the input specs' ids make the key.
-        n = len(sources)
-        if n == 1:  # most nodes have one or two inputs: no list, no map, no comprehension (a call in 3.11)
-            first = specs[sources[0]]
-            key: tuple[int, ...] = (id(attrs), id(first))
-        elif n == 2:
-            first, second = specs[sources[0]], specs[sources[1]]
-            key = (id(attrs), id(first), id(second))
+        if stop - start == 1:  # most nodes have one or two inputs: no slice, no comprehension (a call in 3.11)
+            key = (id(attrs_of), id(specs[sources[start]]))
+        elif stop - start == 2:
+            key = (id(attrs_of), id(specs[sources[start]]), id(specs[sources[start + 1]]))
         else:
-            key = (id(attrs), *[id(specs[src]) for src in sources])
+            key = (id(attrs_of), *[id(specs[src]) for src in sources[start:stop]])
         spec = known.get(key)
         if spec is None:
-            args = [specs[src] for src in sources]
-            spec = _apply_rule(op, attrs, args, inputs[index], path, node_id, error, check_shape)  # type: ignore[arg-type]
+            args = [specs[src] for src in sources[start:stop]]
+            spec = _rule(table, ops, attrs_of, args, index, error, check_shape)  # type: ignore[arg-type]
             spec = known[key] = same.setdefault(spec, spec)
-        specs[position] = spec
-        nodes[node_id] = make(NodeInfo, (node_id, op, tuple(inputs[index]), attrs, spec, path, labels[index]))
-    return nodes
+        specs[first_node + index] = spec
+
+
+def _rule(
+    table: NodeTable,
+    ops: list[OpDef],
+    attrs: BaseModel,
+    specs: list[TensorSpec],
+    index: int,
+    error: Callable[..., GraphFileError],
+    check_shape: Callable[[Sequence[int | None], str, str], int],
+) -> TensorSpec:
+    """Node ``index``'s shape rule applied to ``specs``, named by its id and JSON path."""
+    path = f"$.nodes[{index}]"
+    return _apply_rule(ops[index], attrs, specs, table.inputs[index], path, table.ids[index], error, check_shape)
 
 
 def _apply_rule(
