@@ -156,10 +156,9 @@ def _alive_after(lines: Sequence[str], alive: set[str]) -> set[str]:
             alive.difference_update(n.strip() for n in text[4:].split(","))
         elif text.startswith("if "):  # the VJP result check: `if c... : c = fix(...)` reassigns c, already alive
             continue
-        else:
-            target = text.split(" ", 1)[0]
-            if _LOCAL.fullmatch(target):
-                alive.add(target)
+        else:  # `s9 = ...`, `g5 += c`, or two targets: `s9, r9 = ...` (a forward that saves for its VJPs)
+            targets = text.split(" = ", 1)[0] if " = " in text else text.split(" ", 1)[0]
+            alive.update(t for t in (t.strip() for t in targets.split(",")) if _LOCAL.fullmatch(t))
     return alive
 
 
