@@ -171,6 +171,8 @@ def _build(
     if not (isinstance(attrs, type) and issubclass(attrs, BaseModel)):
         raise fail(f"attrs must be a pydantic model class (a subclass of BaseModel), got {attrs!r}")
     inputs, variadic, takes_attrs = _forward_signature(forward, fail)
+    if saving is not None and "saved" in inputs:
+        raise fail("an input may not be named 'saved' when the op has saving=: VJPs use that name for what it saves")
     if len(vjps) != len(inputs):
         raise fail(
             f"{len(vjps)} VJP{'s' if len(vjps) != 1 else ''} for {len(inputs)} input{'s' if len(inputs) != 1 else ''} "
@@ -210,8 +212,6 @@ def _saving_forward(
     """``saving`` with the long form's signature; its inputs must be the forward's."""
     if not callable(saving):
         raise fail(f"saving must be callable, got {type(saving).__name__}")
-    if "saved" in inputs:
-        raise fail("an input may not be named 'saved' when the op has saving=: VJPs use that name for what it saves")
     its_inputs, its_variadic, takes_attrs = _forward_signature(saving, fail)
     if its_inputs != inputs or its_variadic != variadic:
         raise fail(f"saving takes ({', '.join(its_inputs)}), not the forward's inputs ({', '.join(inputs)})")
