@@ -19,6 +19,7 @@ shapes under run-time limits. See docs/performance-calls.md.
 
 from __future__ import annotations
 
+import operator
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -35,6 +36,9 @@ from .results import GradResult
 from .runners import Runner, Runners
 from .schedule import Schedule, Step, build_schedule
 from .trace import Recorder, Trace
+
+#: A NodeInfo's (id, op, inputs, attrs), taken in C.
+_WIRING = operator.itemgetter(0, 1, 2, 3)
 
 
 class Plan:
@@ -76,9 +80,10 @@ class Plan:
         specs += [node.spec for node in graph.nodes.values()]
         self.specs = specs if self.dtype is None else [*map(self._cast_spec, specs)]
         new = tuple.__new__  # a named tuple's own __new__ is Python code: 10,000 steps would pay it 10,000 times
+        at = slot.__getitem__  # map() over a bound method: no comprehension frame per node
         self.steps: list[Step] = [
-            new(Step, (node_id, op, attrs, tuple([slot[i] for i in inputs]), slot[node_id], inputs))
-            for node_id, op, inputs, attrs, *_ in graph.nodes.values()
+            new(Step, (node_id, op, attrs, tuple(map(at, inputs)), at(node_id), inputs))
+            for node_id, op, inputs, attrs in map(_WIRING, graph.nodes.values())
         ]
         self._binder = Binder(graph, self.slot, self.specs, self.dtype)
         self._runners = Runners(self.names, self.specs, self._binder)

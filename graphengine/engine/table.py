@@ -1,23 +1,27 @@
-"""A flat table of pre-bound calls: a schedule run as a list of small closures, one per op or VJP call.
+"""A flat table of pre-bound calls: a schedule run as a list of plain tuples, one per op or VJP call.
 
 :class:`Table` is called like the step interpreter and like generated code
 (``table(values, seed, recorder) -> (outputs, gradients)``) and computes the
 same bits: the same calls, in the same order, with the same arithmetic
 (``g = c`` for a slot's first contribution, ``g = g + c`` for its second,
 ``g += c`` after that, as :mod:`graphengine.engine.codegen` writes it). What
-it saves over the interpreter is everything decided once: each closure holds
-its function (a terse op's own, as generated code binds it), its slots, its
-attributes, and the input's shape and dtype for the inline VJP result test;
-an exact ndarray of that shape and dtype passes, anything else goes through
-:func:`graphengine.ops.vjp.fit_cotangent`, which unbroadcasts it or raises
-naming the node.
+it saves over the interpreter is everything decided once: each entry holds
+its kernel, its function (a terse op's own, as generated code binds it), its
+slots, its attributes, and the input's shape and dtype for the inline VJP
+result test; an exact ndarray of that shape and dtype passes, anything else
+goes through :func:`graphengine.ops.vjp.fit_cotangent`, which unbroadcasts
+it or raises naming the node.
 
-Each closure comes from a *factory* compiled once per form of call (say "a
-terse VJP reading ``g`` and its first input, second contribution to its
-slot"), not once per step: a graph of 100,000 nodes costs a few dozen small
-``compile()`` calls, then one closure per call. Building the table costs
-about one steady call, so a schedule's second call is never a code-generation
-cliff.
+An entry is a tuple ``(kernel, ...)``, run as ``entry[0](v, c, h, entry)``,
+made by an *entry maker* compiled once per form of call (say "a terse VJP
+reading ``g`` and its first input, with a static shape") and shared by every
+table of the process; what varies between calls of one form (which
+contribution to its slot, what it drops) is data in the entry. So a graph of
+100,000 nodes costs a dozen small ``compile()`` calls, then one tuple per
+call: no closure, no cells, no message object (a VJP's
+:class:`~graphengine.ops.vjp.VJPSite` is made only when a message needs it).
+Building the table costs less than one steady call; see
+docs/performance-calls.md.
 """
 
 from __future__ import annotations
@@ -60,26 +64,25 @@ def _maker(key: tuple[Any, ...]) -> Callable[..., Any]:
 def _source(key: tuple[Any, ...]) -> str:
     """The source of one form's kernel and entry maker.
 
-    An entry is a plain tuple (the kernel, then what it reads), made by the form's ``entry`` function in
-    one step: no closure and no cells per call. The kernel unpacks it in one step too. A VJP's site (op,
-    position, input name, node), for messages, is made only when one has to be written.
+    The kernel unpacks its entry in one step. Forward: ``(kernel, step, out, f, [attrs], record_shape,
+    drops, inputs...)``. VJP: ``(kernel, step, position, names, f, g slot, to, shape, dtype, contribution
+    number (1, 2, 3 for later), pop, drops, picks...)``; the site for a message is made from the first ones.
     """
-    if key[0] == "F":  # an op's forward: entry (kernel, step, out, f, [attrs], inputs..., drops)
-        _, direct, n_in, record_shape, n_drop = key
+    if key[0] == "F":
+        _, direct, n_in = key
         ins = [f"i{k}" for k in range(n_in)]
-        fields = ["step", "o", "f", *([] if direct else ["a"]), *ins, "dr"]
+        fields = ["step", "o", "f", *([] if direct else ["a"]), "rs", "dr", *ins]
+        built = ["step", "step.out", "f", *([] if direct else ["step.attrs"]), "rs", "dr"]
+        built += [f"ins[{k}]" for k in range(n_in)]
         args = [f"v[{i}]" for i in ins] + ([] if direct else ["attrs=a"])
         lines = ["try:", f"    v[o] = f({', '.join(args)})", "except Exception as exc:"]
         lines += ["    raise forward_failed(step.node_id, step.op.name, exc) from exc"]
-        if record_shape:
-            lines.append("h[o] = shape_of(v[o])")
-        make = "def entry(step, dr):\n        ins = step.ins\n"
-        built = ["step", "step.out", "f", *([] if direct else ["step.attrs"]), *[f"ins[{k}]" for k in range(n_in)]]
-        built.append("dr")
-    else:  # one VJP call: entry (kernel, step, position, names, f, g slot, to, shape, dtype, picks..., drops)
-        _, argspec, picks, static, mode, pop, n_drop = key
-        fields = ["b", "pos", "nm", "f", "o", "to", "shape", "dt"]
-        built = ["b", "pos", "nm", "f", "b.out", "to", "shape", "dt"]
+        lines += ["if rs:", "    h[o] = shape_of(v[o])"]
+        make = "def entry(step, rs, dr):\n        ins = step.ins\n"
+    else:
+        _, argspec, picks, static = key
+        fields = ["b", "pos", "nm", "f", "o", "to", "shape", "dt", "m", "pop", "dr"]
+        built = ["b", "pos", "nm", "f", "b.out", "to", "shape", "dt", "m", "pop", "dr"]
         args = []
         bound = iter(picks)
         for k, (keyword, kind) in enumerate(argspec):
@@ -89,8 +92,6 @@ def _source(key: tuple[Any, ...]) -> str:
                 built.append(f"b.ins[{what}]" if kind == "in" else "b.attrs" if kind == "attrs" else "pos")
             expr = {"g": "c[o]", "out": "v[o]", "none": "None", "in": f"v[p{k}]"}.get(kind, f"p{k}")
             args.append(expr if keyword is None else f"{keyword}={expr}")
-        fields.append("dr")
-        built.append("dr")
         shape = "shape" if static else "h[shape]"
         site = "Site(b.op_name, pos, nm[to], b.node_id)"
         lines = ["try:", f"    r = f({', '.join(args)})", "except Exception as exc:"]
@@ -98,12 +99,10 @@ def _source(key: tuple[Any, ...]) -> str:
         lines.append(
             f"if r.__class__ is not nd or r.shape != {shape} or r.dtype is not dt: r = fit(r, {shape}, dt, {site})"
         )
-        lines.append({1: "c[to] = r", 2: "c[to] = c[to] + r"}.get(mode, "c[to] += r"))
-        if pop:
-            lines.append("c[o] = None")
-        make = "def entry(b, pos, nm, to, shape, dt, dr):\n"
-    if n_drop:
-        lines.append(" = ".join(f"v[dr[{k}]]" for k in range(n_drop)) + " = None")
+        lines += ["if m == 1:", "    c[to] = r", "elif m == 2:", "    c[to] = c[to] + r", "else:", "    c[to] += r"]
+        lines += ["if pop:", "    c[o] = None"]
+        make = "def entry(b, pos, nm, to, shape, dt, m, pop, dr):\n"
+    lines += ["for s in dr:", "    v[s] = None"]
     body = "\n".join("    " + line for line in lines)
     return (
         f"def kernel(v, c, h, e):\n    _, {', '.join(fields)} = e\n{body}\n"
@@ -195,19 +194,18 @@ class Table:
 
 
 def _forward_entries(schedule: Schedule, wanted: set[int]) -> list[Entry]:
-    """One entry per forward step, made by its form's maker (looked up once per op, input and drop count)."""
-    makers: dict[tuple[int, int, bool, int], Callable[..., Entry]] = {}
+    """One entry per forward step, made by its op's maker (looked up once per op and input count)."""
+    makers: dict[tuple[int, int], Callable[..., Entry]] = {}
     entries = []
     for step, drop in schedule.forward:
         op = step.op
-        key = (id(op), len(step.ins), step.out in wanted, len(drop))  # the op lives while this runs
-        entry = makers.get(key)
+        entry = makers.get((id(op), len(step.ins)))  # the op lives while this runs: its id is stable
         if entry is None:
             fn = op.forward
             direct = getattr(fn, "__ge_direct__", None)  # a terse op's own forward: no adapter call
-            form = ("F", direct is not None, key[1], key[2], key[3])
-            entry = makers[key] = _maker(form)(fn if direct is None else direct[0])
-        entries.append(entry(step, drop))
+            form = ("F", direct is not None, len(step.ins))
+            entry = makers[(id(op), len(step.ins))] = _maker(form)(fn if direct is None else direct[0])
+        entries.append(entry(step, step.out in wanted, drop))
     return entries
 
 
@@ -243,22 +241,25 @@ def _backward_entries(
             shape = static[slot]
             if shape is None:
                 wanted.add(slot)
-            drop = back.release if n_grad == last else ()
-            key = (
-                id(vjp),
-                position,
-                back.reads,
-                back.reads_out,
-                shape is None,
-                min(n, 3),
-                pop and n_grad == last,
-                len(drop),
-            )
+            key = (id(vjp), position, back.reads, back.reads_out, shape is None)
             entry = makers.get(key)  # the vjp lives in the schedule while this runs: its id is stable
             if entry is None:
                 fn, argspec, picks = _call_form(vjp, back.reads, back.reads_out, position)
-                entry = makers[key] = _maker(("B", argspec, picks, shape is not None, *key[5:]))(fn)
-            entries.append(entry(back, position, names, slot, slot if shape is None else shape, dtypes[slot], drop))
+                entry = makers[key] = _maker(("B", argspec, picks, shape is not None))(fn)
+            final = n_grad == last
+            entries.append(
+                entry(
+                    back,
+                    position,
+                    names,
+                    slot,
+                    slot if shape is None else shape,
+                    dtypes[slot],
+                    n if n < 3 else 3,
+                    pop and final,
+                    back.release if final else (),
+                )
+            )
     return entries
 
 
