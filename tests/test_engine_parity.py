@@ -103,3 +103,99 @@ def _check_parity(request: dict[str, Any]) -> None:
     for call in (2, 3):
         again = plan.run_all()
         assert all(same(values[name], again[name]) for name in values), f"run_all call {call}"
+
+
+# --- the table's error paths give the interpreter's errors, on its checked first call and on later calls ------
+
+WRONG = {  # what a VJP returns instead of g * 2, and the message every runner must give
+    "shape": (lambda g: np.ones(7), r"VJP returned shape \(7,\), which does not reduce to the input's shape \(2,\)"),
+    "dtype": (lambda g: g.astype(np.float32), r"VJP returned float32 for a float64 input"),
+    "raises": (lambda g: {}["internal"], r"VJP raised KeyError: 'internal'"),
+}
+
+
+def _wrong_vjp_plan(form: str, wrong: Any, good_calls: int, shape: list[Any]) -> graphengine.Plan:
+    """x, b -> e = scaled(x, b) -> loss = sum(e); the VJP of x goes wrong after ``good_calls`` calls.
+
+    ``form`` is the declaration: the long form (OpDef) or the terse one (defop), whose VJP the table calls
+    directly; b is a scalar, so its VJP's result is unbroadcast (the table's slow path) on every call.
+    """
+    from graphengine.ops import OpDef, elementwise_rule
+    from graphengine.ops.terse import defop
+    from graphengine.registry import default_registry
+
+    calls: list[int] = []
+
+    def x_bar(g: np.ndarray) -> Any:
+        calls.append(1)
+        return g * 2.0 if len(calls) <= good_calls else wrong(g)
+
+    if form == "terse":
+        op = defop(lambda g: x_bar(g), lambda g, x: g * x, name="scaled")(lambda x, b: x * 2.0 + b * x)
+    else:
+        vjps = (lambda g, out, x, b, *, attrs: x_bar(g), lambda g, out, x, b, *, attrs: g * x)
+        op = OpDef("scaled", lambda x, b, *, attrs: x * 2.0 + b * x, vjps, elementwise_rule, inputs=("x", "b"))
+    registry = default_registry()
+    registry.register(op, "test")
+    doc = {
+        "format": "graphengine/v1",
+        "inputs": [{"name": "x", "shape": shape, "default": [0.1, 0.2]}],
+        "parameters": [{"name": "b", "shape": [], "value": 0.0}],
+        "nodes": [{"id": "e", "op": "scaled", "inputs": ["x", "b"]}, {"id": "loss", "op": "sum", "inputs": ["e"]}],
+        "outputs": ["loss"],
+    }
+    return graphengine.load_dict(doc, registry=registry).compile()
+
+
+@pytest.mark.parametrize("shape", [[2], [None]], ids=["static", "free"])
+@pytest.mark.parametrize("form", ["long", "terse"])
+@pytest.mark.parametrize("kind", sorted(WRONG))
+@pytest.mark.parametrize("good_calls", [0, 1], ids=["call-1", "call-2"])
+def test_the_table_names_a_wrong_vjp_as_the_interpreter_does(
+    kind: str, form: str, shape: list[Any], good_calls: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from graphengine.ops.vjp import VJPError, VJPSite
+
+    monkeypatch.setattr(runners_module, "SMALL_STEPS", 0)  # the table runs every call until code is complete
+    wrong, message = WRONG[kind]
+    reference = _wrong_vjp_plan(form, wrong, good_calls, shape)
+    plan = _wrong_vjp_plan(form, wrong, good_calls, shape)
+    feeds = {"x": np.array([0.1, 0.2])}
+    if good_calls:  # call 1 succeeds, on the checked table, with the interpreter's bits
+        ref, got = _interpreted(reference, feeds, ["x", "b"]), plan.value_and_grad(feeds, ["x", "b"])
+        assert_same_result(ref, got, 1)
+        np.testing.assert_allclose(got.gradients["x"], [2.0, 2.0])  # d/dx (2x + bx) at b = 0
+        np.testing.assert_allclose(got.gradients["b"], 0.1 + 0.2)  # sum of x
+    errors = []  # the reference once, then the plan twice: a free shape's first call runs the interpreter
+    runners = [lambda: _interpreted(reference, feeds, ["x", "b"])] + [lambda: plan.grad(feeds, ["x", "b"])] * 2
+    for runner in runners:
+        with pytest.raises(VJPError, match=r"^node 'e' \(op 'scaled'\), input 0 \('x'\): " + message) as info:
+            runner()
+        errors.append((str(info.value), info.value.site))
+    assert errors[0] == errors[1] == errors[2] and errors[0][1] == VJPSite("scaled", 0, "x", node="e")
+    assert plan._grad_schedule(["x", "b"], None)[0].table is not None, "the table ran"
+
+
+def test_the_checked_first_call_names_an_op_that_breaks_its_shape_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    from graphengine.errors import ExecutionError
+    from graphengine.ops import OpDef, elementwise_rule
+    from graphengine.registry import default_registry
+
+    monkeypatch.setattr(runners_module, "SMALL_STEPS", 0)
+    registry = default_registry()
+    for name, forward in (
+        ("long_by_one", lambda x, *, attrs: np.append(x, 0.0)),
+        ("to_f32", lambda x, *, attrs: x.astype(np.float32)),
+    ):
+        registry.register(OpDef(name, forward, (lambda g, out, x, *, attrs: g,), elementwise_rule), "test")
+    for op, said in (("long_by_one", r"float64 \(3,\)"), ("to_f32", r"float32 \(2,\)")):
+        doc = {
+            "format": "graphengine/v1",
+            "inputs": [{"name": "x", "shape": [2], "default": [0.1, 0.2]}],
+            "nodes": [{"id": "e", "op": op, "inputs": ["x"]}],
+            "outputs": ["e"],
+        }
+        plan = graphengine.load_dict(doc, registry=registry).compile()
+        expected = rf"^node 'e' \(op '{op}'\) returned {said}, but its shape rule promised float64 \(2,\)$"
+        with pytest.raises(ExecutionError, match=expected):
+            plan.grad(None, ["x"], output="e", cotangent=np.ones(2))
