@@ -4,6 +4,7 @@ Run from the repository root (needs scikit-learn for the data; torch is an optio
 
     python -m benchmarks.training_step                      # float64 and float32, 6 rounds of 2 epochs
     python -m benchmarks.training_step --rounds 10 --dtype float32
+    python -m benchmarks.training_step --instructions       # instruction counts per step (valgrind)
 
 Every implementation does the same work per step: the same shuffled order
 (``default_rng([seed, 0, epoch]).permutation``), batches by index slices of it, forward, backward,
@@ -23,15 +24,25 @@ first, checked call; step 2 includes the engine's code generation). The table sh
 step time over every step of every round, its ratio to numpy, the mean step (the epoch ends
 included) and steps 1, 2 and 3 of the first round. All in one process, one BLAS thread.
 Before timing, the final parameters of every implementation are checked to agree with numpy's.
+
+``--instructions`` counts instructions instead of time, which a shared machine does not disturb:
+each loop runs in a fresh process under ``valgrind --tool=callgrind``, collecting only inside the
+timed call (``--toggle-collect=starmap_next``: the call is made through ``itertools.starmap``), for
+1 and for 4 epochs after a warm-up epoch; the difference divided by the 135 steps of the 3 extra
+epochs is the steady step, epoch ends and the first calls of ``train()`` excluded.
 """
 
 from __future__ import annotations
 
 import argparse
 import io
+import itertools
 import json
+import os
 import random
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -244,13 +255,64 @@ def print_table(dtype: str, table: dict[str, dict[str, float]], steps: int) -> N
         )
 
 
+def _count_one(impl: str, dtype: str, epochs: int) -> None:
+    """The process ``--instructions`` runs under callgrind: a warm-up epoch, then ``epochs`` inside starmap."""
+    doc, x, labels = digits(dtype)
+    loops: dict[str, Loop] = {"numpy": numpy_loop, "graphengine": engine_loop(doc), "torch": torch_loop}
+    loop = loops[impl]
+    loop(initial_params(doc, dtype), x, labels, 1)
+    list(itertools.starmap(loop, [(initial_params(doc, dtype), x, labels, epochs)]))  # collected: starmap_next
+
+
+def count_instructions(dtype: str, impls: list[str]) -> dict[str, float]:
+    """Instructions per steady step of each loop (see the module docstring), in millions."""
+    if shutil.which("valgrind") is None:
+        raise SystemExit("--instructions needs valgrind")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    counts = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for impl in impls:
+            totals = []
+            for epochs in (1, 4):
+                out = Path(tmp) / f"{impl}.{epochs}"
+                subprocess.run(
+                    ["valgrind", "--tool=callgrind", "--collect-atstart=no", "--toggle-collect=starmap_next",
+                     f"--callgrind-out-file={out}", sys.executable, "-m", "benchmarks.training_step",
+                     "--count-one", impl, dtype, str(epochs)],
+                    cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                )  # fmt: skip
+                totals.append(
+                    next(int(line.split()[1]) for line in out.read_text().splitlines() if line.startswith("totals:"))
+                )
+            counts[impl] = (totals[1] - totals[0]) / (3 * 45) / 1e6
+    return counts
+
+
+def print_counts(dtype: str, counts: dict[str, float]) -> None:
+    print(f"\n### digits MLP 64-32-10, Adam, batch {BATCH}, {dtype}: instructions per step (callgrind)\n")
+    print("| loop | instructions per step | / numpy |")
+    print("|---|---|---|")
+    for name, count in counts.items():
+        print(f"| {name} | {count:.3f} M | {count / counts['numpy']:.2f} |")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", nargs="+", default=["float64", "float32"], choices=["float64", "float32"])
     parser.add_argument("--rounds", type=int, default=6, help="rounds of every loop, in a shuffled order")
     parser.add_argument("--epochs", type=int, default=2, help="epochs per round (45 steps each)")
     parser.add_argument("--no-torch", action="store_true", help="leave the torch loop out")
+    parser.add_argument("--instructions", action="store_true", help="count instructions per step (valgrind)")
+    parser.add_argument("--count-one", nargs=3, metavar=("LOOP", "DTYPE", "EPOCHS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.count_one:
+        impl, dtype, epochs = args.count_one
+        _count_one(impl, dtype, int(epochs))
+        return
+    if args.instructions:
+        for dtype in args.dtype:
+            print_counts(dtype, count_instructions(dtype, ["numpy", "graphengine"]))  # torch: wall-clock only
+        return
     peers = []
     if not args.no_torch:
         try:
