@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from itertools import accumulate, chain
+from itertools import accumulate, chain, compress
+from operator import not_
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -122,8 +123,8 @@ class Builder:
         error in file order, as it always did.
         """
         table = self.table
-        given = [k for k, a in enumerate(table.attrs) if a]
-        used_bare = set(table.ops) if not given else {op for op, a in zip(table.ops, table.attrs) if not a}
+        given = [*compress(range(len(table.attrs)), table.attrs)]  # nodes that give attributes
+        used_bare = set(table.ops) if not given else set(compress(table.ops, map(not_, table.attrs)))
         by_name: dict[str, tuple[OpDef, BaseModel | None]] = {}
         for op_name, n in set(zip(table.ops, map(len, table.inputs))):
             op = self.registry[op_name] if op_name in self.registry else None
@@ -141,8 +142,8 @@ class Builder:
                     if bare is None:  # attributes that are not frozen: each node gets its own
                         return self._resolve_one_by_one()
                 by_name[op_name] = (op, bare)
-        ops = [entry[0] for entry in map(by_name.__getitem__, table.ops)]
-        attrs: list[Any] = [entry[1] for entry in map(by_name.__getitem__, table.ops)]
+        ops = [*map({name: entry[0] for name, entry in by_name.items()}.__getitem__, table.ops)]
+        attrs: list[Any] = [*map({name: entry[1] for name, entry in by_name.items()}.__getitem__, table.ops)]
         for k in given:
             attrs[k] = self._resolve_node(k)[2]
         return ops, attrs
