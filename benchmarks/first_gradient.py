@@ -5,6 +5,7 @@ Usage (from the repository root)::
     python -m benchmarks.first_gradient                      # 1k, 10k, 100k; chain and random DAG
     python -m benchmarks.first_gradient --sizes 1000 10000 --repeats 3
     python -m benchmarks.first_gradient --jax-python /path/to/venv/bin/python   # jax from another venv
+    python -m benchmarks.first_gradient --split --sizes 1000 10000 --repeats 5  # compile + call 1 by stage
 
 For each graph file and each implementation a new Python process is started
 (imports done before the clock starts, graphengine's installed op plugins
@@ -136,6 +137,65 @@ def _child(impl: str, path: Path, calls: int) -> dict[str, Any]:
     }
 
 
+#: The stages of ``--split``: CPU time of each in a fresh process, the collector off and run by hand after each part.
+SPLIT = ("compile", "gc_compile", "schedule", "table", "checked_run", "gc_call1", "table_run")
+
+
+def _split_child(path: Path) -> dict[str, float]:
+    """graphengine's compile() and call 1 cut into their stages (engine internals, for docs/performance-calls.md).
+
+    ``gc_*`` is the young generation's collection that the pause defers (the collector runs it when it is
+    re-enabled); ``table_run`` is a later, unchecked run of the same table, for scale.
+    """
+    import graphengine
+    from graphengine.registry import default_registry
+
+    default_registry()
+    head = json.loads(path.read_bytes())
+    feeds, wrt = _feeds(head), _wrt(head)
+    del head
+    graph = graphengine.load(path)
+    gc.collect()
+    gc.disable()
+    clock, out = time.process_time, {}
+
+    def timed(stage: str, fn: Any) -> Any:
+        start = clock()
+        result = fn()
+        out[stage] = clock() - start
+        return result
+
+    plan = timed("compile", graph.compile)
+    timed("gc_compile", lambda: gc.collect(0))
+    schedule = timed("schedule", lambda: plan._grad_schedule(wrt, None)[0])
+    table = timed("table", lambda: plan._runners.table(schedule))
+    seed = np.ones_like
+    values = plan._bind(feeds, schedule)
+    timed("checked_run", lambda: table(values, seed, None, check=plan.specs))
+    timed("gc_call1", lambda: gc.collect(0))
+    values = plan._bind(feeds, schedule)
+    timed("table_run", lambda: table(values, seed, None))
+    gc.enable()
+    return out
+
+
+def split(sizes: list[int], repeats: int) -> str:
+    """``--split``: median CPU ms of each stage over ``repeats`` fresh processes, per graph file."""
+    lines = ["| graph | " + " | ".join(SPLIT) + " | compile + call 1 |", "|---" * (len(SPLIT) + 2) + "|"]
+    with tempfile.TemporaryDirectory() as folder:
+        for kind, n, path in write_graphs(Path(folder), sizes):
+            cmd = [sys.executable, "-m", "benchmarks.first_gradient", "--split-child", str(path)]
+            runs = [
+                json.loads(subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+                for _ in range(max(repeats, 1))
+            ]
+            med = {stage: 1e3 * statistics.median(r[stage] for r in runs) for stage in SPLIT}
+            total = sum(v for k, v in med.items() if k != "table_run")
+            cells = " | ".join(f"{med[stage]:.1f}" for stage in SPLIT)
+            lines.append(f"| {kind} {n} | {cells} | {total:.1f} |")
+    return "\n".join(lines)
+
+
 def run_child(python: str, impl: str, path: Path, calls: int, timeout: float) -> dict[str, Any] | str:
     """One fresh process; its figures, or why there are none."""
     cmd = [python, "-m", "benchmarks.first_gradient", "--child", impl, str(path), "--calls", str(calls)]
@@ -233,8 +293,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jax-python", default=sys.executable, help="the interpreter that has jax (default: this one)")
     parser.add_argument("--jax-timeout", type=float, default=60.0, help="seconds before a jax run is dropped")
     parser.add_argument("--impls", nargs="*", default=list(IMPLS))
+    parser.add_argument("--split", action="store_true", help="graphengine's compile and call 1 by stage (CPU ms)")
     parser.add_argument("--child", nargs=2, metavar=("IMPL", "FILE"), help=argparse.SUPPRESS)
+    parser.add_argument("--split-child", metavar="FILE", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.split_child:
+        print(json.dumps(_split_child(Path(args.split_child))))
+        return 0
+    if args.split:
+        print(split(args.sizes, args.repeats))
+        return 0
     if args.child:
         print(json.dumps(_child(args.child[0], Path(args.child[1]), args.calls)))
         return 0
