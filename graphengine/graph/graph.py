@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ItemsView, Iterator, Mapping, NamedTuple, Sequence
 
 import networkx as nx
 import numpy as np
@@ -40,8 +40,8 @@ class NodeMap(Mapping[str, NodeInfo]):
 
     A read-only mapping over the loader's columns (one list per field, in file
     order): ids, length and membership cost nothing per node, a
-    :class:`NodeInfo` is made when asked for, and the first ``values()`` or
-    ``items()`` makes all of them at once (then keeps them). Loading a large
+    :class:`NodeInfo` is made when asked for, and the first ``values()`` (a
+    tuple) or ``items()`` makes all of them at once (then keeps them). Loading a large
     graph to validate it, or to count its nodes, never makes one.
 
     ``names`` are all names in id order (declared values, then nodes in file
@@ -78,7 +78,8 @@ class NodeMap(Mapping[str, NodeInfo]):
         self._first = len(names) - len(ops)
         #: ids of the nodes in execution order
         self._run_ids: Sequence[int] = order[self._first :]  # a range when that is id order
-        self._made: dict[str, NodeInfo] | None = None
+        self._made: tuple[NodeInfo, ...] | None = None  # every NodeInfo, in execution order, once asked for
+        self._by_id: dict[str, NodeInfo] | None = None
 
     def __len__(self) -> int:
         return len(self._ops)
@@ -94,8 +95,8 @@ class NodeMap(Mapping[str, NodeInfo]):
         return index is not None and index >= self._first
 
     def __getitem__(self, name: str) -> NodeInfo:
-        if self._made is not None:
-            return self._made[name]
+        if self._by_id is not None:
+            return self._by_id[name]
         index = self._ids.get(name, -1) - self._first
         if index < 0:
             raise KeyError(name)
@@ -104,29 +105,29 @@ class NodeMap(Mapping[str, NodeInfo]):
         fields = (name, self._ops[index], inputs, self._attrs[index], self._specs[index + self._first])
         return NodeInfo(*fields, f"$.nodes[{index}]", self._labels[index])
 
-    def _all(self) -> dict[str, NodeInfo]:
-        """Every NodeInfo, made once by whole-column maps (no Python loop per node)."""
+    def values(self) -> tuple[NodeInfo, ...]:  # type: ignore[override]
+        """Every NodeInfo in execution order, made once by whole-column maps (no Python loop per node), then kept."""
         if self._made is None:
             first, names, starts = self._first, self._names, self._starts
             read = [*map(names.__getitem__, self._sources)]
             inputs = map(tuple, map(read.__getitem__, map(slice, starts, starts[1:])))
             paths = map("$.nodes[{}]".format, range(len(self._ops)))
             rows = zip(names[first:], self._ops, inputs, self._attrs, self._specs[first:], paths, self._labels)
-            infos = [*map(partial(tuple.__new__, NodeInfo), rows)]  # in file order
+            made = tuple(map(partial(tuple.__new__, NodeInfo), rows))  # in file order
             run = self._run_ids
-            if not isinstance(run, range):
-                infos = [*map(infos.__getitem__, [i - first for i in run])]
-            self._made = dict(zip(map(names.__getitem__, run), infos))  # type: ignore[arg-type]
-        return self._made
+            self._made = made if isinstance(run, range) else tuple(map(made.__getitem__, [i - first for i in run]))
+        return self._made  # type: ignore[return-value]
 
-    def values(self):  # type: ignore[no-untyped-def, override]
-        return self._all().values()
+    def items(self) -> ItemsView[str, NodeInfo]:  # type: ignore[override]
+        return self._dict().items()
 
-    def items(self):  # type: ignore[no-untyped-def, override]
-        return self._all().items()
+    def _dict(self) -> dict[str, NodeInfo]:
+        if self._by_id is None:
+            self._by_id = dict(zip(self, self.values()))
+        return self._by_id
 
     def __repr__(self) -> str:
-        return repr(self._all())
+        return repr(self._dict())
 
 
 class SpecTable(Mapping[str, TensorSpec]):
