@@ -66,7 +66,7 @@ def defop(
     *vjps : callable or None
         One per input of the forward, in order; ``None`` for an input without a
         gradient. Each names only what it reads: ``g``, ``out``, input names,
-        ``attrs``, ``argnum``.
+        ``attrs``, ``argnum`` (and ``saved``, with ``saving``).
     name : str, optional
         The op's name; default: the forward's name without a trailing ``_``.
     shape_rule : callable, optional
