@@ -190,7 +190,7 @@ class Builder:
     def _check_unique_names(self) -> list[str]:
         """Every name in id order (declared values, then nodes); DuplicateIdError naming both places."""
         sections = self._sections()
-        names = [name for _, section in sections for name in section]
+        names = [*chain.from_iterable(section for _, section in sections)]
         self.ids = dict(zip(names, range(len(names))))
         if len(self.ids) != len(names):
             seen: dict[str, str] = {}
