@@ -118,7 +118,7 @@ class Runners:
         return self._shapes
 
     def table(self, schedule: Schedule) -> Table:
-        with collector_paused():  # thousands of small closures: the collector would walk the heap again and again
+        with collector_paused():  # tens of thousands of entries: the collector would walk the heap again and again
             return Table(schedule, self.names, self.static_shapes(), [spec.dtype for spec in self.specs])
 
     def advance(self, schedule: Schedule, budget: float) -> None:
