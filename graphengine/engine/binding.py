@@ -81,6 +81,9 @@ class Binder:
         self.dims = {name: info.dims for name, info in graph.inputs.items()}
         self.param_slots = [(slot[name], name) for name in graph.parameters]
         self.const_slots = [(slot[name], name) for name in graph.constants]
+        self.source_slots = [(s, name, True) for s, name in self.param_slots] + [
+            (s, name, False) for s, name in self.const_slots
+        ]
         # Inputs with named dimensions: (slot, input name, ((axis, dimension name), ...)). Usually none.
         self.named_dims = [
             (slot[name], name, tuple((axis, d) for axis, d in enumerate(info.dims) if isinstance(d, str)))
@@ -111,27 +114,26 @@ class Binder:
                     check_names([name] if slot is None else [], self.slot, "feed")
                     raise FeedError(f"feed: {name!r} is computed by the graph and cannot be fed")
                 values[slot] = coerce(name, value, self.specs[slot], self.where[name], self.dims.get(name))
+        cast = self.dtype is not None
         for slot, name, info in self.input_slots:
             if values[slot] is None and slot in required:
-                if info.default is None:
+                default = info.default
+                if default is None:
                     raise FeedError(
                         f"{self.where[name]}input {name!r} ({self.specs[slot]}) needs a value: feed it or give it a default"
                     )
-                values[slot] = self.cast(info.default)
+                values[slot] = self.cast(default) if cast else default
         if self.named_dims:
             check_dimension_names(self.named_dims, values, self.where)
         if self.run_limits.active:  # free dimensions: bound what this call computes before it allocates
             self.run_limits.check(values)
+        # Read the graph's dicts on every call (training replaces their entries); one loop, no method calls.
         graph = self.graph
-        for slots, table in ((self.param_slots, graph.parameters), (self.const_slots, graph.constants)):
-            if self.dtype is None:
-                for slot, name in slots:
-                    if values[slot] is None:
-                        values[slot] = table[name]
-            else:
-                for slot, name in slots:
-                    if values[slot] is None:
-                        values[slot] = self.cast(table[name])
+        parameters, constants = graph.parameters, graph.constants
+        for slot, name, is_param in self.source_slots:
+            if values[slot] is None:
+                value = parameters[name] if is_param else constants[name]
+                values[slot] = self.cast(value) if cast else value
         return values
 
 
@@ -229,6 +231,10 @@ def seed_cotangent(out: Any, cotangent: Any, output: str) -> np.ndarray:
     >>> seed_cotangent(np.zeros(2), [1.0, -1.0], "y")
     array([ 1., -1.])
     """
+    if cotangent is None and out.__class__ is np.ndarray and out.shape == ():  # a loss: no asarray, no size
+        one = _ONE.get(out.dtype)
+        if one is not None:
+            return one
     out = np.asarray(out)
     if cotangent is None:
         if out.size != 1:
