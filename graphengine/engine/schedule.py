@@ -168,23 +168,14 @@ def _last_readers(reads: Sequence[Sequence[int]], keep: set[int], n_sources: int
     return drops
 
 
-def backward_steps(
-    steps: Sequence[Step], specs: Sequence[TensorSpec], n_sources: int, wrt: Sequence[int], output: int
-) -> tuple[list[BackwardStep], set[int]]:
-    """The reverse pass from ``output`` to ``wrt``, and the forward slots it reads.
-
-    Only nodes on a path from a ``wrt`` slot to ``output`` take part, in
-    reverse topological order; each releases the forward values no later
-    backward step reads.
-    """
-    backward, kept, _ = _reverse_pass(steps, specs, n_sources, wrt, output)
-    return backward, kept
-
-
 def _reverse_pass(
     steps: Sequence[Step], specs: Sequence[TensorSpec], n_sources: int, wrt: Sequence[int], output: int
 ) -> tuple[list[BackwardStep], set[int], list[int]]:
-    """:func:`backward_steps`, and :func:`live_backward` of its result, in one forward and one reverse sweep.
+    """The reverse pass from ``output`` to ``wrt``, the forward slots it reads, and :func:`live_backward`
+    of it, in one forward and one reverse sweep.
+
+    Only nodes on a path from a ``wrt`` slot to ``output`` take part, in reverse topological order; each
+    releases the forward values no later backward step reads.
 
     What an op's VJPs read and which of its inputs have one is worked out once per (op, input count);
     each step then only filters its inputs (does it depend on ``wrt``, is it a float).
