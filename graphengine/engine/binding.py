@@ -79,11 +79,9 @@ class Binder:
             for i, name in enumerate(table)
         }
         self.dims = {name: info.dims for name, info in graph.inputs.items()}
-        self.param_slots = [(slot[name], name) for name in graph.parameters]
-        self.const_slots = [(slot[name], name) for name in graph.constants]
-        self.source_slots = [(s, name, True) for s, name in self.param_slots] + [
-            (s, name, False) for s, name in self.const_slots
-        ]
+        # Parameters and constants: (slot, name, is a parameter), read from the graph's dicts on every call.
+        self.source_slots = [(slot[name], name, True) for name in graph.parameters]
+        self.source_slots += [(slot[name], name, False) for name in graph.constants]
         # Inputs with named dimensions: (slot, input name, ((axis, dimension name), ...)). Usually none.
         self.named_dims = [
             (slot[name], name, tuple((axis, d) for axis, d in enumerate(info.dims) if isinstance(d, str)))

@@ -38,9 +38,8 @@ Where = dict[types.CodeType, list[Any]]
 #: machine does not look dearer per line.
 _clock = time.thread_time
 
-_LOCAL = re.compile(
-    r"\b(?:[shgr]\d+|c\d*)\b"
-)  # the generated code's locals: values, shapes, cotangents, saved, contributions
+#: The generated code's locals: values, shapes, cotangents, saved intermediates, contributions.
+_LOCAL = re.compile(r"\b(?:[shgr]\d+|c\d*)\b")
 _GLOBAL = re.compile(r"\b[fabvDS]\d+(?:_\d+)?\b")  # its per-step globals: functions, attributes, shapes, dtypes
 
 

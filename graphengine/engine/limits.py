@@ -72,9 +72,8 @@ class RunLimits:
         # Only inputs with a free or named dimension change what a call computes.
         self.free = [(slot[name], name) for name, info in graph.inputs.items() if None in info.spec.shape]
         self._graph, self._slot = graph, slot
-        self._nodes: list[tuple[Any, int, tuple[int, ...]]] | None = (
-            None  # made on the first measure: most graphs never need it
-        )
+        # Made on the first measure: most graphs never need it.
+        self._nodes: list[tuple[Any, int, tuple[int, ...]]] | None = None
         self.active = bool(self.free)
         self._seen: dict[tuple[Any, ...], GraphEngineError | None] = {}
         #: Signatures measured but not yet run, with their specs: the next call of each is verified (take_fresh).

@@ -66,9 +66,8 @@ class Plan:
     """
 
     def __init__(self, graph: "Graph", dtype: np.dtype | None = None) -> None:
-        with (
-            collector_paused()
-        ):  # tens of thousands of long-lived tuples: the collector would walk them again and again
+        # Tens of thousands of long-lived tuples: the collector would walk them again and again.
+        with collector_paused():
             self._build(graph, dtype)
 
     def _build(self, graph: "Graph", dtype: np.dtype | None) -> None:
