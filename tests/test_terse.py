@@ -108,7 +108,7 @@ def test_std_vjp_needs_are_inferred_as_they_were_declared():
     declared = {
         "add": set(), "sub": set(), "mul": {"a", "b"}, "div": {"a", "b"}, "neg": set(),
         "pow": {"base", "exponent", "out"}, "exp": {"out"}, "log": {"x"}, "sqrt": {"out"}, "abs": {"x"},
-        "matmul": {"a", "b"}, "linear": {"x", "W", "b"}, "sigmoid": {"out"}, "tanh": {"out"}, "relu": {"out"},
+        "matmul": {"a", "b"}, "linear": {"x", "W"}, "sigmoid": {"out"}, "tanh": {"out"}, "relu": {"out"},
         "leaky_relu": {"x"}, "softplus": {"x"}, "gelu": {"x"}, "softmax": {"out"}, "log_softmax": {"out"},
         "sum": {"x"}, "mean": {"x"}, "max": {"x", "out"}, "reshape": {"x"}, "transpose": set(), "concat": {"xs"},
         "slice": {"x"}, "identity": set(), "squared_error": {"prediction", "target"},
