@@ -83,3 +83,27 @@ def random_graph_doc(rng: np.random.Generator, n_nodes: int) -> dict[str, Any]:
         "nodes": nodes,
         "outputs": ["loss"],
     }
+
+
+def classifier_doc(dtype: str = "float64") -> dict[str, Any]:
+    """A 4-6-3 softmax classifier with fixed initial weights."""
+    rng = np.random.default_rng(7)
+    return {
+        "format": "graphengine/v1",
+        "dtype": dtype,
+        "inputs": [{"name": "x", "shape": [None, 4]}, {"name": "y", "shape": [None], "dtype": "int64"}],
+        "parameters": [
+            {"name": "W1", "value": np.round(rng.normal(0, 0.5, (6, 4)), 4).tolist()},
+            {"name": "b1", "value": [0.0] * 6},
+            {"name": "W2", "value": np.round(rng.normal(0, 0.5, (3, 6)), 4).tolist()},
+            {"name": "b2", "value": [0.0] * 3},
+        ],
+        "nodes": [
+            {"id": "h", "op": "linear", "inputs": ["x", "W1", "b1"]},
+            {"id": "a", "op": "tanh", "inputs": ["h"]},
+            {"id": "logits", "op": "linear", "inputs": ["a", "W2", "b2"]},
+            {"id": "loss", "op": "softmax_cross_entropy", "inputs": ["logits", "y"]},
+        ],
+        "outputs": ["loss", "logits"],
+        "loss": "loss",
+    }

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import EXAMPLES, ROOT, SEED
+from conftest import EXAMPLES, ROOT, SEED, classifier_doc
 
 import graphengine
 import graphengine.cli
@@ -27,30 +27,6 @@ from graphengine.training.optimizers import default_optimizers, make_optimizer
 
 DIGITS = EXAMPLES / "digits"
 QUIET: dict[str, Any] = {"progress": "none"}
-
-
-def classifier_doc(dtype: str = "float64") -> dict[str, Any]:
-    """A 4-6-3 softmax classifier with fixed initial weights."""
-    rng = np.random.default_rng(7)
-    return {
-        "format": "graphengine/v1",
-        "dtype": dtype,
-        "inputs": [{"name": "x", "shape": [None, 4]}, {"name": "y", "shape": [None], "dtype": "int64"}],
-        "parameters": [
-            {"name": "W1", "value": np.round(rng.normal(0, 0.5, (6, 4)), 4).tolist()},
-            {"name": "b1", "value": [0.0] * 6},
-            {"name": "W2", "value": np.round(rng.normal(0, 0.5, (3, 6)), 4).tolist()},
-            {"name": "b2", "value": [0.0] * 3},
-        ],
-        "nodes": [
-            {"id": "h", "op": "linear", "inputs": ["x", "W1", "b1"]},
-            {"id": "a", "op": "tanh", "inputs": ["h"]},
-            {"id": "logits", "op": "linear", "inputs": ["a", "W2", "b2"]},
-            {"id": "loss", "op": "softmax_cross_entropy", "inputs": ["logits", "y"]},
-        ],
-        "outputs": ["loss", "logits"],
-        "loss": "loss",
-    }
 
 
 def blobs(n: int = 90, seed: int = 3) -> dict[str, np.ndarray]:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import classifier_doc
 from graphengine_std import OPS
 
 import graphengine
@@ -52,28 +53,10 @@ def test_cross_entropy_vjp_from_the_saved_log_softmax_is_central_differences(cas
 
 
 def _mlp(dtype: str = "float64") -> tuple[graphengine.Plan, dict[str, np.ndarray], list[str]]:
+    """The 4-6-3 tanh classifier of the training tests, with softmax cross-entropy, and a batch of 6."""
     rng = np.random.default_rng(3)
-    doc = {
-        "format": "graphengine/v1",
-        "dtype": dtype,
-        "inputs": [{"name": "x", "shape": [None, 4]}, {"name": "label", "shape": [None], "dtype": "int64"}],
-        "parameters": [
-            {"name": "W1", "value": rng.standard_normal((5, 4)).tolist()},
-            {"name": "b1", "value": rng.standard_normal(5).tolist()},
-            {"name": "W2", "value": rng.standard_normal((3, 5)).tolist()},
-            {"name": "b2", "value": rng.standard_normal(3).tolist()},
-        ],
-        "nodes": [
-            {"id": "h", "op": "linear", "inputs": ["x", "W1", "b1"]},
-            {"id": "a", "op": "tanh", "inputs": ["h"]},
-            {"id": "logits", "op": "linear", "inputs": ["a", "W2", "b2"]},
-            {"id": "loss", "op": "softmax_cross_entropy", "inputs": ["logits", "label"]},
-        ],
-        "outputs": ["loss", "logits"],
-        "loss": "loss",
-    }
-    feeds = {"x": rng.standard_normal((6, 4)).astype(dtype), "label": rng.integers(0, 3, 6)}
-    return graphengine.load_dict(doc).compile(), feeds, ["W1", "b1", "W2", "b2"]
+    feeds = {"x": rng.standard_normal((6, 4)).astype(dtype), "y": rng.integers(0, 3, 6)}
+    return graphengine.load_dict(classifier_doc(dtype)).compile(), feeds, ["W1", "b1", "W2", "b2"]
 
 
 def test_generated_code_passes_the_saved_value_and_gives_the_interpreters_bits() -> None:
