@@ -143,3 +143,25 @@ def test_the_default_limit_admits_a_million_node_chain_and_still_holds() -> None
     over = {"format": "graphengine/v1", "nodes": [{}] * (Limits().max_nodes + 1), "outputs": ["y"]}
     with pytest.raises(errors.LimitError, match=f"over the limit max_nodes={Limits().max_nodes}"):
         graphengine.load_dict(over)
+
+
+def test_shape_inference_of_a_chain_in_file_order_equals_the_general_loop() -> None:
+    """A one-input-each file in order takes shape inference's chain loop; the same nodes listed backwards take
+    the general loop over the execution order. Both give every node the same spec."""
+    ops = ["tanh", "exp", "neg", "sigmoid", "sum", "reshape", "relu"]
+    nodes, last = [], "x"
+    for k in range(40):
+        op = ops[k % len(ops)]
+        node: dict[str, Any] = {"id": f"n{k}", "op": op, "inputs": [last]}
+        if op == "reshape":
+            node["attrs"] = {"shape": [-1]}
+        if op == "sum":
+            node["attrs"] = {"axis": -1, "keepdims": True}
+        nodes.append(node)
+        last = node["id"]
+    doc = {"format": "graphengine/v1", "inputs": [{"name": "x", "shape": [4, 6]}], "nodes": nodes, "outputs": [last]}
+    in_order = graphengine.load_dict(doc)
+    backwards = graphengine.load_dict({**doc, "nodes": nodes[::-1]})
+    assert isinstance(in_order.nodes._run_ids, range) and not isinstance(backwards.nodes._run_ids, range)
+    assert [(n.id, n.spec) for n in in_order.nodes.values()] == [(n.id, n.spec) for n in backwards.nodes.values()]
+    assert {n.spec.shape for n in in_order.nodes.values()} != {(4, 6)}  # the rules did change shapes
