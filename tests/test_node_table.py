@@ -55,6 +55,8 @@ def test_the_document_equals_the_one_pydantic_validates(path: Path) -> None:
 NODES = [
     {"id": "z", "op": "neg", "inputs": ["y"], "label": "a layer", "description": "said", "attrs": {}},
     {"id": "z\n", "op": "neg", "inputs": ["y"]},
+    {"id": "a\nb", "op": "neg", "inputs": ["y"]},  # one name with a newline inside: not two valid names
+    {"id": "z", "op": "neg", "inputs": ["x\ny"]},
     {"id": "z" * 128, "op": "neg", "inputs": ["y"]},
     {"id": "z" * 129, "op": "neg", "inputs": ["y"]},
     {"id": "1z", "op": "neg", "inputs": ["y"]},

@@ -120,9 +120,11 @@ def _names_valid(names: list[Any], exact: bool) -> bool:
     if not names or (exact and set(map(type, names)) != {str}):
         return not names
     try:
-        return _NAME_LINES.fullmatch("\n".join(names) + "\n") is not None
+        lines = "\n".join(names) + "\n"
     except TypeError:  # not a string
         return False
+    # One line per name: a name holding a newline would pass as two valid ones.
+    return lines.count("\n") == len(names) and _NAME_LINES.fullmatch(lines) is not None
 
 
 def _plain_nodes(nodes: Any, file: str | None, exact: bool) -> NodeTable | None:
