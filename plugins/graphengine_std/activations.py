@@ -52,8 +52,10 @@ def _stable_sigmoid(x: Array) -> Array:
     return np.divide(e, e + 1.0, out=e)  # type: ignore[no-any-return]
 
 
-#: The clip ufunc itself: ``np.clip`` is a Python wrapper around it (half again its cost on a small array).
-_clip = getattr(getattr(np, "_core", None), "umath", np).clip if hasattr(getattr(np, "_core", np), "umath") else np.clip
+try:  # the clip ufunc itself: ``np.clip`` is a Python wrapper around it (half again its cost on a small array)
+    from numpy._core.umath import clip as _clip  # type: ignore[attr-defined]  # not in numpy's stubs
+except ImportError:  # numpy 1.x keeps it elsewhere: the wrapper does the same
+    _clip = np.clip
 
 _F32 = np.dtype(np.float32)
 
