@@ -256,6 +256,17 @@ def did_you_mean(name: str, choices: Iterable[str], *, otherwise: str = "") -> s
 # --- quoting text from a file in a message -------------------------------------------------
 
 
+def counted(n: int | str, noun: str) -> str:
+    """``n`` and ``noun``, plural unless ``n`` is 1 (nouns here take an ``s``).
+
+    Examples
+    --------
+    >>> counted(1, "input"), counted(0, "constant"), counted(3, "node")
+    ('1 input', '0 constants', '3 nodes')
+    """
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def clip(text: str, limit: int = 80) -> str:
     """``text``, cut to ``limit`` characters with a note of its full length.
 

@@ -12,17 +12,6 @@ import numpy as np
 from ..errors import FeedError, clip
 
 
-def counted(n: int, noun: str) -> str:
-    """``n`` and ``noun``, plural unless ``n`` is 1 (nouns here take an ``s``).
-
-    Examples
-    --------
-    >>> counted(1, "input"), counted(0, "constant"), counted(3, "node")
-    ('1 input', '0 constants', '3 nodes')
-    """
-    return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
 def parse_feeds(items: Sequence[str]) -> dict[str, Any]:
     """Parse ``NAME=VALUE`` feeds: VALUE is inline JSON (number or nested list) or a ``.npy`` file.
 

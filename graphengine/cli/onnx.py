@@ -7,8 +7,8 @@ import importlib.util
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import GraphEngineError
-from .common import _load, counted
+from ..errors import GraphEngineError, counted
+from .common import _load
 
 
 class MissingOnnxError(GraphEngineError):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from .common import _load, _print_named, _to_json, counted, parse_feeds
+from ..errors import counted
+from .common import _load, _print_named, _to_json, parse_feeds
 from .dask import plan_for
 
 

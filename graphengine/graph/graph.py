@@ -10,6 +10,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from .. import hooks
+from ..errors import counted
 from ..format import GraphV1, InputInfo, Limits
 from ..ops import OpDef, TensorSpec
 from ..registry import Registry
@@ -302,8 +303,8 @@ class Graph:
 
     def __repr__(self) -> str:
         return (
-            f"<Graph {self.file or '<dict>'}: {_counted(len(self.inputs), 'input')}, "
-            f"{_counted(len(self.parameters), 'parameter')}, {_counted(len(self.nodes), 'node')}, outputs {self.outputs}>"
+            f"<Graph {self.file or '<dict>'}: {counted(len(self.inputs), 'input')}, "
+            f"{counted(len(self.parameters), 'parameter')}, {counted(len(self.nodes), 'node')}, outputs {self.outputs}>"
         )
 
     def _repr_mimebundle_(self, include: Any = None, exclude: Any = None) -> dict[str, str]:
@@ -311,8 +312,3 @@ class Graph:
 
     def _repr_svg_(self) -> str | None:
         return self._repr_mimebundle_().get("image/svg+xml")
-
-
-def _counted(n: int, noun: str) -> str:
-    """``1 input``, ``2 inputs``: a count with its noun in the right number."""
-    return f"{n} {noun}" + ("" if n == 1 else "s")

@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from ..errors import PluginError
+from ..errors import PluginError, counted
 from .spec import TensorSpec
 
 
@@ -177,9 +177,7 @@ class OpDef:
             return "no input may be named 'out' (vjp_needs uses it for the output)"
         if not isinstance(self.vjps, tuple) or len(self.vjps) != len(self.inputs):
             count = len(self.vjps) if isinstance(self.vjps, tuple) else type(self.vjps).__name__
-            vjps = f"{count} VJP" + ("" if count == 1 else "s")
-            inputs = f"{len(self.inputs)} input" + ("" if len(self.inputs) == 1 else "s")
-            return f"{vjps} for {inputs} {self.inputs}; give one per input (None: no gradient)"
+            return f"{counted(count, 'VJP')} for {counted(len(self.inputs), 'input')} {self.inputs}; give one per input (None: no gradient)"
         for i, vjp in enumerate(self.vjps):
             if vjp is not None and not callable(vjp):
                 return f"the VJP of input {self.inputs[i]!r} must be callable or None, got {type(vjp).__name__}"
