@@ -347,6 +347,18 @@ def test_a_plugin_given_with_plugin_works_on_the_workers(cluster: Any, tmp_path:
     assert_same(got["outputs"], want["outputs"])
 
 
+def test_a_client_made_from_an_address_is_closed_and_a_client_passed_in_is_not(cluster: Any, client: Any) -> None:
+    # Left open, a client to an address reconnects in a loop once its scheduler is gone (a traceback at exit).
+    graph = graphengine.load_dict(seed_batched())
+    with DataParallel(graph, cluster.scheduler_address) as parallel:
+        made = parallel.client
+        assert made.status == "running"
+    assert made.status == "closed"
+    with DataParallel(graph, client) as parallel:
+        assert parallel.client is client
+    assert client.status == "running"
+
+
 def test_cli_errors_are_one_line(capsys: Any) -> None:
     assert main(["grad", str(EXAMPLES / "seed_network.json"), "--dask", "local:none"]) == 1
     assert capsys.readouterr().err.strip() == (

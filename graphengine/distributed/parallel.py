@@ -125,6 +125,8 @@ class DataParallel:
         require_dask()
         self.graph = graph
         self.client, self._cluster = connect(client)
+        # A client made here from an address or ``local:N`` is ours to close; a Client passed in is the caller's.
+        self._owns_client = isinstance(client, str)
         self.shards = shards
         self.retries = retries
         self.axes = batch_axes(graph, batch_dim)
@@ -139,8 +141,10 @@ class DataParallel:
 
     def close(self) -> None:
         """Close the client and the cluster, when this object started them (``local:N``, an address)."""
-        if self._cluster is not None:
+        if self._owns_client:  # left open, a client to an address keeps reconnecting after its scheduler goes
             self.client.close()
+            self._owns_client = False
+        if self._cluster is not None:
             self._cluster.close()
             self._cluster = None
 
