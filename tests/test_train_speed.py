@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import classifier_doc
 
 from graphengine.errors import NonFiniteError
 from graphengine.training.guards import check_finite
@@ -117,6 +118,33 @@ def test_the_guard_names_the_parameter_and_what_it_holds(bad: float, word: str) 
         check_finite(0.5, grads, 7, 2, 3, 5, None, None)
     with pytest.raises(NonFiniteError, match=r"the loss became nan at step 1"):
         check_finite(float("nan"), {"w": np.zeros(2)}, 1, 1, 1, 1, None, None)
+
+
+def test_a_step_ignores_overflow_only_inside_its_forward_backward_and_guard() -> None:
+    """The step's errstate (a decorator made once an epoch) covers the gradient call, not Adam or the callbacks."""
+    import graphengine
+
+    graph = graphengine.load_dict(classifier_doc())
+    rng = np.random.default_rng(0)
+    data = {"x": rng.standard_normal((40, 4)), "y": rng.integers(0, 3, 40)}
+    plan = graph.compile()
+    inside: list[dict[str, str]] = []
+    callback: list[dict[str, str]] = []
+
+    def gradient_fn(feeds: dict[str, np.ndarray], wrt: list[str]) -> object:
+        inside.append(np.geterr())
+        return plan.value_and_grad(feeds, wrt=wrt)
+
+    with np.errstate(over="raise", invalid="warn", divide="raise"):
+        ambient = np.geterr()
+        graphengine.train(
+            graph, data, epochs=2, batch_size=16, progress="none", gradient_fn=gradient_fn,
+            on_step=lambda _: callback.append(np.geterr()),
+        )  # fmt: skip
+        assert np.geterr() == ambient
+    assert len(inside) == len(callback) > 2
+    assert all(state == {**ambient, "over": "ignore", "invalid": "ignore"} for state in inside)
+    assert all(state == ambient for state in callback)
 
 
 def test_the_training_step_benchmark_runs_and_its_loops_agree(capsys: pytest.CaptureFixture[str]) -> None:
