@@ -176,3 +176,23 @@ def test_a_malformed_identity_declaration_is_named(identity: Any, said: str) -> 
     vjps = (lambda g, out, a, b, *, attrs: g, None)
     with pytest.raises(PluginError, match=r"^op 'plus' \(declared in .*\): " + said):
         OpDef("plus", lambda a, b, *, attrs: a + b, vjps, elementwise_rule, inputs=("a", "b"), identity_vjps=identity)
+
+
+# --- tanh's and sigmoid's VJPs subtract from a 0-d one of the dtype (cheaper for numpy than a Python 1) ---------
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+@pytest.mark.parametrize("shape", [(7,), (2, 3), ()])
+def test_tanh_and_sigmoid_vjps_give_the_plain_formulas_bits(dtype: str, shape: tuple[int, ...]) -> None:
+    from graphengine_std import activations
+
+    rng = np.random.default_rng(3)
+    x, g = (np.asarray(rng.standard_normal(shape) * 2, dtype=dtype) for _ in range(2))
+    y = np.tanh(x)
+    got = activations.tanh_vjp(g, y)
+    want = g * (1 - y * y)
+    assert got.dtype == np.dtype(dtype) and np.asarray(got).tobytes() == np.asarray(want).tobytes()
+    s = 1 / (1 + np.exp(-x))
+    got, want = activations.sigmoid_vjp(g, s), g * (s * (1 - s))
+    assert got.dtype == np.dtype(dtype) and np.asarray(got).tobytes() == np.asarray(want).tobytes()
+    assert not activations._ONE64.flags.writeable and float(activations._ONE64) == 1.0  # shared: never written
