@@ -196,3 +196,40 @@ def test_tanh_and_sigmoid_vjps_give_the_plain_formulas_bits(dtype: str, shape: t
     got, want = activations.sigmoid_vjp(g, s), g * (s * (1 - s))
     assert got.dtype == np.dtype(dtype) and np.asarray(got).tobytes() == np.asarray(want).tobytes()
     assert not activations._ONE64.flags.writeable and float(activations._ONE64) == 1.0  # shared: never written
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_a_variadic_identity_vjp_serves_every_input(dtype: str) -> None:
+    @defop(identity_vjp, doc="the sum of one or more inputs, with broadcasting")
+    def total(*xs: np.ndarray) -> np.ndarray:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+    assert total.identity_vjps == frozenset({0}) and total.vjp_is_identity(5)
+    registry = default_registry()
+    registry.register(total, "test")
+    w = np.linspace(0.5, 1.5, 3)
+    doc = {
+        "format": "graphengine/v1",
+        "dtype": dtype,
+        "inputs": [{"name": "x", "shape": [2, 3]}],
+        "parameters": [{"name": "w", "value": w.tolist()}, {"name": "b", "value": 0.25}],
+        "nodes": [
+            {"id": "t", "op": "tanh", "inputs": ["x"]},
+            {"id": "s", "op": "total", "inputs": ["x", "w", "t", "b", "x"]},
+            {"id": "loss", "op": "sum", "inputs": ["s"]},
+        ],
+        "outputs": ["loss"],
+    }
+    plan = graphengine.load_dict(doc, registry=registry).compile()
+    x = np.linspace(-1, 1, 6).reshape(2, 3).astype(dtype)
+    ref = _interpreted(plan, {"x": x}, ["x", "w", "b"])
+    for call in range(1, 5):
+        assert_same_result(ref, plan.value_and_grad({"x": x}, ["x", "w", "b"]), call)
+    assert plan._grad_schedule(["x", "w", "b"], None)[0].programs
+    rtol = 1e-6 if dtype == "float32" else 1e-12
+    np.testing.assert_allclose(ref.gradients["x"], 2 + (1 - np.tanh(x.astype(float)) ** 2), rtol=rtol)  # d/dx
+    np.testing.assert_allclose(ref.gradients["w"], [2, 2, 2])  # summed over x's two rows
+    np.testing.assert_allclose(ref.gradients["b"], 6)  # summed over all six
