@@ -290,8 +290,10 @@ def _emit_backward(
     writer.free(t_backward - 1)
     received: dict[int, int] = {}
     saving = _saving_slots(schedule)
+    op_of = {step.out: step.op for step, _ in schedule.forward}
     for k, j in enumerate(live):
         step = schedule.backward[j]
+        op = op_of.get(step.out)
         ns[f"b{j}"] = step.attrs
         out_arg = f"s{step.out}" if step.reads_out else "None"
         saved = f"r{step.out}" if step.out in saving else None
@@ -311,14 +313,25 @@ def _emit_backward(
             writer.fits.append((dtypes[slot], site))
             c = f"c{n_grad}" if record else "c"
             names_c.append(c)
-            emit(f"{c} = v{j}_{n_grad}({call})", ("vjp", site))
-            # Every call, cheaply: an exact ndarray of the input's shape and dtype passes as it is, as
-            # through fit_cotangent; anything else (to unbroadcast, or wrong) goes through it.
-            emit(
-                f"if {c}.__class__ is not nd or {c}.shape != {shape} or {c}.dtype is not {dt}: "
-                f"{c} = fix({c}, {shape}, {len(writer.fits) - 1})",
-                ("check", site),
-            )
+            fit = len(writer.fits) - 1
+            check = f"if {c}.__class__ is not nd or {c}.shape != {shape} or {c}.dtype is not {dt}: {c} = fix({c}, {shape}, {fit})"
+            fits_as_is = static is not None and shapes[step.out] == static and dtypes[step.out] == dtypes[slot]
+            if op is not None and op.vjp_is_identity(position):
+                # Declared x_bar = g: no plugin code runs, and g already fits the output (it was checked).
+                if fits_as_is and not record:
+                    c = f"g{step.out}"  # added in as it is: no line of its own
+                elif fits_as_is:
+                    emit(f"{c} = g{step.out}")
+                elif static is not None:  # broadcast, or another dtype: unbroadcast it, or raise, as call_vjp
+                    emit(f"{c} = fix(g{step.out}, {shape}, {fit})", ("check", site))
+                else:  # a free dimension: the shape is known at run time only, so test it as a call's result
+                    emit(f"{c} = g{step.out}")
+                    emit(check, ("check", site))
+            else:
+                emit(f"{c} = v{j}_{n_grad}({call})", ("vjp", site))
+                # Every call, cheaply: an exact ndarray of the input's shape and dtype passes as it is, as
+                # through fit_cotangent; anything else (to unbroadcast, or wrong) goes through it.
+                emit(check, ("check", site))
             n = received[slot] = received.get(slot, 0) + 1
             if n == 1:
                 emit(f"g{slot} = {c}")
@@ -326,7 +339,7 @@ def _emit_backward(
                 emit(f"g{slot} = g{slot} + {c}")  # a new array: ours to add into from now on
             else:
                 emit(f"g{slot} += {c}")
-            if n > 1 and not record:
+            if n > 1 and c == "c":
                 emit(f"del {c}")
         if record:
             emit(f"recorder({j}, g{step.out}, ({''.join(c + ', ' for c in names_c)}))")

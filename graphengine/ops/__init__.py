@@ -59,7 +59,7 @@ from .spec import (
     elementwise_rule,
     format_shape,
 )
-from .terse import DOMAINS, defop, elementwise_samples
+from .terse import DOMAINS, defop, elementwise_samples, identity_vjp
 from .vjp import unbroadcast
 
 __all__ = [
@@ -67,6 +67,7 @@ __all__ = [
     "NoAttrs",
     "OpDef",
     "defop",
+    "identity_vjp",
     "elementwise_samples",
     "DOMAINS",
     "LossInfo",

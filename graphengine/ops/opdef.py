@@ -130,6 +130,12 @@ class OpDef:
         on the same call, or None where the engine ran ``forward`` (the VJP then
         computes it again, to the same bits). The generated code runs it for the
         nodes it differentiates; everything else runs ``forward``.
+    identity_vjps : frozenset of int
+        Indices into ``vjps`` of the VJPs that return ``g`` itself, unchanged
+        (``lambda g: g``, as ``add``'s): a promise, as data, that lets the generated
+        code write ``x_bar = g`` (or the shared unbroadcast) with no call. The VJP
+        must still be given and must keep the promise: the step interpreter calls
+        it, and the generated code must give the interpreter's bits.
     """
 
     name: str
@@ -144,6 +150,7 @@ class OpDef:
     doc: str = ""
     loss: LossInfo | None = None
     forward_saving: ForwardFn | None = field(default=None, compare=False)
+    identity_vjps: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         if isinstance(self.vjps, list):
@@ -185,6 +192,10 @@ class OpDef:
             unknown = set(self.vjp_needs) - set(self.inputs) - {"out"}
             if unknown:
                 return f"vjp_needs names unknown values {sorted(unknown)}; it may name {[*self.inputs, 'out']}"
+        if not isinstance(self.identity_vjps, frozenset) or not all(
+            isinstance(i, int) and 0 <= i < len(self.vjps) and self.vjps[i] is not None for i in self.identity_vjps
+        ):
+            return f"identity_vjps must be a frozenset of indices of given VJPs (0 to {len(self.vjps) - 1}), got {self.identity_vjps!r}"
         if self.forward_saving is not None and not callable(self.forward_saving):
             return f"forward_saving must be callable or None, got {type(self.forward_saving).__name__}"
         if self.samples is not None and not callable(self.samples):
@@ -225,6 +236,10 @@ class OpDef:
     def vjp_for(self, position: int) -> VjpFn | None:
         """The VJP of the input at ``position``."""
         return self.vjps[min(position, len(self.vjps) - 1)]
+
+    def vjp_is_identity(self, position: int) -> bool:
+        """Whether the VJP of the input at ``position`` is declared to return ``g`` itself (``identity_vjps``)."""
+        return min(position, len(self.vjps) - 1) in self.identity_vjps
 
     def needs_output(self) -> bool:
         """Whether any VJP reads the forward output."""

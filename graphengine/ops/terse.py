@@ -42,9 +42,27 @@ from .opdef import LossInfo, NoAttrs, OpDef, ShapeRule, declaration_error
 from .samples import DOMAINS, Domain, SamplesFn, default_samples, elementwise_samples
 from .spec import elementwise_rule
 
-__all__ = ["defop", "elementwise_samples", "DOMAINS"]
+__all__ = ["defop", "identity_vjp", "elementwise_samples", "DOMAINS"]
 
 _RESERVED = ("g", "out", "attrs", "argnum")
+
+
+def identity_vjp(g: Any) -> Any:
+    """The VJP ``x_bar = g`` (as ``add``'s), declared as such: give it to :func:`defop` in an input's place.
+
+    ``defop`` records the input in :attr:`OpDef.identity_vjps`, so the generated
+    code writes the cotangent through with no call; everything else calls this.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> @defop(identity_vjp, identity_vjp, doc="a + b")
+    ... def add(a, b):
+    ...     return a + b
+    >>> sorted(add.identity_vjps), add.vjp_is_identity(1), add.vjp_needs
+    ([0, 1], True, frozenset())
+    """
+    return g
 
 
 def defop(
@@ -66,7 +84,8 @@ def defop(
     *vjps : callable or None
         One per input of the forward, in order; ``None`` for an input without a
         gradient. Each names only what it reads: ``g``, ``out``, input names,
-        ``attrs``, ``argnum`` (and ``saved``, with ``saving``).
+        ``attrs``, ``argnum`` (and ``saved``, with ``saving``). :func:`identity_vjp`
+        for ``x_bar = g`` declares it (:attr:`OpDef.identity_vjps`).
     name : str, optional
         The op's name; default: the forward's name without a trailing ``_``.
     shape_rule : callable, optional
@@ -180,10 +199,13 @@ def _build(
         )
     adapted: list[Callable[..., Any] | None] = []
     needs: set[str] = set()
+    identity: set[int] = set()
     for position, vjp in enumerate(vjps):
         if vjp is None:
             adapted.append(None)
             continue
+        if vjp is identity_vjp:
+            identity.add(position)
         reads = _vjp_reads(vjp, inputs, variadic, inputs[position], fail, saving is not None)
         needs.update(r for r, _ in reads if r in inputs or r == "out")
         last = variadic and position == len(inputs) - 1
@@ -203,6 +225,7 @@ def _build(
         name, fwd, tuple(adapted), shape_rule, attrs=attrs, inputs=inputs, variadic=variadic,
         vjp_needs=frozenset(needs), samples=samples, doc=doc, loss=loss,
         forward_saving=_saving_forward(saving, inputs, variadic, name, fail) if saving is not None else None,
+        identity_vjps=frozenset(identity),
     )  # fmt: skip
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 from graphengine.errors import ShapeError
-from graphengine.ops import Sample, TensorSpec, broadcast_shapes, common_dtype, defop, format_shape
+from graphengine.ops import Sample, TensorSpec, broadcast_shapes, common_dtype, defop, format_shape, identity_vjp
 
 __all__ = ["OPS", "ClipAttrs", "DropoutAttrs"]
 
@@ -172,7 +172,7 @@ class DropoutAttrs(BaseModel):
     ratio: float = Field(0.5, ge=0.0, lt=1.0, description="Drop probability in training; inference ignores it.")
 
 
-@defop(lambda g: g, attrs=DropoutAttrs, sample_attrs=[{}, {"ratio": 0.1}],
+@defop(identity_vjp, attrs=DropoutAttrs, sample_attrs=[{}, {"ratio": 0.1}],
        doc="dropout in inference mode: returns x unchanged (ratio is kept for the record)")  # fmt: skip
 def dropout(x: Array) -> Array:
     return x
