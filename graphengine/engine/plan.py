@@ -20,7 +20,7 @@ shapes under run-time limits. See docs/performance-calls.md.
 from __future__ import annotations
 
 import operator
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from ..errors import FeedError
 from ..graph import Graph
 from ..graph.collector import collector_paused
 from ..ops import TensorSpec
-from .binding import Binder, check_names, seed_cotangent
+from .binding import Binder, check_names, default_seed, seed_cotangent
 from .codegen import Program
 from .interpreter import Interpreter
 from .interpreter import forward as _run_forward
@@ -219,26 +219,26 @@ class Plan:
     ) -> GradResult:
         schedule, wrt_names, resolved = self._grad_schedule(wrt, output)
         values = self._bind(feeds, schedule)
+        if not (record or interpret or self._binder.run_limits.unverified):
+            program = schedule.programs.get(False)
+            if program is not None and False in schedule.ran:  # what Runners.runner would pick: the steady call
+                # The generated code makes the gradients the caller's own and keys both dicts itself.
+                seed = default_seed(resolved) if cotangent is None else _seed(cotangent, resolved, None)
+                outputs, gradients = program(values, seed, None, True)
+                return GradResult(outputs, gradients, None, self, feeds)
         taken = {id(values[s]) for s in schedule.bound}  # user data and parameters: never returned as gradients
         runner = self._interpreter(schedule) if interpret else self._runner(schedule, record, values)
         trace = Trace(resolved, np.empty(0)) if record else None
         recorder = Recorder(schedule.backward, self.names, trace) if trace is not None else None
-
-        def seed(out: Any) -> np.ndarray:  # called by the runner once the output is known
-            value = seed_cotangent(out, cotangent, resolved)
-            if trace is not None:
-                trace.seed = value
-            return value
-
-        outs, grads = runner(values, seed, recorder)
+        outs, grads = runner(values, _seed(cotangent, resolved, trace), recorder)
         if not interpret:
             schedule.ran.add(record)
         return GradResult(
             {self.names[s]: value for s, value in zip(schedule.outputs, outs)},
             self._fresh(wrt_names, schedule.wrt, grads, taken),
             recorder.finish() if recorder is not None else None,
-            plan=self,
-            feeds=feeds,
+            self,
+            feeds,
         )
 
     def _fresh(
@@ -310,6 +310,18 @@ class Plan:
 
     def _forward(self, schedule: Schedule, values: list[Any], shapes: list[Any] | None) -> None:
         _run_forward(schedule.forward, values, self.specs, shapes)
+
+
+def _seed(cotangent: Any, output: str, trace: Trace | None) -> Callable[[Any], np.ndarray]:
+    """``seed(out)``, called by a runner once the output is known: its cotangent, kept in ``trace`` if any."""
+
+    def seed(out: Any) -> np.ndarray:
+        value = seed_cotangent(out, cotangent, output)
+        if trace is not None:
+            trace.seed = value
+        return value
+
+    return seed
 
 
 def _interpreted(
