@@ -153,7 +153,7 @@ def generate(
     >>> shapes = [spec.shape for spec in plan.specs]
     >>> program = generate(schedule, names=plan.names, shapes=shapes, dtypes=[s.dtype for s in plan.specs])
     >>> print(program.source.splitlines()[-1])
-        return (s10, ), ()
+        return ({n0: s10}, {}) if keyed else ((s10, ), ())
     """
     work = generation(schedule, names=names, shapes=shapes, dtypes=dtypes, record=record, chunk_lines=chunk_lines)
     while True:
@@ -417,5 +417,6 @@ def _emit_return(writer: _Writer, schedule: Schedule, names: Sequence[str], grad
     out_keys, grad_keys = keys[: len(outs)], keys[len(outs) :]
     out_dict = ", ".join(f"{k}: {v}" for k, v in zip(out_keys, outs))
     grad_dict = ", ".join(f"{k}: {v}" for k, v in zip(grad_keys, grads))
-    writer.emit(f"if keyed: return {{{out_dict}}}, {{{grad_dict}}}")
-    writer.emit(f"return ({''.join(o + ', ' for o in outs)}), ({''.join(g + ', ' for g in grads)})")
+    tuples = f"({''.join(o + ', ' for o in outs)}), ({''.join(g + ', ' for g in grads)})"
+    # One line, so that it is in the last chunk whatever the chunk size.
+    writer.emit(f"return ({{{out_dict}}}, {{{grad_dict}}}) if keyed else ({tuples})")
