@@ -11,7 +11,7 @@ unbroadcasts it or raises naming the input.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Generator, Sequence
+from typing import Any, Generator, NoReturn, Sequence
 
 import numpy as np
 
@@ -47,12 +47,19 @@ class Program:
         try:
             return self.fn(values, seed, recorder, keyed)
         except Exception as exc:
-            info = self._info(exc)
-            kind = info[0] if info is not None else None
-            # Already explained where raised: a bad cotangent by fit_cotangent, a bad seed by seed().
-            if (kind == "check" and isinstance(exc, VJPError)) or (kind == "seed" and isinstance(exc, FeedError)):
-                raise
-            raise _explain(info, exc) from exc
+            self.reraise(exc)
+
+    def reraise(self, exc: Exception) -> NoReturn:
+        """Raise what ``exc``, raised by ``fn``, means: the error naming the node, or ``exc`` if it already does.
+
+        For callers that call ``fn`` themselves (the steady call of a plan: one Python frame fewer).
+        """
+        info = self._info(exc)
+        kind = info[0] if info is not None else None
+        # Already explained where raised: a bad cotangent by fit_cotangent, a bad seed by seed().
+        if (kind == "check" and isinstance(exc, VJPError)) or (kind == "seed" and isinstance(exc, FeedError)):
+            raise exc
+        raise _explain(info, exc) from exc
 
     def _info(self, exc: BaseException) -> _Info:
         """What the generated line that raised ``exc`` means (the last frame of ours in the traceback)."""

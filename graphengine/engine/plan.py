@@ -218,13 +218,17 @@ class Plan:
         interpret: bool,
     ) -> GradResult:
         schedule, wrt_names, resolved = self._grad_schedule(wrt, output)
-        values = self._bind(feeds, schedule)
-        if not (record or interpret or self._binder.run_limits.unverified):
+        binder = self._binder
+        values = binder.bind(feeds, schedule.required)
+        if not (record or interpret or binder.run_limits.unverified):
             program = schedule.programs.get(False)
             if program is not None and False in schedule.ran:  # what Runners.runner would pick: the steady call
                 # The generated code makes the gradients the caller's own and keys both dicts itself.
                 seed = default_seed(resolved) if cotangent is None else _seed(cotangent, resolved, None)
-                outputs, gradients = program(values, seed, None, True)
+                try:
+                    outputs, gradients = program.fn(values, seed, None, True)
+                except Exception as exc:
+                    program.reraise(exc)
                 return GradResult(outputs, gradients, None, self, feeds)
         taken = {id(values[s]) for s in schedule.bound}  # user data and parameters: never returned as gradients
         runner = self._interpreter(schedule) if interpret else self._runner(schedule, record, values)
