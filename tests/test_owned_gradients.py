@@ -186,3 +186,48 @@ def test_the_generated_code_tests_only_the_arrays_a_gradient_could_be() -> None:
     assert not any(f"values[{s}]" in line for s in others) and f"values[{b}]" in line
     tests = [row for row in source.splitlines() if row.strip().startswith("if g") and "_copy(" in row]
     assert len(tests) == len(set(WRT))  # one test per gradient; u's second name is a copy, in the return line
+
+
+def _vector_plan() -> graphengine.Plan:
+    """y = ident(x) * 2 (a vector output: its cotangent is the caller's)."""
+    doc = {
+        "format": "graphengine/v1",
+        "inputs": [{"name": "x", "shape": [2], "default": [0.5, -1.0]}],
+        "nodes": [{"id": "i", "op": "ident", "inputs": ["x"]}, {"id": "y", "op": "add", "inputs": ["i", "i"]}],
+        "outputs": ["y"],
+    }
+    return graphengine.load_dict(doc, registry=_registry()).compile()
+
+
+@pytest.mark.parametrize("table", [False, True], ids=["generated", "table"])
+def test_bad_seeds_and_feeds_give_the_interpreters_errors_on_every_call(
+    table: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if table:
+        monkeypatch.setattr(runners_module, "SMALL_STEPS", 0)
+    plan, reference = _vector_plan(), _vector_plan()
+    bad: list[tuple[dict[str, Any], type, str]] = [
+        ({}, graphengine.FeedError, r"^output 'y' has shape \(2,\), not a scalar; pass a cotangent"),
+        ({"cotangent": [1.0, 2.0, 3.0]}, graphengine.FeedError, r"^cotangent has shape \(3,\) but output 'y'"),
+        ({"feeds": {"x": [1.0]}}, graphengine.FeedError, r"feed 'x': shape \(1,\) does not match the declared \(2,\)"),
+    ]
+    good = {"wrt": ["x", "i", "y"], "output": "y", "cotangent": np.array([1.0, 3.0])}
+    for call in range(4):  # good and bad calls in turn: the later good ones run generated code (or the table)
+        ref = _interpreted(reference, None, **good)
+        got = plan.value_and_grad(None, **good)
+        for name, expected in {"x": [2.0, 6.0], "i": [2.0, 6.0], "y": [1.0, 3.0]}.items():
+            g = got.gradients[name]
+            np.testing.assert_array_equal(g, expected)
+            assert g.tobytes() == ref.gradients[name].tobytes() and g.flags.writeable and g.base is None
+            assert not np.shares_memory(g, good["cotangent"]), "the caller's cotangent is never a gradient"
+        assert not np.shares_memory(got.gradients["x"], got.gradients["i"])
+        for kwargs, error, message in bad:
+            kwargs = {"wrt": ["x"], "output": "y", **kwargs}
+            feeds = kwargs.pop("feeds", None)
+            with pytest.raises(error, match=message) as expected_error:
+                _interpreted(reference, feeds, **kwargs)
+            with pytest.raises(error, match=message) as raised:
+                plan.value_and_grad(feeds, **kwargs)
+            assert str(raised.value) == str(expected_error.value), f"call {call}"
+    schedule = plan._grad_schedule(good["wrt"], "y")[0]
+    assert table or False in schedule.programs, "generated code ran the later calls"
