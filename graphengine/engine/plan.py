@@ -20,7 +20,7 @@ shapes under run-time limits. See docs/performance-calls.md.
 from __future__ import annotations
 
 import operator
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, cast
 
 import numpy as np
 
@@ -221,7 +221,7 @@ class Plan:
         binder = self._binder
         values = binder.bind(feeds, schedule.required)
         if not (record or interpret or binder.run_limits.unverified):
-            program = schedule.programs.get(False)
+            program = cast("Program | None", schedule.programs.get(False))  # the schedule caches only Programs
             if program is not None and False in schedule.ran:  # what Runners.runner would pick: the steady call
                 # The generated code makes the gradients the caller's own and keys both dicts itself.
                 seed = default_seed(resolved) if cotangent is None else _seed(cotangent, resolved, None)
@@ -248,7 +248,10 @@ class Plan:
     def _fresh(
         self, names: Sequence[str], slots: Sequence[int], grads: Sequence[Any], taken: set[int]
     ) -> dict[str, np.ndarray]:
-        """The gradients as arrays the caller owns: never a view, user data, a parameter or one array twice."""
+        """The gradients as arrays the caller owns: never a view, user data, a parameter or one array twice.
+
+        The generated code's steady call does the same itself (``codegen._owned_gradients``).
+        """
         gradients = {}
         for name, slot, g in zip(names, slots, grads):
             if g.__class__ is not np.ndarray or g.base is not None or id(g) in taken or not g.flags.writeable:
