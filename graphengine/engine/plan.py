@@ -20,7 +20,7 @@ shapes under run-time limits. See docs/performance-calls.md.
 from __future__ import annotations
 
 import operator
-from typing import Any, Callable, Mapping, Sequence, cast
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -221,7 +221,7 @@ class Plan:
         binder = self._binder
         values = binder.bind(feeds, schedule.required)
         if not (record or interpret or binder.run_limits.unverified):
-            program = cast("Program | None", schedule.programs.get(False))  # the schedule caches only Programs
+            program: Program | None = schedule.programs.get(False)  # type: ignore[assignment]  # only Programs
             if program is not None and False in schedule.ran:  # what Runners.runner would pick: the steady call
                 # The generated code makes the gradients the caller's own and keys both dicts itself.
                 seed = default_seed(resolved) if cotangent is None else _seed(cotangent, resolved, None)
