@@ -40,13 +40,13 @@ _clock = time.thread_time
 
 #: The generated code's locals: values, shapes, cotangents, saved intermediates, contributions.
 _LOCAL = re.compile(r"\b(?:[shgr]\d+|c\d*)\b")
-_GLOBAL = re.compile(r"\b[fabvDS]\d+(?:_\d+)?\b")  # its per-step globals: functions, attributes, shapes, dtypes
+_GLOBAL = re.compile(r"\b[fabvDSn]\d+(?:_\d+)?\b")  # its per-step globals: functions, attributes, shapes, dtypes, names
 
 
 def compile_lines(
     ns: dict[str, Any], prologue: list[str], body: list[str], where: list[Any], chunk_lines: ChunkLines = 0
 ) -> Generator[None, None, tuple[Callable[..., Any], str, Where]]:
-    """Compile ``prologue + body`` as ``fn(values, seed, recorder)``: one function, or chunks.
+    """Compile ``prologue + body`` as ``fn(values, seed, recorder, keyed=False)``: one function, or chunks.
 
     Parameters
     ----------
@@ -83,8 +83,8 @@ def compile_lines(
     """
     size = chunk_lines if callable(chunk_lines) else (lambda rate: chunk_lines or CHUNK_LINES)
     if len(body) <= max(1, size(COMPILE_SECONDS_PER_LINE)):
-        code, source = _compile("_program", "values, seed, recorder", prologue + body)
-        return types.FunctionType(code, ns, "_program"), source, {code: [None] * (1 + len(prologue)) + where}
+        code, source = _compile("_program", "values, seed, recorder, keyed=False", prologue + body)
+        return types.FunctionType(code, ns, "_program", (False,)), source, {code: [None] * (1 + len(prologue)) + where}
     return (yield from _chunked(ns, prologue, body, where, size))
 
 
@@ -117,9 +117,9 @@ def _chunked(
         tail = [f"    {', '.join(f'carry[{cell[n]}]' for n in stores)}, = {', '.join(stores)},"] if stores else []
         began = _clock()
         k = len(chunks)
-        code, source = _compile(f"_chunk{k}", "values, seed, recorder, carry", head + lines + tail)
+        code, source = _compile(f"_chunk{k}", "values, seed, recorder, carry, keyed=False", head + lines + tail)
         rate = (_clock() - began) / (end - start)
-        chunks.append(types.FunctionType(code, _namespace(ns, shared, source), f"_chunk{k}"))
+        chunks.append(types.FunctionType(code, _namespace(ns, shared, source), f"_chunk{k}", (False,)))
         sources.append(source)
         lines_of[code] = [None] * (1 + len(head)) + where[start:end] + [None] * len(tail)
         start = end
@@ -127,11 +127,11 @@ def _chunked(
     *middle, last_chunk = chunks
     n_cells = len(cell)
 
-    def _program(values: Any, seed: Any, recorder: Any) -> Any:
+    def _program(values: Any, seed: Any, recorder: Any, keyed: bool = False) -> Any:
         carry = [None] * n_cells
         for chunk in middle:
             chunk(values, seed, recorder, carry)
-        return last_chunk(values, seed, recorder, carry)
+        return last_chunk(values, seed, recorder, carry, keyed)
 
     return _program, "\n".join(sources), lines_of
 
@@ -171,6 +171,7 @@ def _namespace(ns: dict[str, Any], shared: dict[str, Any], source: str) -> dict[
 def _compile(name: str, params: str, lines: list[str]) -> tuple[types.CodeType, str]:
     source = f"def {name}({params}):\n" + "\n".join(lines) + "\n"
     module = compile(source, "<graphengine plan>", "exec")
-    # Build the function from its code object directly: no exec of a module body.
+    # Build the function from its code object directly: no exec of a module body (so the caller passes
+    # the defaults: a code object does not hold them).
     (code,) = [c for c in module.co_consts if isinstance(c, types.CodeType)]
     return code, source

@@ -20,7 +20,7 @@ shapes under run-time limits. See docs/performance-calls.md.
 from __future__ import annotations
 
 import operator
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -28,7 +28,7 @@ from ..errors import FeedError
 from ..graph import Graph
 from ..graph.collector import collector_paused
 from ..ops import TensorSpec
-from .binding import Binder, check_names, seed_cotangent
+from .binding import Binder, check_names, default_seed, seed_cotangent
 from .codegen import Program
 from .interpreter import Interpreter
 from .interpreter import forward as _run_forward
@@ -218,33 +218,40 @@ class Plan:
         interpret: bool,
     ) -> GradResult:
         schedule, wrt_names, resolved = self._grad_schedule(wrt, output)
-        values = self._bind(feeds, schedule)
+        binder = self._binder
+        values = binder.bind(feeds, schedule.required)
+        if not (record or interpret or binder.run_limits.unverified):
+            program: Program | None = schedule.programs.get(False)  # type: ignore[assignment]  # only Programs
+            if program is not None and False in schedule.ran:  # what Runners.runner would pick: the steady call
+                # The generated code makes the gradients the caller's own and keys both dicts itself.
+                seed = default_seed(resolved) if cotangent is None else _seed(cotangent, resolved, None)
+                try:
+                    outputs, gradients = program.fn(values, seed, None, True)
+                except Exception as exc:
+                    program.reraise(exc)
+                return GradResult(outputs, gradients, None, self, feeds)
         taken = {id(values[s]) for s in schedule.bound}  # user data and parameters: never returned as gradients
         runner = self._interpreter(schedule) if interpret else self._runner(schedule, record, values)
         trace = Trace(resolved, np.empty(0)) if record else None
         recorder = Recorder(schedule.backward, self.names, trace) if trace is not None else None
-
-        def seed(out: Any) -> np.ndarray:  # called by the runner once the output is known
-            value = seed_cotangent(out, cotangent, resolved)
-            if trace is not None:
-                trace.seed = value
-            return value
-
-        outs, grads = runner(values, seed, recorder)
+        outs, grads = runner(values, _seed(cotangent, resolved, trace), recorder)
         if not interpret:
             schedule.ran.add(record)
         return GradResult(
             {self.names[s]: value for s, value in zip(schedule.outputs, outs)},
             self._fresh(wrt_names, schedule.wrt, grads, taken),
             recorder.finish() if recorder is not None else None,
-            plan=self,
-            feeds=feeds,
+            self,
+            feeds,
         )
 
     def _fresh(
         self, names: Sequence[str], slots: Sequence[int], grads: Sequence[Any], taken: set[int]
     ) -> dict[str, np.ndarray]:
-        """The gradients as arrays the caller owns: never a view, user data, a parameter or one array twice."""
+        """The gradients as arrays the caller owns: never a view, user data, a parameter or one array twice.
+
+        The generated code's steady call does the same itself (``codegen._owned_gradients``).
+        """
         gradients = {}
         for name, slot, g in zip(names, slots, grads):
             if g.__class__ is not np.ndarray or g.base is not None or id(g) in taken or not g.flags.writeable:
@@ -310,6 +317,18 @@ class Plan:
 
     def _forward(self, schedule: Schedule, values: list[Any], shapes: list[Any] | None) -> None:
         _run_forward(schedule.forward, values, self.specs, shapes)
+
+
+def _seed(cotangent: Any, output: str, trace: Trace | None) -> Callable[[Any], np.ndarray]:
+    """``seed(out)``, called by a runner once the output is known: its cotangent, kept in ``trace`` if any."""
+
+    def seed(out: Any) -> np.ndarray:
+        value = seed_cotangent(out, cotangent, output)
+        if trace is not None:
+            trace.seed = value
+        return value
+
+    return seed
 
 
 def _interpreted(
