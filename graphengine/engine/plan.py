@@ -20,6 +20,7 @@ shapes under run-time limits. See docs/performance-calls.md.
 from __future__ import annotations
 
 import operator
+from functools import partial
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -27,6 +28,7 @@ import numpy as np
 from ..errors import FeedError
 from ..graph import Graph
 from ..graph.collector import collector_paused
+from ..graph.graph import NodeMap
 from ..ops import TensorSpec
 from .binding import Binder, check_names, default_seed, seed_cotangent
 from .codegen import Program
@@ -73,17 +75,24 @@ class Plan:
     def _build(self, graph: "Graph", dtype: np.dtype | None) -> None:
         self.graph = graph
         self.dtype = None if dtype is None else np.dtype(dtype)
-        self.names: list[str] = [*graph.inputs, *graph.parameters, *graph.constants, *graph.nodes]
-        slot = self.slot = {name: i for i, name in enumerate(self.names)}
-        specs = [*map(graph.spec, self.names[: len(self.names) - len(graph.nodes)])]
-        specs += [node.spec for node in graph.nodes.values()]
+        nodes = graph.nodes
+        sources = [*graph.inputs, *graph.parameters, *graph.constants]
+        self.names: list[str] = [*sources, *nodes]
+        slot = self.slot = dict(zip(self.names, range(len(self.names))))
+        specs = [*map(graph.spec, sources)]
+        new = partial(tuple.__new__, Step)  # a named tuple's own __new__ is Python code, paid once per step
+        if isinstance(nodes, NodeMap):  # a loaded graph: read its columns, make no NodeInfo
+            columns, node_specs = nodes.wiring()
+            specs += node_specs
+            self.steps: list[Step] = [*map(new, zip(*columns))]
+        else:
+            specs += [node.spec for node in nodes.values()]
+            at = slot.__getitem__  # map() over a bound method: no comprehension frame per node
+            self.steps = [
+                new((node_id, op, attrs, tuple(map(at, inputs)), at(node_id), inputs))
+                for node_id, op, inputs, attrs in map(_WIRING, nodes.values())
+            ]
         self.specs = specs if self.dtype is None else [*map(self._cast_spec, specs)]
-        new = tuple.__new__  # a named tuple's own __new__ is Python code: 10,000 steps would pay it 10,000 times
-        at = slot.__getitem__  # map() over a bound method: no comprehension frame per node
-        self.steps: list[Step] = [
-            new(Step, (node_id, op, attrs, tuple(map(at, inputs)), at(node_id), inputs))
-            for node_id, op, inputs, attrs in map(_WIRING, graph.nodes.values())
-        ]
         self._binder = Binder(graph, self.slot, self.specs, self.dtype)
         self._runners = Runners(self.names, self.specs, self._binder)
         self._schedules: dict[Any, Schedule] = {}

@@ -119,6 +119,44 @@ class NodeMap(Mapping[str, NodeInfo]):
             self._made = made if isinstance(run, range) else tuple(map(made.__getitem__, [i - first for i in run]))
         return self._made  # type: ignore[return-value]
 
+    def wiring(self) -> tuple[tuple[Sequence[Any], ...], list[TensorSpec]]:
+        """Columns ``(ids, ops, attrs, input slots, slots, input names)`` of the nodes in execution order, and their specs.
+
+        A *slot* numbers the declared values first, in id order, then the nodes in execution order (a
+        plan's numbering). Read straight from the loader's columns by whole-column maps: no :class:`NodeInfo`.
+
+        Examples
+        --------
+        >>> import graphengine
+        >>> columns, specs = graphengine.load("examples/seed_network.json").nodes.wiring()
+        >>> node_id, op, attrs, ins, slot, input_names = next(zip(*columns))
+        >>> node_id, op.name, ins, slot, input_names, specs[0].shape
+        ('h_pre', 'linear', (0, 2, 3), 6, ('x', 'W_h', 'b_h'), (2,))
+        """
+        first, names, sources, starts, run = self._first, self._names, self._sources, self._starts, self._run_ids
+        in_id_order = isinstance(run, range)  # then ids are slots
+        slot_of: list[int] = sources
+        if not in_id_order:
+            where = [*range(first), *[0] * len(self._ops)]
+            for j, i in enumerate(run):
+                where[i] = first + j
+            slot_of = [*map(where.__getitem__, sources)]
+        spans = [*map(slice, starts, starts[1:])]
+        read = [*map(names.__getitem__, sources)]
+        columns: list[list[Any]] = [
+            self._ops,
+            self._attrs,
+            [*map(tuple, map(slot_of.__getitem__, spans))],
+            [*map(tuple, map(read.__getitem__, spans))],
+        ]
+        specs = self._specs[first:]
+        if not in_id_order:  # file order -> execution order
+            at = [i - first for i in run]
+            columns = [[*map(column.__getitem__, at)] for column in columns]
+            specs = [*map(specs.__getitem__, at)]
+        ops, attrs, ins, input_names = columns
+        return ([*map(names.__getitem__, run)], ops, attrs, ins, range(first, len(names)), input_names), specs
+
     def items(self) -> ItemsView[str, NodeInfo]:  # type: ignore[override]
         return self._dict().items()
 
