@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from graphengine.errors import ShapeError
-from graphengine.ops import Sample, TensorSpec, broadcast_shapes, defop, format_shape
+from graphengine.ops import Sample, TensorSpec, broadcast_shapes, defop, format_shape, identity_vjp
 
 __all__ = ["OPS", "GatherAttrs", "ExpandAttrs", "FlattenAttrs", "AxesAttrs"]
 
@@ -106,7 +106,7 @@ def expand_samples(rng: np.random.Generator) -> list[Sample]:
     return [([n((3, 1))], {"shape": [2, 3, 4]}), ([n((3,))], {"shape": [2, 1]}), ([n(())], {"shape": [2]})]
 
 
-@defop(lambda g: g, shape_rule=expand_rule, attrs=ExpandAttrs, samples=expand_samples,
+@defop(identity_vjp, shape_rule=expand_rule, attrs=ExpandAttrs, samples=expand_samples,
        doc="x broadcast against shape (ONNX Expand)")  # fmt: skip
 def expand(x: Array, *, attrs: ExpandAttrs) -> Array:
     return np.broadcast_to(x, np.broadcast_shapes(x.shape, tuple(attrs.shape))).copy()

@@ -21,7 +21,16 @@ from __future__ import annotations
 import numpy as np
 
 from graphengine.errors import ShapeError
-from graphengine.ops import NoAttrs, Sample, TensorSpec, broadcast_shapes, common_dtype, defop, format_shape
+from graphengine.ops import (
+    NoAttrs,
+    Sample,
+    TensorSpec,
+    broadcast_shapes,
+    common_dtype,
+    defop,
+    format_shape,
+    identity_vjp,
+)
 
 __all__ = ["OPS"]
 
@@ -143,7 +152,7 @@ def linear_samples(rng: np.random.Generator) -> list[Sample]:
     ]
 
 
-@defop(linear_vjp_x, linear_vjp_W, lambda g: g, shape_rule=linear_rule, samples=linear_samples,
+@defop(linear_vjp_x, linear_vjp_W, identity_vjp, shape_rule=linear_rule, samples=linear_samples,
        doc="dense layer x @ W.T + b; W is (out_features, in_features), b is (out_features,) or ()")  # fmt: skip
 def linear(x: Array, W: Array, b: Array) -> Array:
     # A single example is W @ x: np.dot's matrix-vector call costs two thirds of matmul's on a small W.

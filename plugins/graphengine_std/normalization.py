@@ -24,7 +24,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from graphengine.errors import ShapeError
-from graphengine.ops import Sample, TensorSpec, broadcast_shapes, common_dtype, defop, format_shape
+from graphengine.ops import Sample, TensorSpec, broadcast_shapes, common_dtype, defop, format_shape, identity_vjp
 
 __all__ = ["OPS", "BatchNormAttrs", "LayerNormAttrs"]
 
@@ -156,7 +156,7 @@ def layer_norm_samples(rng: np.random.Generator) -> list[Sample]:
     ]
 
 
-@defop(layer_norm_vjp_x, lambda g, x, attrs: g * _normalized(x, attrs)[0], lambda g: g, shape_rule=layer_norm_rule,
+@defop(layer_norm_vjp_x, lambda g, x, attrs: g * _normalized(x, attrs)[0], identity_vjp, shape_rule=layer_norm_rule,
        attrs=LayerNormAttrs, samples=layer_norm_samples,
        doc="normalize over the axes from axis on, then scale and shift (ONNX LayerNormalization)")  # fmt: skip
 def layer_normalization(x: Array, scale: Array, bias: Array, *, attrs: LayerNormAttrs) -> Array:
