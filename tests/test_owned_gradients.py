@@ -3,7 +3,7 @@
 Owned: an exact ndarray that owns its data, is writeable, is not user data or a
 parameter, and shares no memory with another gradient. The generated code
 decides statically which bound values and earlier gradients a gradient could be
-(``codegen._owned_gradients``); the interpreter and the table go through
+(``epilogue.owned_gradients``); the interpreter and the table go through
 ``Plan._fresh``. The graph below gives each case one VJP: one that returns its
 cotangent (``add``, ``ident``), one that returns a parameter passed through an
 identity forward, one value that is two ``wrt`` names, a read-only result, a
@@ -20,6 +20,7 @@ import pytest
 
 import graphengine
 from graphengine.engine import chunks as chunks_module
+from graphengine.engine import epilogue
 from graphengine.engine import runners as runners_module
 from graphengine.engine.plan import _interpreted
 from graphengine.ops.terse import defop
@@ -147,11 +148,14 @@ def _runs(monkeypatch: pytest.MonkeyPatch) -> dict[str, Callable[[graphengine.Pl
     return {"interpreter": interpreter, "table": table, "generated": generated, "chunked": chunked, "record": recorded}
 
 
+@pytest.mark.parametrize("identity_tests", ["inline", "set of ids"])
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("runner", ["interpreter", "table", "generated", "chunked", "record"])
 def test_every_gradient_is_owned_and_right_on_every_runner(
-    runner: str, dtype: str, monkeypatch: pytest.MonkeyPatch
+    runner: str, dtype: str, identity_tests: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The generated code tests identity inline where few arrays are candidates, else against a set of ids.
+    monkeypatch.setattr(epilogue, "INLINE_ALIAS_TESTS", 100 if identity_tests == "inline" else 0)
     plan, feeds = _plan(dtype), _feeds(dtype)
     expected = _expected(plan, feeds)
     reference = _interpreted(_plan(dtype), feeds, WRT)
@@ -175,8 +179,9 @@ def test_every_gradient_is_owned_and_right_on_every_runner(
     assert all(again.gradients[n].tobytes() == reference.gradients[n].tobytes() for n in again.gradients)
 
 
-def test_the_generated_code_tests_only_the_arrays_a_gradient_could_be() -> None:
+def test_the_generated_code_tests_only_the_arrays_a_gradient_could_be(monkeypatch: pytest.MonkeyPatch) -> None:
     """Identity tests only against bound values and earlier gradients of the same dtype and shape."""
+    monkeypatch.setattr(epilogue, "INLINE_ALIAS_TESTS", 100)  # inline tests here, not the set of ids
     plan = _plan()
     plan.prepare(WRT)
     source = plan._grad_schedule(WRT, None)[0].programs[False].source
@@ -231,3 +236,36 @@ def test_bad_seeds_and_feeds_give_the_interpreters_errors_on_every_call(
             assert str(raised.value) == str(expected_error.value), f"call {call}"
     schedule = plan._grad_schedule(good["wrt"], "y")[0]
     assert table or False in schedule.programs, "generated code ran the later calls"
+
+
+def test_many_parameters_of_one_shape_share_one_set_of_ids_and_stay_owned() -> None:
+    # With 40 parameters of one shape, inline `is` tests would grow as wrt x bound; the set keeps the source linear.
+    n = 40
+    doc = {
+        "format": "graphengine/v1",
+        "name": "many",
+        "inputs": [{"name": "x", "shape": [3]}],
+        "parameters": [{"name": f"w{i}", "value": [0.5 + i, -1.0, 2.0]} for i in range(n)],
+        "nodes": [{"id": f"u{i}", "op": "mul", "inputs": ["x", f"w{i}"]} for i in range(n)]
+        + [{"id": "s", "op": "add", "inputs": [f"u{i}" for i in range(2)]}]
+        + [{"id": f"s{i}", "op": "add", "inputs": [f"s{i - 1}" if i > 2 else "s", f"u{i}"]} for i in range(2, n)]
+        + [{"id": "loss", "op": "sum", "inputs": [f"s{n - 1}"]}],
+        "outputs": ["loss"],
+    }
+    plan = graphengine.load_dict(doc).compile()
+    x = np.array([0.3, -0.2, 0.7])
+    wrt = ["x", "x", *(f"w{i}" for i in range(n))]
+    schedule, _, _ = plan._grad_schedule(wrt, None)
+    source = plan._generate(schedule, False).source
+    assert "id(g" in source and "is values[" not in source
+    want_x = sum(np.array([0.5 + i, -1.0, 2.0]) for i in range(n))
+    for _ in range(4):  # the first calls run the table, later ones the generated code
+        grads = plan.grad({"x": x}, wrt)
+        np.testing.assert_allclose(grads["x"], want_x, rtol=1e-12)
+        for i in range(n):
+            np.testing.assert_array_equal(grads[f"w{i}"], x)  # d sum(x * w_i) / d w_i = x
+        arrays = [*grads.values()]
+        assert all(a.flags.writeable and a.base is None for a in arrays)
+        assert len({id(a) for a in arrays}) == len(arrays) == n + 1
+        assert not any(np.shares_memory(a, x) for a in arrays)
+        assert not any(np.shares_memory(a, p) for a in arrays for p in plan.graph.parameters.values())

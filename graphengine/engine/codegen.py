@@ -18,6 +18,7 @@ import numpy as np
 from ..errors import ExecutionError, FeedError
 from ..ops.vjp import VJPError, VJPSite, fit_cotangent, vjp_raised
 from .chunks import ChunkLines, Where, compile_lines
+from .epilogue import emit_return, owned_gradients
 from .interpreter import forward_failed
 from .schedule import Schedule
 
@@ -42,7 +43,7 @@ class Program:
     def __call__(self, values: Sequence[Any], seed: Any = None, recorder: Any = None, keyed: bool = False) -> Any:
         """``(outputs, gradients)`` as tuples, or with ``keyed`` as the dicts of a GradResult, by name.
 
-        Every gradient is the caller's own (see :func:`_owned_gradients`).
+        Every gradient is the caller's own (see :func:`graphengine.engine.epilogue.owned_gradients`).
         """
         try:
             return self.fn(values, seed, recorder, keyed)
@@ -194,8 +195,8 @@ def generation(
     grads: list[str] = []
     if seeded:
         has_g = yield from _emit_backward(writer, schedule, live, t_backward, names, shapes, dtypes, record)
-        grads = _owned_gradients(writer, schedule, has_g, shapes, dtypes)
-    _emit_return(writer, schedule, names, grads)
+        grads = owned_gradients(writer, schedule, has_g, shapes, dtypes)
+    emit_return(writer, schedule, names, grads)
     fn, source, where = yield from writer.compiled(chunk_lines)
     return Program(fn, source, where)
 
@@ -376,67 +377,3 @@ def _direct_call(arguments: Sequence[tuple[str | None, Any]], step: Any, attrs: 
             expr = {"g": g, "out": f"s{step.out}", "attrs": attrs}[what]
         parts.append(expr if keyword is None else f"{keyword}={expr}")
     return ", ".join(parts)
-
-
-def _owned_gradients(
-    writer: _Writer,
-    schedule: Schedule,
-    has_g: set[int],
-    shapes: Sequence[tuple[int, ...] | None],
-    dtypes: Sequence[np.dtype],
-) -> list[str]:
-    """Emit what makes every gradient the caller's own; return each ``wrt`` position's expression.
-
-    As ``Plan._fresh`` does on the other runners: a gradient that is not an
-    exact, writeable ndarray owning its data, or is a bound value (user data, a
-    parameter) or an earlier position's gradient, is copied. Which objects it
-    can be is known here: a gradient has passed its check (its shape and
-    dtype), so only a bound value or an earlier gradient of the same dtype and
-    a compatible shape can be the same object; zeros made here are fresh.
-    """
-    writer.ns["_copy"] = np.array
-    exprs: list[str] = []
-    seen: list[int] = []  # gradient slots already made owned, in order
-    for s in schedule.wrt:
-        if s not in has_g:
-            writer.ns[f"D{s}"] = dtypes[s]
-            if shapes[s] is not None:
-                writer.ns[f"S{s}"] = tuple(shapes[s])  # type: ignore[arg-type]
-            exprs.append(f"_zeros({'h' if shapes[s] is None else 'S'}{s}, D{s})")
-            continue
-        dt = writer.dtype_local(dtypes[s])
-        if s in seen:  # the same value under a second name: always a second array
-            exprs.append(f"_copy(g{s}, dtype={dt})")
-            continue
-        same = [b for b in schedule.bound if _may_be_same(b, s, shapes, dtypes)]
-        tests = [f"g{s}.__class__ is not nd", f"g{s}.base is not None", f"not g{s}.flags.writeable"]
-        tests += [f"g{s} is values[{b}]" for b in same]
-        tests += [f"g{s} is g{t}" for t in seen if _may_be_same(t, s, shapes, dtypes)]
-        writer.emit(f"if {' or '.join(tests)}: g{s} = _copy(g{s}, dtype={dt})")
-        seen.append(s)
-        exprs.append(f"g{s}")
-    return exprs
-
-
-def _may_be_same(a: int, b: int, shapes: Sequence[tuple[int, ...] | None], dtypes: Sequence[np.dtype]) -> bool:
-    """Whether slots ``a`` and ``b`` can hold the same array: the same dtype, and shapes equal or not static."""
-    return dtypes[a] == dtypes[b] and (shapes[a] is None or shapes[b] is None or shapes[a] == shapes[b])
-
-
-def _emit_return(writer: _Writer, schedule: Schedule, names: Sequence[str], grads: Sequence[str]) -> None:
-    """Return the outputs and gradients: as tuples, or with ``keyed`` as the dicts a GradResult holds.
-
-    The dicts' keys are globals (``n<k>``), not literals: names never go into the source.
-    """
-    wrt = schedule.wrt[: len(grads)]
-    keys = []
-    for k, s in enumerate((*schedule.outputs, *wrt)):
-        writer.ns[f"n{k}"] = names[s]
-        keys.append(f"n{k}")
-    outs = [f"s{s}" for s in schedule.outputs]
-    out_keys, grad_keys = keys[: len(outs)], keys[len(outs) :]
-    out_dict = ", ".join(f"{k}: {v}" for k, v in zip(out_keys, outs))
-    grad_dict = ", ".join(f"{k}: {v}" for k, v in zip(grad_keys, grads))
-    tuples = f"({''.join(o + ', ' for o in outs)}), ({''.join(g + ', ' for g in grads)})"
-    # One line, so that it is in the last chunk whatever the chunk size.
-    writer.emit(f"return ({{{out_dict}}}, {{{grad_dict}}}) if keyed else ({tuples})")

@@ -259,7 +259,7 @@ class Plan:
     ) -> dict[str, np.ndarray]:
         """The gradients as arrays the caller owns: never a view, user data, a parameter or one array twice.
 
-        The generated code's steady call does the same itself (``codegen._owned_gradients``).
+        The generated code's steady call does the same itself (``epilogue.owned_gradients``).
         """
         gradients = {}
         for name, slot, g in zip(names, slots, grads):
