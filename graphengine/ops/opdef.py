@@ -9,6 +9,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import PluginError, counted
+from .expr import Expr
 from .spec import TensorSpec
 
 
@@ -136,6 +137,14 @@ class OpDef:
         code write ``x_bar = g`` (or the shared unbroadcast) with no call. The VJP
         must still be given and must keep the promise: the step interpreter calls
         it, and the generated code must give the interpreter's bits.
+    forward_expr : Expr or None
+        The forward as an expression of the inputs (see :mod:`graphengine.ops.expr`):
+        the generated code writes its ufunc calls out instead of calling ``forward``.
+        A promise: it computes the same bits as ``forward``, which the other runners call.
+    vjp_exprs : tuple of (Expr or None)
+        Empty, or one per VJP: that VJP as an expression of ``g``, ``out`` and the
+        inputs it needs (``vjp_needs``), or None where the generated code calls it.
+        The same promise. ``defop(..., inline=True)`` traces both from the rules.
     """
 
     name: str
@@ -151,12 +160,16 @@ class OpDef:
     loss: LossInfo | None = None
     forward_saving: ForwardFn | None = field(default=None, compare=False)
     identity_vjps: frozenset[int] = frozenset()
+    forward_expr: Expr | None = field(default=None, compare=False)
+    vjp_exprs: tuple[Expr | None, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.vjps, list):
             object.__setattr__(self, "vjps", tuple(self.vjps))
         if isinstance(self.inputs, list):
             object.__setattr__(self, "inputs", tuple(self.inputs))
+        if isinstance(self.vjp_exprs, list):
+            object.__setattr__(self, "vjp_exprs", tuple(self.vjp_exprs))
         problem = self._problem()
         if problem:
             raise declaration_error(self.name, self.forward, problem)
@@ -200,8 +213,43 @@ class OpDef:
             return f"forward_saving must be callable or None, got {type(self.forward_saving).__name__}"
         if self.samples is not None and not callable(self.samples):
             return f"samples must be callable (rng -> list of samples) or None, got {type(self.samples).__name__}"
+        if self.forward_expr is not None or self.vjp_exprs:
+            problem = self._expr_problem()
+            if problem:
+                return problem
         if self.loss is not None:
             return self._loss_problem(self.loss)
+        return None
+
+    def _expr_problem(self) -> str | None:
+        """What is wrong with ``forward_expr`` and ``vjp_exprs``: each may name only what its rule may read."""
+        if self.variadic:
+            return "a variadic op cannot give expressions (forward_expr, vjp_exprs): its inputs arrive as a tuple"
+        if self.forward_expr is not None:
+            if not isinstance(self.forward_expr, Expr):
+                return f"forward_expr must be an expression (graphengine.ops.expr) or None, got {type(self.forward_expr).__name__}"
+            if self.forward_saving is not None:
+                return "forward_expr and forward_saving exclude each other: the generated code runs forward_saving"
+            unknown = sorted(self.forward_expr.leaves() - set(self.inputs))
+            if unknown:
+                return f"forward_expr reads {unknown}; the forward may read only the inputs {list(self.inputs)}"
+        if not self.vjp_exprs:
+            return None
+        if not isinstance(self.vjp_exprs, tuple) or len(self.vjp_exprs) != len(self.vjps):
+            count = len(self.vjp_exprs) if isinstance(self.vjp_exprs, tuple) else type(self.vjp_exprs).__name__
+            return f"vjp_exprs has {count} entries for {counted(len(self.vjps), 'VJP')}; give one per VJP (None: called)"
+        readable = {"g", "out", *self.inputs} if self.vjp_needs is None else {"g", *self.vjp_needs}
+        for i, expr in enumerate(self.vjp_exprs):
+            if expr is None:
+                continue
+            what = f"the VJP expression of input {self.inputs[i]!r}"
+            if not isinstance(expr, Expr):
+                return f"{what} must be an expression (graphengine.ops.expr) or None, got {type(expr).__name__}"
+            if self.vjps[i] is None or i in self.identity_vjps:
+                return f"{what} is given, but that input's VJP is {'None' if self.vjps[i] is None else 'identity_vjp'}"
+            unknown = sorted(expr.leaves() - readable)
+            if unknown:
+                return f"{what} reads {unknown}; it may read {sorted(readable)} (g and vjp_needs)"
         return None
 
     def _loss_problem(self, loss: LossInfo) -> str | None:
@@ -240,6 +288,10 @@ class OpDef:
     def vjp_is_identity(self, position: int) -> bool:
         """Whether the VJP of the input at ``position`` is declared to return ``g`` itself (``identity_vjps``)."""
         return min(position, len(self.vjps) - 1) in self.identity_vjps
+
+    def vjp_expr(self, position: int) -> Expr | None:
+        """The expression of the VJP of the input at ``position`` (``vjp_exprs``), or None."""
+        return self.vjp_exprs[position] if self.vjp_exprs and not self.variadic else None
 
     def needs_output(self) -> bool:
         """Whether any VJP reads the forward output."""

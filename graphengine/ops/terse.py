@@ -27,17 +27,16 @@ declares it.
 
 from __future__ import annotations
 
-import functools
 import inspect
-import linecache
 import sys
-import types
 from types import FrameType
 from typing import Any, Callable, Mapping, Sequence
 
 from pydantic import BaseModel
 
 from ..errors import PluginError, did_you_mean
+from .adapters import _forward_adapter, _vjp_adapter
+from .inline import inline_exprs
 from .opdef import LossInfo, NoAttrs, OpDef, ShapeRule, declaration_error
 from .samples import DOMAINS, Domain, SamplesFn, default_samples, elementwise_samples
 from .spec import elementwise_rule
@@ -76,6 +75,7 @@ def defop(
     doc: str | None = None,
     loss: LossInfo | None = None,
     saving: Callable[..., Any] | None = None,
+    inline: bool | str = False,
 ) -> Callable[[Callable[..., Any]], OpDef]:
     """Declare an op from its forward function and one short VJP per input; returns a decorator.
 
@@ -110,6 +110,11 @@ def defop(
         forward that also returns an intermediate for the VJPs, which may then name
         ``saved`` (None when the engine ran the plain forward: recompute it then).
         It becomes ``OpDef.forward_saving``.
+    inline : bool or "vjps"
+        Trace the forward and the VJPs (``True``), or the VJPs only (``"vjps"``),
+        into expressions of numpy ufuncs (``OpDef.forward_expr``, ``vjp_exprs``) that
+        the generated code writes out as lines; a rule that is not one is refused.
+        See docs/plugins.md, "Inline ops".
 
     Returns
     -------
@@ -154,7 +159,7 @@ def defop(
     def declare(forward: Callable[..., Any]) -> OpDef:
         return _build(
             forward, vjps, name=name, shape_rule=shape_rule, attrs=attrs, samples=samples, domain=domain,
-            sample_attrs=sample_attrs, doc=doc, loss=loss, saving=saving,
+            sample_attrs=sample_attrs, doc=doc, loss=loss, saving=saving, inline=inline,
         )  # fmt: skip
 
     return declare
@@ -173,6 +178,7 @@ def _build(
     doc: str | None,
     loss: LossInfo | None,
     saving: Callable[..., Any] | None = None,
+    inline: bool | str = False,
 ) -> OpDef:
     # The plugin is the forward's module; for a builtin or a callable object, the module that calls defop.
     owner = forward if inspect.isfunction(forward) else _Caller()
@@ -198,15 +204,18 @@ def _build(
             f"({', '.join(inputs)}); give one per input, None for an input without a gradient"
         )
     adapted: list[Callable[..., Any] | None] = []
+    all_reads: list[list[tuple[str, Any]] | None] = []
     needs: set[str] = set()
     identity: set[int] = set()
     for position, vjp in enumerate(vjps):
         if vjp is None:
             adapted.append(None)
+            all_reads.append(None)
             continue
         if vjp is identity_vjp:
             identity.add(position)
         reads = _vjp_reads(vjp, inputs, variadic, inputs[position], fail, saving is not None)
+        all_reads.append(reads)
         needs.update(r for r, _ in reads if r in inputs or r == "out")
         last = variadic and position == len(inputs) - 1
         label = f"{name}.vjp[{inputs[position]}]"
@@ -221,11 +230,14 @@ def _build(
     if doc is None:
         doc = (inspect.getdoc(forward) or "").strip().split("\n")[0]
     fwd = forward if takes_attrs else _forward_adapter(forward, inputs, variadic, f"{name}.forward")
+    forward_expr, vjp_exprs = inline_exprs(
+        inline, forward, takes_attrs, inputs, variadic, vjps, all_reads, identity, saving is not None, fail
+    )
     return OpDef(
         name, fwd, tuple(adapted), shape_rule, attrs=attrs, inputs=inputs, variadic=variadic,
         vjp_needs=frozenset(needs), samples=samples, doc=doc, loss=loss,
         forward_saving=_saving_forward(saving, inputs, variadic, name, fail) if saving is not None else None,
-        identity_vjps=frozenset(identity),
+        identity_vjps=frozenset(identity), forward_expr=forward_expr, vjp_exprs=vjp_exprs,
     )  # fmt: skip
 
 
@@ -319,82 +331,3 @@ def _vjp_reads(
             raise fail(f"the VJP of input {input_name!r} takes {p}; name the values it reads instead")
         reads.append((p.name, p.kind))
     return reads
-
-
-#: Adapter code objects by (parameters, call): the source depends only on the names, so ops of one
-#: form share one compile() (the standard library's 90 adapters are 39 forms).
-_ADAPTER_CODE: dict[tuple[str, str], Any] = {}
-
-
-def _compile(
-    fn: Callable[..., Any], params: str, call: str, label: str, direct: tuple[Any, ...] | None = None
-) -> Callable[..., Any]:
-    """``def <name>(<params>): return fn(<call>)``, with its source in linecache for tracebacks.
-
-    ``direct`` (stored as ``__ge_direct__``) says how to call ``fn`` without the adapter: per
-    argument, ``(keyword or None, what)`` with ``what`` one of ``"g"``, ``"out"``, ``"attrs"``,
-    an input position (int) or ``("argnum", position)``; the generated code binds ``fn`` itself.
-    """
-    source = f"def adapter({params}):\n    return __ge_fn({call})\n"
-    filename = f"<defop {label}>"
-    code = _ADAPTER_CODE.get((params, call))
-    if code is None:
-        module = compile(source, "<defop>", "exec")
-        (code,) = [c for c in module.co_consts if isinstance(c, types.CodeType)]
-        _ADAPTER_CODE[(params, call)] = code
-    adapter = types.FunctionType(code.replace(co_filename=filename), {"__ge_fn": fn}, "adapter")
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-    functools.update_wrapper(adapter, fn)  # its name, module and doc; __wrapped__ is fn
-    # None: inspect.signature reads the adapter's own parameters (the long form's), when asked, not fn's.
-    adapter.__signature__ = None  # type: ignore[attr-defined]
-    adapter.__ge_direct__ = None if direct is None else (fn, direct)  # type: ignore[attr-defined]
-    return adapter
-
-
-def _inputs_params(inputs: tuple[str, ...], variadic: bool) -> str:
-    names = [*inputs[:-1], "*" + inputs[-1]] if variadic else list(inputs)
-    return ", ".join(names)
-
-
-def _vjp_adapter(
-    vjp: Callable[..., Any],
-    reads: list[tuple[str, Any]],
-    inputs: tuple[str, ...],
-    variadic: bool,
-    last: bool,
-    position: int,
-    label: str,
-    saving: bool = False,
-) -> Callable[..., Any]:
-    """A function with the long form's VJP signature that passes ``vjp`` what it names."""
-    params = f"g, out, {_inputs_params(inputs, variadic)}"
-    params += ", attrs, argnum" if last else (", attrs" if variadic else ", *, attrs")
-    params += ", saved=None" if saving else ""
-    P = inspect.Parameter
-    args = []
-    # No direct call for an op with saving=: its VJPs are called through this adapter, which defaults saved to None.
-    direct: list[tuple[str | None, Any]] | None = None if variadic or saving else []
-    for read, kind in reads:
-        value = "argnum" if read == "argnum" and last else str(position) if read == "argnum" else read
-        if kind is P.VAR_POSITIONAL:
-            args.append(f"*{value}")
-        elif kind is P.KEYWORD_ONLY:
-            args.append(f"{read}={value}")
-        else:
-            args.append(value)
-        if direct is not None:
-            what = inputs.index(read) if read in inputs else ("argnum", position) if read == "argnum" else read
-            direct.append((read if kind is P.KEYWORD_ONLY else None, what))
-    adapter = _compile(vjp, params, ", ".join(args), label, None if direct is None else tuple(direct))
-    if saving:  # a compiled code object has no defaults of its own: saved is None unless the engine passes it
-        adapter.__kwdefaults__ = {"saved": None}
-    return adapter
-
-
-def _forward_adapter(
-    forward: Callable[..., Any], inputs: tuple[str, ...], variadic: bool, label: str
-) -> Callable[..., Any]:
-    """``forward`` with the long form's signature: it also takes (and ignores) ``attrs``."""
-    params = _inputs_params(inputs, variadic)
-    direct = None if variadic else tuple((None, k) for k in range(len(inputs)))
-    return _compile(forward, params + (", attrs" if variadic else ", *, attrs"), params, label, direct)
