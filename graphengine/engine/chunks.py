@@ -38,9 +38,9 @@ Where = dict[types.CodeType, list[Any]]
 #: machine does not look dearer per line.
 _clock = time.thread_time
 
-#: The generated code's locals: values, shapes, cotangents, saved intermediates, contributions, and the ids
+#: The generated code's locals: values, shapes, cotangents, saved intermediates, temporaries, contributions, and the ids
 #: the gradients' ownership check tests against (``taken``, see :mod:`graphengine.engine.epilogue`).
-_LOCAL = re.compile(r"\b(?:[shgr]\d+|c\d*|taken)\b")
+_LOCAL = re.compile(r"\b(?:[shgrt]\d+|c\d*|taken)\b")  # t<k>: an inline expression's temporaries
 _GLOBAL = re.compile(r"\b[fabvDSn]\d+(?:_\d+)?\b")  # its per-step globals: functions, attributes, shapes, dtypes, names
 
 

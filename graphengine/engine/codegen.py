@@ -17,8 +17,10 @@ import numpy as np
 
 from ..errors import ExecutionError, FeedError
 from ..ops.vjp import VJPError, VJPSite, fit_cotangent, vjp_raised
+from .backward import direct_call, emit_backward, saving_slots
 from .chunks import ChunkLines, Where, compile_lines
 from .epilogue import emit_return, owned_gradients
+from .inline import Facts, bound_check, bound_to_verify, emit_expr
 from .interpreter import forward_failed
 from .schedule import Schedule
 
@@ -58,7 +60,11 @@ class Program:
         info = self._info(exc)
         kind = info[0] if info is not None else None
         # Already explained where raised: a bad cotangent by fit_cotangent, a bad seed by seed().
-        if (kind == "check" and isinstance(exc, VJPError)) or (kind == "seed" and isinstance(exc, FeedError)):
+        if (
+            (kind == "check" and isinstance(exc, VJPError))
+            or (kind == "seed" and isinstance(exc, FeedError))
+            or (kind == "bound" and isinstance(exc, ExecutionError))
+        ):
             raise exc
         raise _explain(info, exc) from exc
 
@@ -92,6 +98,8 @@ class _Writer:
         self.frees: dict[int, list[int]] = {}
         self.fits: list[tuple[np.dtype, VJPSite]] = []  # per checked contribution: its input's dtype, its site
         self.dtype_names: dict[np.dtype, str] = {}  # one local per dtype, for the checks
+        self.facts = Facts()  # what is known of the values (see graphengine.engine.inline)
+        self.bound_check: Any = None  # (known, check) for the bound values an expression relies on
 
     def dtype_local(self, dtype: np.dtype) -> str:
         name = self.dtype_names.get(dtype)
@@ -117,6 +125,8 @@ class _Writer:
         fits = self.fits
         self.ns["_fix"] = lambda raw, shape, k: fit_cotangent(raw, shape, *fits[k])
         self.ns.update({f"_{name}": dtype for dtype, name in self.dtype_names.items()})
+        if self.bound_check is not None:
+            self.ns["_known"], self.ns["_bound"] = self.bound_check
         return (yield from compile_lines(self.ns, prologue, self.lines, self.where[1:], chunk_lines))
 
 
@@ -191,11 +201,14 @@ def generation(
     writer = _Writer()
     writer.frees, t_backward = yield from _free_points(schedule, live)
     need_shape = _runtime_shapes(schedule, live, shapes)
-    yield from _emit_forward(writer, schedule, need_shape)
+    verify = bound_to_verify(schedule, shapes, live)
+    if verify:
+        writer.bound_check = bound_check(names, shapes, dtypes)
+    yield from _emit_forward(writer, schedule, need_shape, verify, shapes, dtypes)
     grads: list[str] = []
     if seeded:
-        has_g = yield from _emit_backward(writer, schedule, live, t_backward, names, shapes, dtypes, record)
-        grads = owned_gradients(writer, schedule, has_g, shapes, dtypes)
+        has_g = yield from emit_backward(writer, schedule, live, t_backward, names, shapes, dtypes, record)
+        grads = owned_gradients(writer, schedule, has_g, shapes, dtypes, writer.facts.fresh)
     emit_return(writer, schedule, names, grads)
     fn, source, where = yield from writer.compiled(chunk_lines)
     return Program(fn, source, where)
@@ -247,133 +260,50 @@ def _runtime_shapes(schedule: Schedule, live: Sequence[int], shapes: Sequence[tu
     return {s for s in receivers | set(schedule.wrt) if shapes[s] is None}
 
 
-def _emit_forward(writer: _Writer, schedule: Schedule, need_shape: set[int]) -> Generator[None, None, None]:
+def _emit_forward(
+    writer: _Writer,
+    schedule: Schedule,
+    need_shape: set[int],
+    verify: Sequence[int],
+    shapes: Sequence[tuple[int, ...] | None],
+    dtypes: Sequence[np.dtype],
+) -> Generator[None, None, None]:
+    certain = writer.facts.certain
+    checked = set(verify)
     for s in schedule.bound:
         writer.emit(f"s{s} = values[{s}]")
+        if s in checked:  # an expression relies on it: verified whenever it is another object than last call's
+            writer.emit(f"if s{s} is not _known[{s}]: _bound(s{s}, {s})", ("bound",))
+            certain.add(s)
         if s in need_shape:
             writer.emit(f"h{s} = _shape(s{s})")
     writer.free(0)
-    saving = _saving_slots(schedule)
+    saving = saving_slots(schedule)
     for k, (step, _) in enumerate(schedule.forward):
         direct = getattr(step.op.forward, "__ge_direct__", None)  # a terse op's own forward: no adapter call
         target = f"s{step.out}"
-        if step.out in saving:  # its VJPs run later in this pass: keep what they may reuse, in r<slot>
+        expr = step.op.forward_expr
+        call: str | None
+        if expr is not None and step.out not in saving:  # written out as ufunc calls (graphengine.engine.inline)
+            leaves = {n: (f"s{i}", shapes[i], dtypes[i], i in certain) for n, i in zip(step.op.inputs, step.ins)}
+            result = emit_expr(writer, writer.facts, expr, leaves, target, ("forward", step.node_id, step.op.name))
+            if result.fits(shapes[step.out], dtypes[step.out]):
+                certain.add(step.out)
+            call = None
+        elif step.out in saving:  # its VJPs run later in this pass: keep what they may reuse, in r<slot>
             writer.ns[f"f{k}"], writer.ns[f"a{k}"] = step.op.forward_saving, step.attrs
             call = ", ".join(f"s{i}" for i in step.ins) + f", attrs=a{k}"
             target += f", r{step.out}"
         elif direct is not None:
             writer.ns[f"f{k}"] = direct[0]
-            call = _direct_call(direct[1], step, f"a{k}", "", 0)
+            call = direct_call(direct[1], step, f"a{k}", "", 0)
         else:
             writer.ns[f"f{k}"], writer.ns[f"a{k}"] = step.op.forward, step.attrs
             call = ", ".join(f"s{i}" for i in step.ins) + f", attrs=a{k}"
-        writer.emit(f"{target} = f{k}({call})", ("forward", step.node_id, step.op.name))
+        if call is not None:
+            writer.emit(f"{target} = f{k}({call})", ("forward", step.node_id, step.op.name))
         if step.out in need_shape:
             writer.emit(f"h{step.out} = _shape(s{step.out})")
         writer.free(k + 1)
         if k % 50 == 49:
             yield
-
-
-def _saving_slots(schedule: Schedule) -> set[int]:
-    """Output slots of the nodes whose op has ``forward_saving`` and whose VJPs this pass runs."""
-    differentiated = {schedule.backward[j].out for j in schedule.live} if schedule.grad_output >= 0 else set()
-    return {
-        step.out for step, _ in schedule.forward if step.op.forward_saving is not None and step.out in differentiated
-    }
-
-
-def _emit_backward(
-    writer: _Writer,
-    schedule: Schedule,
-    live: Sequence[int],
-    t_backward: int,
-    names: Sequence[str],
-    shapes: Sequence[tuple[int, ...] | None],
-    dtypes: Sequence[np.dtype],
-    record: bool,
-) -> Generator[None, None, set[int]]:
-    """Emit the reverse pass; return the slots that received a cotangent."""
-    ns, emit = writer.ns, writer.emit
-    seed_slot = schedule.grad_output
-    emit(f"g{seed_slot} = seed(s{seed_slot})", ("seed",))  # seed(out) checks the output and makes its cotangent
-    writer.free(t_backward - 1)
-    received: dict[int, int] = {}
-    saving = _saving_slots(schedule)
-    op_of = {step.out: step.op for step, _ in schedule.forward}
-    for k, j in enumerate(live):
-        step = schedule.backward[j]
-        op = op_of.get(step.out)
-        ns[f"b{j}"] = step.attrs
-        out_arg = f"s{step.out}" if step.reads_out else "None"
-        saved = f"r{step.out}" if step.out in saving else None
-        in_args = ", ".join(f"s{i}" if needed else "None" for i, needed in zip(step.ins, step.reads))
-        names_c = []
-        for n_grad, (position, slot, vjp) in enumerate(step.grads):
-            site = VJPSite(step.op_name, position, names[slot], step.node_id)
-            direct = getattr(vjp, "__ge_direct__", None)  # a terse VJP: call the user's function itself
-            ns[f"v{j}_{n_grad}"] = vjp if direct is None else direct[0]
-            if direct is None:
-                call = f"g{step.out}, {out_arg}, {in_args}, attrs=b{j}" + (f", saved={saved}" if saved else "")
-            else:
-                call = _direct_call(direct[1], step, f"b{j}", f"g{step.out}", position)
-            static = shapes[slot]
-            shape = f"h{slot}" if static is None else repr(tuple(int(d) for d in static))  # a literal
-            dt = writer.dtype_local(dtypes[slot])
-            writer.fits.append((dtypes[slot], site))
-            c = f"c{n_grad}" if record else "c"
-            names_c.append(c)
-            fit = len(writer.fits) - 1
-            check = f"if {c}.__class__ is not nd or {c}.shape != {shape} or {c}.dtype is not {dt}: {c} = fix({c}, {shape}, {fit})"
-            fits_as_is = static is not None and shapes[step.out] == static and dtypes[step.out] == dtypes[slot]
-            if op is not None and op.vjp_is_identity(position):
-                # Declared x_bar = g: no plugin code runs, and g already fits the output (it was checked).
-                if fits_as_is and not record:
-                    c = f"g{step.out}"  # added in as it is: no line of its own
-                elif fits_as_is:
-                    emit(f"{c} = g{step.out}")
-                elif static is not None:  # broadcast, or another dtype: unbroadcast it, or raise, as call_vjp
-                    emit(f"{c} = fix(g{step.out}, {shape}, {fit})", ("check", site))
-                else:  # a free dimension: the shape is known at run time only, so test it as a call's result
-                    emit(f"{c} = g{step.out}")
-                    emit(check, ("check", site))
-            else:
-                emit(f"{c} = v{j}_{n_grad}({call})", ("vjp", site))
-                # Every call, cheaply: an exact ndarray of the input's shape and dtype passes as it is, as
-                # through fit_cotangent; anything else (to unbroadcast, or wrong) goes through it.
-                emit(check, ("check", site))
-            n = received[slot] = received.get(slot, 0) + 1
-            if n == 1:
-                emit(f"g{slot} = {c}")
-            elif n == 2:
-                emit(f"g{slot} = g{slot} + {c}")  # a new array: ours to add into from now on
-            else:
-                emit(f"g{slot} += {c}")
-            if n > 1 and c == "c":
-                emit(f"del {c}")
-        if record:
-            emit(f"recorder({j}, g{step.out}, ({''.join(c + ', ' for c in names_c)}))")
-            if names_c:
-                emit(f"del {', '.join(names_c)}")
-        if saved:
-            emit(f"del {saved}")
-        if not step.keep_cotangent:
-            emit(f"del g{step.out}")
-        writer.free(t_backward + k)
-        if k % 25 == 24:
-            yield
-    return {seed_slot, *received}
-
-
-def _direct_call(arguments: Sequence[tuple[str | None, Any]], step: Any, attrs: str, g: str, position: int) -> str:
-    """The arguments of a direct call (see ``graphengine.ops.terse``): what the function names, nothing else."""
-    parts = []
-    for keyword, what in arguments:
-        if isinstance(what, int):
-            expr = f"s{step.ins[what]}"
-        elif isinstance(what, tuple):  # ("argnum", position)
-            expr = str(position)
-        else:
-            expr = {"g": g, "out": f"s{step.out}", "attrs": attrs}[what]
-        parts.append(expr if keyword is None else f"{keyword}={expr}")
-    return ", ".join(parts)

@@ -8,7 +8,7 @@ compatible shape), so most identity tests are decided before the call.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Collection, Sequence
 
 import numpy as np
 
@@ -29,6 +29,7 @@ def owned_gradients(
     has_g: set[int],
     shapes: Sequence[tuple[int, ...] | None],
     dtypes: Sequence[np.dtype],
+    fresh: Collection[int] = (),
 ) -> list[str]:
     """Emit what makes every gradient the caller's own; return each ``wrt`` position's expression.
 
@@ -40,6 +41,10 @@ def owned_gradients(
     a compatible shape can be the same object; zeros made here are fresh.
     Where that leaves more than ``INLINE_ALIAS_TESTS`` candidates for some
     gradient, identity is tested against one set of ids, as ``Plan._fresh`` does.
+    A gradient in ``fresh`` is an array the program made and named nowhere else
+    (an inline expression's result, or a sum into one; see
+    :mod:`graphengine.engine.backward`): it is the caller's already, and no other
+    gradient can be it, so it gets no test.
     """
     writer.ns["_copy"] = np.array
     exprs: list[str] = []
@@ -47,7 +52,7 @@ def owned_gradients(
     objects = _SameIndex(shapes, dtypes)  # what each gradient could be: the bound values, then earlier gradients
     for b in schedule.bound:
         objects.add(b, f"values[{b}]")
-    by_set = _many_candidates(schedule, has_g, shapes, dtypes)
+    by_set = _many_candidates(schedule, has_g, shapes, dtypes, fresh)
     if by_set:
         writer.emit("taken = {" + "".join(f"id(values[{b}]), " for b in schedule.bound) + "}")
     for s in schedule.wrt:
@@ -60,6 +65,10 @@ def owned_gradients(
         dt = writer.dtype_local(dtypes[s])
         if s in seen:  # the same value under a second name: always a second array
             exprs.append(f"_copy(g{s}, dtype={dt})")
+            continue
+        if s in fresh:
+            seen.add(s)
+            exprs.append(f"g{s}")
             continue
         tests = [f"g{s}.__class__ is not nd", f"g{s}.base is not None", f"not g{s}.flags.writeable"]
         if by_set:
@@ -105,7 +114,11 @@ class _SameIndex:
 
 
 def _many_candidates(
-    schedule: Schedule, has_g: set[int], shapes: Sequence[tuple[int, ...] | None], dtypes: Sequence[np.dtype]
+    schedule: Schedule,
+    has_g: set[int],
+    shapes: Sequence[tuple[int, ...] | None],
+    dtypes: Sequence[np.dtype],
+    fresh: Collection[int],
 ) -> bool:
     """Whether some gradient could be the same object as more than ``INLINE_ALIAS_TESTS`` others."""
     objects = _SameIndex(shapes, dtypes)
@@ -113,7 +126,7 @@ def _many_candidates(
         objects.add(b, "")
     made: set[int] = set()
     for s in schedule.wrt:
-        if s in has_g and s not in made:
+        if s in has_g and s not in made and s not in fresh:
             if objects.count(s) > INLINE_ALIAS_TESTS:
                 return True
             objects.add(s, "")
