@@ -5,7 +5,9 @@ float dtype (graphengine never promotes). Their VJPs return the cotangent in
 the broadcast shape; the engine sums it back to each input's shape
 (:func:`graphengine.ops.unbroadcast`).
 
-Each VJP is the local rule written out, e.g. for ``out = a * b``:
+Every op but pow is declared ``inline``: its forward and VJPs are plain ufunc
+expressions, which the generated code writes out as lines (docs/plugins.md,
+"Inline ops"). Each VJP is the local rule written out, e.g. for ``out = a * b``:
 ``a_bar = g * b`` and ``b_bar = g * a``. Every op here is elementwise, so
 :func:`graphengine.ops.defop` gives it the elementwise shape rule and samples
 with every kind of broadcasting; ``domain`` keeps them where the op is smooth.
@@ -22,28 +24,28 @@ Array = np.ndarray
 __all__ = ["OPS"]
 
 
-@defop(identity_vjp, identity_vjp, doc="a + b, elementwise with broadcasting")
+@defop(identity_vjp, identity_vjp, inline=True, doc="a + b, elementwise with broadcasting")
 def add(a: Array, b: Array) -> Array:
     return a + b
 
 
-@defop(identity_vjp, lambda g: -g, doc="a - b, elementwise with broadcasting")
+@defop(identity_vjp, lambda g: -g, inline=True, doc="a - b, elementwise with broadcasting")
 def sub(a: Array, b: Array) -> Array:
     return a - b
 
 
-@defop(lambda g, b: g * b, lambda g, a: g * a, doc="a * b, elementwise with broadcasting")
+@defop(lambda g, b: g * b, lambda g, a: g * a, inline=True, doc="a * b, elementwise with broadcasting")
 def mul(a: Array, b: Array) -> Array:
     return a * b
 
 
-@defop(lambda g, b: g / b, lambda g, a, b: -g * a / (b * b), domain={"b": "nonzero"},
+@defop(lambda g, b: g / b, lambda g, a, b: -g * a / (b * b), domain={"b": "nonzero"}, inline=True,
        doc="a / b, elementwise with broadcasting")  # fmt: skip
 def div(a: Array, b: Array) -> Array:
     return a / b
 
 
-@defop(lambda g: -g, doc="-x")
+@defop(lambda g: -g, inline=True, doc="-x")
 def neg(x: Array) -> Array:
     return -x
 
@@ -78,22 +80,22 @@ def pow_(base: Array, exponent: Array) -> Array:
     return np.power(base, exponent)
 
 
-@defop(lambda g, out: g * out, doc="e ** x")
+@defop(lambda g, out: g * out, inline=True, doc="e ** x")
 def exp(x: Array) -> Array:
     return np.exp(x)
 
 
-@defop(lambda g, x: g / x, domain="positive", doc="natural logarithm of x (x > 0)")
+@defop(lambda g, x: g / x, domain="positive", inline=True, doc="natural logarithm of x (x > 0)")
 def log(x: Array) -> Array:
     return np.log(x)
 
 
-@defop(lambda g, out: g / (2 * out), domain="positive", doc="square root of x (x >= 0)")
+@defop(lambda g, out: g / (2 * out), domain="positive", inline=True, doc="square root of x (x >= 0)")
 def sqrt(x: Array) -> Array:
     return np.sqrt(x)
 
 
-@defop(lambda g, x: g * np.sign(x), domain="nonzero", doc="|x|; gradient sign(x), 0 at x == 0")
+@defop(lambda g, x: g * np.sign(x), domain="nonzero", inline=True, doc="|x|; gradient sign(x), 0 at x == 0")
 def abs_(x: Array) -> Array:
     return np.abs(x)
 
