@@ -5,6 +5,7 @@ Run from the repository root (needs scikit-learn for the data; torch is an optio
     python -m benchmarks.training_step                      # float64 and float32, 6 rounds of 2 epochs
     python -m benchmarks.training_step --rounds 10 --dtype float32
     python -m benchmarks.training_step --instructions       # instruction counts per step (valgrind)
+    python -m benchmarks.training_step --bits               # SHA-256 of the parameters after 3 epochs
 
 Every implementation does the same work per step: the same shuffled order
 (``default_rng([seed, 0, epoch]).permutation``), batches by index slices of it, forward, backward,
@@ -30,6 +31,11 @@ each loop runs in a fresh process under ``valgrind --tool=callgrind``, collectin
 timed call (``--toggle-collect=starmap_next``: the call is made through ``itertools.starmap``), for
 1 and for 4 epochs after a warm-up epoch; the difference divided by the 135 steps of the 3 extra
 epochs is the steady step, epoch ends and the first calls of ``train()`` excluded.
+
+``--bits`` trains 3 epochs with ``graphengine.train`` from the example's weights and prints, per
+dtype, the SHA-256 of the final parameters' bytes (in the order W1, b1, W2, b2) and their largest
+difference from the numpy loop's: a change that must leave training's results as they are is
+checked by running it before and after (same machine, same BLAS: the bits are the machine's).
 """
 
 from __future__ import annotations
@@ -296,6 +302,18 @@ def print_counts(dtype: str, counts: dict[str, float]) -> None:
         print(f"| {name} | {count:.3f} M | {count / counts['numpy']:.2f} |")
 
 
+def parameter_bits(dtype: str, epochs: int = 3) -> tuple[str, float]:
+    """SHA-256 of the parameters after ``epochs`` of ``graphengine.train``, and their largest difference from numpy's."""
+    import hashlib
+
+    doc, x, labels = digits(dtype)
+    params, reference = initial_params(doc, dtype), initial_params(doc, dtype)
+    engine_loop(doc)(params, x, labels, epochs)
+    numpy_loop(reference, x, labels, epochs)
+    digest = hashlib.sha256(b"".join(params[k].tobytes() for k in PARAMS)).hexdigest()
+    return digest, max(float(np.max(np.abs(params[k] - reference[k]))) for k in PARAMS)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", nargs="+", default=["float64", "float32"], choices=["float64", "float32"])
@@ -303,11 +321,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=2, help="epochs per round (45 steps each)")
     parser.add_argument("--no-torch", action="store_true", help="leave the torch loop out")
     parser.add_argument("--instructions", action="store_true", help="count instructions per step (valgrind)")
+    parser.add_argument("--bits", action="store_true", help="SHA-256 of the parameters after 3 epochs")
     parser.add_argument("--count-one", nargs=3, metavar=("LOOP", "DTYPE", "EPOCHS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.count_one:
         impl, dtype, epochs = args.count_one
         _count_one(impl, dtype, int(epochs))
+        return
+    if args.bits:
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            for dtype in args.dtype:
+                digest, diff = parameter_bits(dtype)
+                print(f"{dtype}: sha256 {digest} (largest difference from the numpy loop's: {diff:.3g})")
         return
     if args.instructions:
         for dtype in args.dtype:

@@ -89,6 +89,12 @@ class Binder:
             for name, info in graph.inputs.items()
             if any(isinstance(d, str) for d in info.dims)
         ]
+        self.plain = plain_feeds(graph.inputs, slot, specs)
+        self.n_inputs = len(graph.inputs)
+        n_params = len(graph.parameters)
+        self.parameter_slots = slice(self.n_inputs, self.n_inputs + n_params)
+        self.constant_slots = slice(self.n_inputs + n_params, self.n_sources)
+        self.parameter_names, self.constant_names = list(graph.parameters), list(graph.constants)
 
     def cast(self, value: np.ndarray) -> np.ndarray:
         """``value`` in the plan's dtype, when it is a float array of another one."""
@@ -106,34 +112,81 @@ class Binder:
             or a dimension name bound to two sizes.
         """
         values: list[Any] = [None] * self.n_slots
+        plain = general = 0  # feeds bound by the plain test, and by coerce
         if feeds:
+            plain_of, nd = self.plain, np.ndarray
             for name, value in feeds.items():
+                entry = plain_of.get(name)
+                if entry is not None and value.__class__ is nd:
+                    at, dtype, ndim, lead, tail = entry
+                    shape = value.shape
+                    # What coerce accepts unchanged, in one test: this dtype, these dimensions.
+                    if value.dtype is dtype and len(shape) == ndim and shape[lead:] == tail:
+                        values[at] = value
+                        plain += 1
+                        continue
                 slot = self.slot.get(name)
                 if slot is None or slot >= self.n_sources:
                     check_names([name] if slot is None else [], self.slot, "feed")
                     raise FeedError(f"feed: {name!r} is computed by the graph and cannot be fed")
                 values[slot] = coerce(name, value, self.specs[slot], self.where[name], self.dims.get(name))
+                general += 1
         cast = self.dtype is not None
-        for slot, name, info in self.input_slots:
-            if values[slot] is None and slot in required:
-                default = info.default
-                if default is None:
-                    raise FeedError(
-                        f"{self.where[name]}input {name!r} ({self.specs[slot]}) needs a value: feed it or give it a default"
-                    )
-                values[slot] = self.cast(default) if cast else default
+        if plain < self.n_inputs:  # an input not fed: its default, if the request needs it
+            for slot, name, info in self.input_slots:
+                if values[slot] is None and slot in required:
+                    default = info.default
+                    if default is None:
+                        raise FeedError(
+                            f"{self.where[name]}input {name!r} ({self.specs[slot]}) needs a value: feed it or give it a default"
+                        )
+                    values[slot] = self.cast(default) if cast else default
         if self.named_dims:
             check_dimension_names(self.named_dims, values, self.where)
         if self.run_limits.active:  # free dimensions: bound what this call computes before it allocates
             self.run_limits.check(values)
-        # Read the graph's dicts on every call (training replaces their entries); one loop, no method calls.
+        # Read the graph's dicts on every call (training replaces their entries).
         graph = self.graph
         parameters, constants = graph.parameters, graph.constants
+        if not (general or cast):  # no parameter or constant fed by name: each dict read in C, in slot order
+            values[self.parameter_slots] = map(parameters.__getitem__, self.parameter_names)
+            values[self.constant_slots] = map(constants.__getitem__, self.constant_names)
+            return values
         for slot, name, is_param in self.source_slots:
             if values[slot] is None:
                 value = parameters[name] if is_param else constants[name]
                 values[slot] = self.cast(value) if cast else value
         return values
+
+
+def plain_feeds(
+    inputs: Mapping[str, Any], slot: Mapping[str, int], specs: Sequence[TensorSpec]
+) -> dict[str, tuple[int, np.dtype, int, int, tuple[int, ...]]]:
+    """Per input whose declared shape is free dimensions then fixed ones: ``(slot, dtype, ndim, lead, tail)``.
+
+    A feed that is an ndarray of exactly ``dtype``, with ``ndim`` dimensions ending in ``tail`` (after
+    ``lead`` free ones), is what :func:`coerce` would return unchanged; :meth:`Binder.bind` takes it as
+    it is. Anything else (a list, another dtype, a wrong shape) goes through :func:`coerce`, which
+    converts it or raises its error. An input with a free dimension after a fixed one always does.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> spec = TensorSpec((None, 64), np.dtype("float64"))
+    >>> plain_feeds({"x": None}, {"x": 0}, [spec])
+    {'x': (0, dtype('float64'), 2, 1, (64,))}
+    """
+    plain = {}
+    for name in inputs:
+        s = slot[name]
+        shape = specs[s].shape
+        lead = 0
+        while lead < len(shape) and shape[lead] is None:
+            lead += 1
+        tail = tuple(d for d in shape[lead:] if d is not None)
+        if len(tail) == len(shape) - lead:
+            plain[name] = (s, specs[s].dtype, len(shape), lead, tail)
+    return plain
 
 
 def declared_at(file: str | None, section: str, index: int, name: str) -> str:

@@ -25,6 +25,7 @@ nothing.
 from __future__ import annotations
 
 import math
+import operator
 from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import FeedError, GraphEngineError, LimitError, ShapeError, clip
@@ -38,6 +39,8 @@ __all__ = ["RunLimits"]
 
 #: Distinct input-shape signatures remembered per plan; past this the cache starts afresh (a bound on memory).
 CACHE_SIZE = 256
+
+_SHAPE = operator.attrgetter("shape")
 
 
 class RunLimits:
@@ -75,6 +78,9 @@ class RunLimits:
         # Made on the first measure: most graphs never need it.
         self._nodes: list[tuple[Any, int, tuple[int, ...]]] | None = None
         self.active = bool(self.free)
+        slots = [s for s, _ in self.free]
+        # The free inputs' values as a tuple, taken in C (itemgetter of one slot gives the value itself).
+        self._free_values: Any = operator.itemgetter(*slots) if len(slots) > 1 else lambda values: (values[slots[0]],)
         self._seen: dict[tuple[Any, ...], GraphEngineError | None] = {}
         #: Signatures measured but not yet run, with their specs: the next call of each is verified (take_fresh).
         self.unverified: dict[tuple[Any, ...], list[TensorSpec]] = {}
@@ -174,7 +180,11 @@ class RunLimits:
         return self.unverified.pop(self._signature(values), None)  # one call per signature is verified
 
     def _signature(self, values: Sequence[Any]) -> tuple[Any, ...]:
-        return tuple(None if values[s] is None else values[s].shape for s, _ in self.free)
+        """The shapes of the free inputs' values (None for one the call does not bind)."""
+        try:
+            return tuple(map(_SHAPE, self._free_values(values)))  # every free input bound: no Python loop
+        except AttributeError:  # a None among them
+            return tuple(None if values[s] is None else values[s].shape for s, _ in self.free)
 
     def _error(self, node: Any, what: str, fed: str, limit: str) -> LimitError:
         return LimitError(

@@ -28,6 +28,7 @@ VJPs (``n`` = number of elements, or examples, averaged over by ``"mean"``)::
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Literal
 
 import numpy as np
@@ -200,9 +201,25 @@ def _is_index(labels: Array) -> bool:
     return labels.dtype.kind in "iu"
 
 
+@lru_cache(maxsize=64)
+def _rows(n: int) -> Array:
+    """``arange(n)``, made once per batch size and shared (read-only): the row index of ``(examples, classes)``."""
+    rows = np.arange(n)
+    rows.flags.writeable = False
+    return rows
+
+
+def _plain(labels: Array, attrs: CrossEntropyAttrs, ndim: int) -> bool:
+    """The common case: class-index labels of ``(examples, classes)`` logits, every example weighing 1.
+
+    The forward and the VJP take it without the general path's helpers (called per step).
+    """
+    return labels.dtype.kind in "iu" and ndim == 2 and attrs.class_weights is None and attrs.ignore_index is None
+
+
 def _check_labels(logits: Array, labels: Array, ignore_index: int | None = None) -> None:
     """Raise ValueError for labels of the wrong shape, or class indices outside [0, C) (ignore_index aside)."""
-    if _is_index(labels):
+    if labels.dtype.kind in "iu":
         if labels.shape != logits.shape[:-1]:
             raise ValueError(
                 f"softmax_cross_entropy: class-index labels of shape {format_shape(labels.shape)} do not match "
@@ -268,6 +285,13 @@ def softmax_cross_entropy_vjp_logits(
         _check_labels(logits, labels, attrs.ignore_index)
         saved = log_softmax_values(logits, -1)
     grad = np.exp(saved)  # a new array: saved is only read
+    if _plain(labels, attrs, grad.ndim):  # the general path's arithmetic, without its branches and helpers
+        n = grad.shape[0]
+        grad[_rows(n), labels] -= 1
+        if attrs.reduction == "none":
+            return grad * g[..., None]
+        grad *= g / n if attrs.reduction == "mean" else g
+        return grad
     weight = _weights(labels, attrs, logits.dtype)
     if _is_index(labels):
         index = (
@@ -329,6 +353,10 @@ def softmax_cross_entropy(logits: Array, labels: Array, *, attrs: CrossEntropyAt
 
 def _loss_of(logp: Array, labels: Array, attrs: CrossEntropyAttrs) -> Array:
     """The reduced loss from the log-softmax (labels already checked)."""
+    if _plain(labels, attrs, logp.ndim) and attrs.reduction != "none" and labels.size:
+        # -sum(picked) is sum(-picked) bit for bit (rounding is symmetric): one negation of a number, not of an array.
+        total = -_add_reduce(logp[_rows(logp.shape[0]), labels], None)
+        return np.asarray(total / labels.size if attrs.reduction == "mean" else total)
     if _is_index(labels):
         safe = np.where(labels == attrs.ignore_index, 0, labels) if attrs.ignore_index is not None else labels
         if logp.ndim == 2:  # (examples, classes): plain indexing, cheaper than take_along_axis
