@@ -13,8 +13,7 @@ here are those forms written once, so they cost nothing at run time:
 - VJP calls of the form ``f(g, <up to 3 values>[, <one constant>])``, all positional, into a slot
   of static shape (every VJP of the standard library but the four long-form ones and
   those that read four values): ``(kernel, step, position, names, f, out, to, shape,
-  dtype, contribution number, pop, drops, constant, reads, *positions in reads)``,
-  where ``reads`` is ``(out, *input slots)``.
+  dtype, contribution number, pop, drops, constant, *slots read)``.
 
 Each does what the generated kernel of its form does (``table._source``), line
 for line; any other form is still generated. ``tests/test_table_kernels.py``
@@ -145,7 +144,7 @@ FORWARD_ANY = {True: _fn, False: _fna}
 
 
 def _b0(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, _k, _r = e
+    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, _k = e
     try:
         r = f(c[o])
     except Exception as exc:
@@ -165,9 +164,9 @@ def _b0(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
 
 
 def _b1(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, _k, rd, w0 = e
+    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, _k, s0 = e
     try:
-        r = f(c[o], v[rd[w0]])
+        r = f(c[o], v[s0])
     except Exception as exc:
         raise vjp_raised(Site(b.op_name, pos, nm[to], b.node_id), exc) from exc
     if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
@@ -185,9 +184,9 @@ def _b1(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
 
 
 def _b2(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, _k, rd, w0, w1 = e
+    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, _k, s0, s1 = e
     try:
-        r = f(c[o], v[rd[w0]], v[rd[w1]])
+        r = f(c[o], v[s0], v[s1])
     except Exception as exc:
         raise vjp_raised(Site(b.op_name, pos, nm[to], b.node_id), exc) from exc
     if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
@@ -205,9 +204,9 @@ def _b2(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
 
 
 def _b3(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, _k, rd, w0, w1, w2 = e
+    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, _k, s0, s1, s2 = e
     try:
-        r = f(c[o], v[rd[w0]], v[rd[w1]], v[rd[w2]])
+        r = f(c[o], v[s0], v[s1], v[s2])
     except Exception as exc:
         raise vjp_raised(Site(b.op_name, pos, nm[to], b.node_id), exc) from exc
     if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
@@ -225,7 +224,7 @@ def _b3(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
 
 
 def _b0k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, k, _r = e
+    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, k = e
     try:
         r = f(c[o], k)
     except Exception as exc:
@@ -245,9 +244,9 @@ def _b0k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
 
 
 def _b1k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, k, rd, w0 = e
+    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, k, s0 = e
     try:
-        r = f(c[o], v[rd[w0]], k)
+        r = f(c[o], v[s0], k)
     except Exception as exc:
         raise vjp_raised(Site(b.op_name, pos, nm[to], b.node_id), exc) from exc
     if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
@@ -265,9 +264,9 @@ def _b1k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
 
 
 def _b2k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, k, rd, w0, w1 = e
+    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, k, s0, s1 = e
     try:
-        r = f(c[o], v[rd[w0]], v[rd[w1]], k)
+        r = f(c[o], v[s0], v[s1], k)
     except Exception as exc:
         raise vjp_raised(Site(b.op_name, pos, nm[to], b.node_id), exc) from exc
     if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
@@ -285,9 +284,9 @@ def _b2k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
 
 
 def _b3k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, k, rd, w0, w1, w2 = e
+    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, k, s0, s1, s2 = e
     try:
-        r = f(c[o], v[rd[w0]], v[rd[w1]], v[rd[w2]], k)
+        r = f(c[o], v[s0], v[s1], v[s2], k)
     except Exception as exc:
         raise vjp_raised(Site(b.op_name, pos, nm[to], b.node_id), exc) from exc
     if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:

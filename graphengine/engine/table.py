@@ -219,7 +219,8 @@ def _backward_entries(
     live = [False] * len(schedule.backward)
     for j in schedule.live:
         live[j] = True
-    forms: dict[tuple[Any, ...], Any] = {}  # a kernel written out (a tuple), or the maker of a generated one
+    forms: dict[tuple[int, bool], Any] = {}  # by (vjp, free shape): its written-out kernel, or None
+    makers: dict[tuple[Any, ...], Callable[..., Entry]] = {}  # the generated entry makers of the others
     entries: list[Entry] = []
     for back, is_live in zip(schedule.backward, live):
         grads = back.grads
@@ -230,46 +231,54 @@ def _backward_entries(
             continue
         last = len(grads) - 1
         pop = not back.keep_cotangent
-        reads = None  # (out, *inputs): the slots a written-out kernel reads by position
+        reads = None  # (out, *inputs): the slots a written-out kernel reads, by position
         for n_grad, (position, slot, vjp) in enumerate(grads):
             n = received[slot] = received[slot] + 1
             shape = static[slot]
             if shape is None:
                 wanted.add(slot)
-            key = (id(vjp), position, back.reads, back.reads_out, shape is None)
-            form = forms.get(key)  # the vjp lives in the schedule while this runs: its id is stable
-            if form is None:
-                form = forms[key] = _vjp_form(vjp, back.reads, back.reads_out, position, shape is not None)
+            written = forms.get((id(vjp), shape is None), False)  # the vjp lives while this runs: its id is stable
+            if written is False:
+                written = forms[(id(vjp), shape is None)] = _written_form(vjp, shape is not None)
             final = n_grad == last
             m, drops = n if n < 3 else 3, back.release if final else ()
-            if form.__class__ is tuple:
-                kernel, fn, wheres, constant = form
+            if written is not None:  # one tuple display per count of values read: no concatenation
+                kernel, fn, wheres, constant = written
                 if reads is None:
                     reads = (back.out, *back.ins)
                 k = back.attrs if constant == "attrs" else position if constant == "argnum" else None
-                entries.append(
-                    (kernel, back, position, names, fn, back.out, slot, shape, dtypes[slot], m, pop and final, drops)
-                    + (k, reads, *wheres)
-                )
+                head = (kernel, back, position, names, fn, back.out, slot, shape, dtypes[slot], m, pop and final)
+                if not wheres:
+                    entries.append((*head, drops, k))
+                elif len(wheres) == 1:
+                    entries.append((*head, drops, k, reads[wheres[0]]))
+                elif len(wheres) == 2:
+                    entries.append((*head, drops, k, reads[wheres[0]], reads[wheres[1]]))
+                else:
+                    entries.append((*head, drops, k, reads[wheres[0]], reads[wheres[1]], reads[wheres[2]]))
                 continue
+            key = (id(vjp), position, back.reads, back.reads_out, shape is None)
+            maker = makers.get(key)
+            if maker is None:
+                fn, argspec, picks = _call_form(vjp, back.reads, back.reads_out, position)
+                maker = makers[key] = _maker(("B", argspec, picks, shape is not None))(fn)
             entries.append(
-                form(
+                maker(
                     back, position, names, slot, slot if shape is None else shape, dtypes[slot], m, pop and final, drops
                 )
             )
     return entries
 
 
-def _vjp_form(vjp: Any, reads: tuple[bool, ...], reads_out: bool, position: int, static: bool) -> Any:
-    """How the entries of ``vjp`` are made: ``(kernel, f, positions read, constant)`` for a kernel written
-    out in :mod:`~graphengine.engine.kernels`, else the entry maker of its generated form."""
+def _written_form(vjp: Any, static: bool) -> tuple[Any, Any, tuple[int, ...], str | None] | None:
+    """``(kernel, f, positions read in (out, *inputs), constant)`` when ``vjp``'s calls run a kernel written
+    out in :mod:`~graphengine.engine.kernels`; None when they need a generated one."""
     direct = getattr(vjp, "__ge_direct__", None)
     written = kernels.vjp_form(direct[1]) if direct is not None and static else None
-    if written is not None and direct is not None:
-        kernel, wheres, constant = written
-        return (kernel, direct[0], wheres, constant)
-    fn, argspec, picks = _call_form(vjp, reads, reads_out, position)
-    return _maker(("B", argspec, picks, static))(fn)
+    if written is None or direct is None:
+        return None
+    kernel, wheres, constant = written
+    return (kernel, direct[0], wheres, constant)
 
 
 def _call_form(
