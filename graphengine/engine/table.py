@@ -12,13 +12,16 @@ result test; an exact ndarray of that shape and dtype passes, anything else
 goes through :func:`graphengine.ops.vjp.fit_cotangent`, which unbroadcasts
 it or raises naming the node.
 
-An entry is a tuple ``(kernel, ...)``, run as ``entry[0](v, c, h, entry)``,
-made by an *entry maker* compiled once per form of call (say "a terse VJP
-reading ``g`` and its first input, with a static shape") and shared by every
-table of the process; what varies between calls of one form (which
-contribution to its slot, what it drops) is data in the entry. So a graph of
-100,000 nodes costs a dozen small ``compile()`` calls, then one tuple per
-call: no closure, no cells, no message object (a VJP's
+An entry is a tuple ``(kernel, ...)``, run as ``entry[0](v, c, h, entry)``.
+Every forward call, and the VJP calls of the common forms ("``f(g, <values>[,
+<constant>])``" into a slot of static shape), run kernels written out in
+:mod:`~graphengine.engine.kernels`: building a table then compiles nothing
+(round six; a fresh process paid 120-180 us of ``compile()`` per form). Any
+other VJP form gets an *entry maker* generated and compiled once per form
+(:func:`_source`, say "a long-form VJP reading ``g`` and its first input") and
+shared by every table of the process. What varies between calls of one form
+(which contribution to its slot, what it drops) is data in the entry: one
+tuple per call, no closure, no cells, no message object (a VJP's
 :class:`~graphengine.ops.vjp.VJPSite` is made only when a message needs it).
 Building the table costs less than one steady call; see
 docs/performance-calls.md.
@@ -33,7 +36,8 @@ import numpy as np
 from ..errors import ExecutionError, FeedError
 from ..ops import TensorSpec
 from ..ops.vjp import VJPSite, fit_cotangent, vjp_raised
-from .interpreter import check_forward_output, forward_failed
+from . import kernels
+from .interpreter import check_forward_output
 from .schedule import Schedule
 
 #: Entry makers by form (see :func:`_source`): ``maker(fn) -> entry(...) -> (kernel, ...)``, compiled once.
@@ -43,7 +47,6 @@ _GLOBALS: dict[str, Any] = {
     "shape_of": np.shape,
     "fit": fit_cotangent,
     "vjp_raised": vjp_raised,
-    "forward_failed": forward_failed,
     "Site": VJPSite,
 }
 
@@ -62,46 +65,34 @@ def _maker(key: tuple[Any, ...]) -> Callable[..., Any]:
 
 
 def _source(key: tuple[Any, ...]) -> str:
-    """The source of one form's kernel and entry maker.
+    """The source of one VJP form's kernel and entry maker (the forms :mod:`.kernels` does not write out).
 
-    The kernel unpacks its entry in one step. Forward: ``(kernel, step, out, f, [attrs], record_shape,
-    drops, inputs...)``. VJP: ``(kernel, step, position, names, f, g slot, to, shape, dtype, contribution
-    number (1, 2, 3 for later), pop, drops, picks...)``; the site for a message is made from the first ones.
+    The kernel unpacks its entry in one step: ``(kernel, step, position, names, f, g slot, to, shape,
+    dtype, contribution number (1, 2, 3 for later), pop, drops, picks...)``; the site for a message is
+    made from the first ones.
     """
-    if key[0] == "F":
-        _, direct, n_in = key
-        ins = [f"i{k}" for k in range(n_in)]
-        fields = ["step", "o", "f", *([] if direct else ["a"]), "rs", "dr", *ins]
-        built = ["step", "step.out", "f", *([] if direct else ["step.attrs"]), "rs", "dr"]
-        built += [f"ins[{k}]" for k in range(n_in)]
-        args = [f"v[{i}]" for i in ins] + ([] if direct else ["attrs=a"])
-        lines = ["try:", f"    v[o] = f({', '.join(args)})", "except Exception as exc:"]
-        lines += ["    raise forward_failed(step.node_id, step.op.name, exc) from exc"]
-        lines += ["if rs:", "    h[o] = shape_of(v[o])"]
-        make = "def entry(step, rs, dr):\n        ins = step.ins\n"
-    else:
-        _, argspec, picks, static = key
-        fields = ["b", "pos", "nm", "f", "o", "to", "shape", "dt", "m", "pop", "dr"]
-        built = ["b", "pos", "nm", "f", "b.out", "to", "shape", "dt", "m", "pop", "dr"]
-        args = []
-        bound = iter(picks)
-        for k, (keyword, kind) in enumerate(argspec):
-            if kind in ("in", "attrs", "argnum"):
-                fields.append(f"p{k}")
-                what = next(bound)[1]
-                built.append(f"b.ins[{what}]" if kind == "in" else "b.attrs" if kind == "attrs" else "pos")
-            expr = {"g": "c[o]", "out": "v[o]", "none": "None", "in": f"v[p{k}]"}.get(kind, f"p{k}")
-            args.append(expr if keyword is None else f"{keyword}={expr}")
-        shape = "shape" if static else "h[shape]"
-        site = "Site(b.op_name, pos, nm[to], b.node_id)"
-        lines = ["try:", f"    r = f({', '.join(args)})", "except Exception as exc:"]
-        lines += [f"    raise vjp_raised({site}, exc) from exc"]
-        lines.append(
-            f"if r.__class__ is not nd or r.shape != {shape} or r.dtype is not dt: r = fit(r, {shape}, dt, {site})"
-        )
-        lines += ["if m == 1:", "    c[to] = r", "elif m == 2:", "    c[to] = c[to] + r", "else:", "    c[to] += r"]
-        lines += ["if pop:", "    c[o] = None"]
-        make = "def entry(b, pos, nm, to, shape, dt, m, pop, dr):\n"
+    _, argspec, picks, static = key
+    fields = ["b", "pos", "nm", "f", "o", "to", "shape", "dt", "m", "pop", "dr"]
+    built = ["b", "pos", "nm", "f", "b.out", "to", "shape", "dt", "m", "pop", "dr"]
+    args = []
+    bound = iter(picks)
+    for k, (keyword, kind) in enumerate(argspec):
+        if kind in ("in", "attrs", "argnum"):
+            fields.append(f"p{k}")
+            what = next(bound)[1]
+            built.append(f"b.ins[{what}]" if kind == "in" else "b.attrs" if kind == "attrs" else "pos")
+        expr = {"g": "c[o]", "out": "v[o]", "none": "None", "in": f"v[p{k}]"}.get(kind, f"p{k}")
+        args.append(expr if keyword is None else f"{keyword}={expr}")
+    shape = "shape" if static else "h[shape]"
+    site = "Site(b.op_name, pos, nm[to], b.node_id)"
+    lines = ["try:", f"    r = f({', '.join(args)})", "except Exception as exc:"]
+    lines += [f"    raise vjp_raised({site}, exc) from exc"]
+    lines.append(
+        f"if r.__class__ is not nd or r.shape != {shape} or r.dtype is not dt: r = fit(r, {shape}, dt, {site})"
+    )
+    lines += ["if m == 1:", "    c[to] = r", "elif m == 2:", "    c[to] = c[to] + r", "else:", "    c[to] += r"]
+    lines += ["if pop:", "    c[o] = None"]
+    make = "def entry(b, pos, nm, to, shape, dt, m, pop, dr):\n"
     lines += ["for s in dr:", "    v[s] = None"]
     body = "\n".join("    " + line for line in lines)
     return (
@@ -194,18 +185,21 @@ class Table:
 
 
 def _forward_entries(schedule: Schedule, wanted: set[int]) -> list[Entry]:
-    """One entry per forward step, made by its op's maker (looked up once per op and input count)."""
-    makers: dict[tuple[int, int], Callable[..., Entry]] = {}
+    """One entry per forward step: ``(kernel, step, out, f, attrs, record_shape, drops, *input slots)``,
+    its kernel written out in :mod:`~graphengine.engine.kernels` (looked up once per op and input count)."""
+    forms: dict[tuple[int, int], tuple[Callable[..., None], Any]] = {}
     entries = []
     for step, drop in schedule.forward:
-        op = step.op
-        entry = makers.get((id(op), len(step.ins)))  # the op lives while this runs: its id is stable
-        if entry is None:
+        op, ins = step.op, step.ins
+        form = forms.get((id(op), len(ins)))  # the op lives while this runs: its id is stable
+        if form is None:
             fn = op.forward
             direct = getattr(fn, "__ge_direct__", None)  # a terse op's own forward: no adapter call
-            form = ("F", direct is not None, len(step.ins))
-            entry = makers[(id(op), len(step.ins))] = _maker(form)(fn if direct is None else direct[0])
-        entries.append(entry(step, step.out in wanted, drop))
+            terse = direct is not None
+            kernel = kernels.FORWARD.get((terse, len(ins))) or kernels.FORWARD_ANY[terse]
+            form = forms[(id(op), len(ins))] = (kernel, fn if direct is None else direct[0])
+        kernel, fn = form
+        entries.append((kernel, step, step.out, fn, step.attrs, step.out in wanted, drop, *ins))
     return entries
 
 
@@ -225,7 +219,8 @@ def _backward_entries(
     live = [False] * len(schedule.backward)
     for j in schedule.live:
         live[j] = True
-    makers: dict[tuple[Any, ...], Callable[..., Entry]] = {}
+    forms: dict[tuple[int, bool], Any] = {}  # by (vjp, free shape): its written-out kernel, or None
+    makers: dict[tuple[Any, ...], Callable[..., Entry]] = {}  # the generated entry makers of the others
     entries: list[Entry] = []
     for back, is_live in zip(schedule.backward, live):
         grads = back.grads
@@ -236,31 +231,54 @@ def _backward_entries(
             continue
         last = len(grads) - 1
         pop = not back.keep_cotangent
+        reads = None  # (out, *inputs): the slots a written-out kernel reads, by position
         for n_grad, (position, slot, vjp) in enumerate(grads):
             n = received[slot] = received[slot] + 1
             shape = static[slot]
             if shape is None:
                 wanted.add(slot)
-            key = (id(vjp), position, back.reads, back.reads_out, shape is None)
-            entry = makers.get(key)  # the vjp lives in the schedule while this runs: its id is stable
-            if entry is None:
-                fn, argspec, picks = _call_form(vjp, back.reads, back.reads_out, position)
-                entry = makers[key] = _maker(("B", argspec, picks, shape is not None))(fn)
+            written = forms.get((id(vjp), shape is None), False)  # the vjp lives while this runs: its id is stable
+            if written is False:
+                written = forms[(id(vjp), shape is None)] = _written_form(vjp, shape is not None)
             final = n_grad == last
+            m, drops = n if n < 3 else 3, back.release if final else ()
+            if written is not None:  # one tuple display per count of values read: no concatenation
+                kernel, fn, wheres, constant = written
+                if reads is None:
+                    reads = (back.out, *back.ins)
+                k = back.attrs if constant == "attrs" else position if constant == "argnum" else None
+                head = (kernel, back, position, names, fn, back.out, slot, shape, dtypes[slot], m, pop and final)
+                if not wheres:
+                    entries.append((*head, drops, k))
+                elif len(wheres) == 1:
+                    entries.append((*head, drops, k, reads[wheres[0]]))
+                elif len(wheres) == 2:
+                    entries.append((*head, drops, k, reads[wheres[0]], reads[wheres[1]]))
+                else:
+                    entries.append((*head, drops, k, reads[wheres[0]], reads[wheres[1]], reads[wheres[2]]))
+                continue
+            key = (id(vjp), position, back.reads, back.reads_out, shape is None)
+            maker = makers.get(key)
+            if maker is None:
+                fn, argspec, picks = _call_form(vjp, back.reads, back.reads_out, position)
+                maker = makers[key] = _maker(("B", argspec, picks, shape is not None))(fn)
             entries.append(
-                entry(
-                    back,
-                    position,
-                    names,
-                    slot,
-                    slot if shape is None else shape,
-                    dtypes[slot],
-                    n if n < 3 else 3,
-                    pop and final,
-                    back.release if final else (),
+                maker(
+                    back, position, names, slot, slot if shape is None else shape, dtypes[slot], m, pop and final, drops
                 )
             )
     return entries
+
+
+def _written_form(vjp: Any, static: bool) -> tuple[Any, Any, tuple[int, ...], str | None] | None:
+    """``(kernel, f, positions read in (out, *inputs), constant)`` when ``vjp``'s calls run a kernel written
+    out in :mod:`~graphengine.engine.kernels`; None when they need a generated one."""
+    direct = getattr(vjp, "__ge_direct__", None)
+    written = kernels.vjp_form(direct[1]) if direct is not None and static else None
+    if written is None or direct is None:
+        return None
+    kernel, wheres, constant = written
+    return (kernel, direct[0], wheres, constant)
 
 
 def _call_form(

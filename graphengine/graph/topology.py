@@ -36,14 +36,21 @@ def topological_order(first_node: int, sources: list[int], starts: list[int]) ->
         return range(count)
     successors: list[list[int]] = [[] for _ in range(count)]
     indegree = [0] * count
-    for k in range(len(starts) - 1):
-        node = first_node + k
-        read = sources[starts[k] : starts[k + 1]]
-        if len(read) > 1:
-            read = distinct_sources(read)
-        indegree[node] = len(read)
-        for src in read:
-            successors[src].append(node)
+    node = first_node
+    for start, stop in zip(starts, starts[1:]):  # pairs, not two index lookups per node
+        if stop - start == 1:  # most nodes read one or two ids: no slice, no de-duplication call
+            successors[sources[start]].append(node)
+            indegree[node] = 1
+        elif stop - start == 2 and sources[start] != sources[start + 1]:
+            successors[sources[start]].append(node)
+            successors[sources[start + 1]].append(node)
+            indegree[node] = 2
+        else:
+            read = distinct_sources(sources[start:stop])
+            indegree[node] = len(read)
+            for src in read:
+                successors[src].append(node)
+        node += 1
     generation = [v for v in range(count) if not indegree[v]]
     order: list[int] = []
     while generation:
