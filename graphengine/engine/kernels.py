@@ -15,8 +15,9 @@ here are those forms written once, so they cost nothing at run time:
   those that read four values): ``(kernel, step, position, names, f, out, to, shape,
   dtype, contribution number, pop, drops, constant, *slots read)``.
 
-Each does what the generated kernel of its form does (``table._source``), line
-for line; any other form is still generated. ``tests/test_table_kernels.py``
+Each does what the generated kernel of its form does (``table._source``); the
+VJP kernels differ only in the call, and share its tail (:func:`_land`: the
+check, the fan-in sum, the slots freed). Any other form is still generated. ``tests/test_table_kernels.py``
 holds the two to the same bits.
 """
 
@@ -143,164 +144,93 @@ FORWARD: dict[tuple[bool, int], Kernel] = {
 FORWARD_ANY = {True: _fn, False: _fna}
 
 
+def _land(v: list[Any], c: list[Any], e: tuple[Any, ...], r: Any) -> None:
+    """The tail every VJP kernel shares: check ``r`` (fit it, or raise naming the input), add it into
+    its cotangent slot (the first contribution taken, the second added anew, later ones in place),
+    then free the slots this entry was the last to read."""
+    to, shape, dt, m = e[6], e[7], e[8], e[9]
+    if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
+        r = fit(r, shape, dt, _site(e))
+    if m == 1:
+        c[to] = r
+    elif m == 2:
+        c[to] = c[to] + r
+    else:
+        c[to] += r
+    if e[10]:
+        c[e[5]] = None
+    for s in e[11]:
+        v[s] = None
+
+
+def _site(e: tuple[Any, ...]) -> Site:
+    """Which VJP an entry runs: its op, input position and node, the input's slot named."""
+    b = e[1]
+    return Site(b.op_name, e[2], e[3][e[6]], b.node_id)
+
+
 def _b0(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, _k = e
     try:
-        r = f(c[o])
+        r = e[4](c[e[5]])
     except Exception as exc:
-        raise vjp_raised(Site(b.op_name, pos, nm[to], b.node_id), exc) from exc
-    if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
-        r = fit(r, shape, dt, Site(b.op_name, pos, nm[to], b.node_id))
-    if m == 1:
-        c[to] = r
-    elif m == 2:
-        c[to] = c[to] + r
-    else:
-        c[to] += r
-    if pop:
-        c[o] = None
-    for s in dr:
-        v[s] = None
-
-
-def _b1(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, _k, s0 = e
-    try:
-        r = f(c[o], v[s0])
-    except Exception as exc:
-        raise vjp_raised(Site(b.op_name, pos, nm[to], b.node_id), exc) from exc
-    if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
-        r = fit(r, shape, dt, Site(b.op_name, pos, nm[to], b.node_id))
-    if m == 1:
-        c[to] = r
-    elif m == 2:
-        c[to] = c[to] + r
-    else:
-        c[to] += r
-    if pop:
-        c[o] = None
-    for s in dr:
-        v[s] = None
-
-
-def _b2(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, _k, s0, s1 = e
-    try:
-        r = f(c[o], v[s0], v[s1])
-    except Exception as exc:
-        raise vjp_raised(Site(b.op_name, pos, nm[to], b.node_id), exc) from exc
-    if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
-        r = fit(r, shape, dt, Site(b.op_name, pos, nm[to], b.node_id))
-    if m == 1:
-        c[to] = r
-    elif m == 2:
-        c[to] = c[to] + r
-    else:
-        c[to] += r
-    if pop:
-        c[o] = None
-    for s in dr:
-        v[s] = None
-
-
-def _b3(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, _k, s0, s1, s2 = e
-    try:
-        r = f(c[o], v[s0], v[s1], v[s2])
-    except Exception as exc:
-        raise vjp_raised(Site(b.op_name, pos, nm[to], b.node_id), exc) from exc
-    if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
-        r = fit(r, shape, dt, Site(b.op_name, pos, nm[to], b.node_id))
-    if m == 1:
-        c[to] = r
-    elif m == 2:
-        c[to] = c[to] + r
-    else:
-        c[to] += r
-    if pop:
-        c[o] = None
-    for s in dr:
-        v[s] = None
+        raise vjp_raised(_site(e), exc) from exc
+    _land(v, c, e, r)
 
 
 def _b0k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, k = e
     try:
-        r = f(c[o], k)
+        r = e[4](c[e[5]], e[12])
     except Exception as exc:
-        raise vjp_raised(Site(b.op_name, pos, nm[to], b.node_id), exc) from exc
-    if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
-        r = fit(r, shape, dt, Site(b.op_name, pos, nm[to], b.node_id))
-    if m == 1:
-        c[to] = r
-    elif m == 2:
-        c[to] = c[to] + r
-    else:
-        c[to] += r
-    if pop:
-        c[o] = None
-    for s in dr:
-        v[s] = None
+        raise vjp_raised(_site(e), exc) from exc
+    _land(v, c, e, r)
+
+
+def _b1(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
+    try:
+        r = e[4](c[e[5]], v[e[13]])
+    except Exception as exc:
+        raise vjp_raised(_site(e), exc) from exc
+    _land(v, c, e, r)
 
 
 def _b1k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, k, s0 = e
     try:
-        r = f(c[o], v[s0], k)
+        r = e[4](c[e[5]], v[e[13]], e[12])
     except Exception as exc:
-        raise vjp_raised(Site(b.op_name, pos, nm[to], b.node_id), exc) from exc
-    if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
-        r = fit(r, shape, dt, Site(b.op_name, pos, nm[to], b.node_id))
-    if m == 1:
-        c[to] = r
-    elif m == 2:
-        c[to] = c[to] + r
-    else:
-        c[to] += r
-    if pop:
-        c[o] = None
-    for s in dr:
-        v[s] = None
+        raise vjp_raised(_site(e), exc) from exc
+    _land(v, c, e, r)
+
+
+def _b2(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
+    try:
+        r = e[4](c[e[5]], v[e[13]], v[e[14]])
+    except Exception as exc:
+        raise vjp_raised(_site(e), exc) from exc
+    _land(v, c, e, r)
 
 
 def _b2k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, k, s0, s1 = e
     try:
-        r = f(c[o], v[s0], v[s1], k)
+        r = e[4](c[e[5]], v[e[13]], v[e[14]], e[12])
     except Exception as exc:
-        raise vjp_raised(Site(b.op_name, pos, nm[to], b.node_id), exc) from exc
-    if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
-        r = fit(r, shape, dt, Site(b.op_name, pos, nm[to], b.node_id))
-    if m == 1:
-        c[to] = r
-    elif m == 2:
-        c[to] = c[to] + r
-    else:
-        c[to] += r
-    if pop:
-        c[o] = None
-    for s in dr:
-        v[s] = None
+        raise vjp_raised(_site(e), exc) from exc
+    _land(v, c, e, r)
+
+
+def _b3(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
+    try:
+        r = e[4](c[e[5]], v[e[13]], v[e[14]], v[e[15]])
+    except Exception as exc:
+        raise vjp_raised(_site(e), exc) from exc
+    _land(v, c, e, r)
 
 
 def _b3k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, b, pos, nm, f, o, to, shape, dt, m, pop, dr, k, s0, s1, s2 = e
     try:
-        r = f(c[o], v[s0], v[s1], v[s2], k)
+        r = e[4](c[e[5]], v[e[13]], v[e[14]], v[e[15]], e[12])
     except Exception as exc:
-        raise vjp_raised(Site(b.op_name, pos, nm[to], b.node_id), exc) from exc
-    if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
-        r = fit(r, shape, dt, Site(b.op_name, pos, nm[to], b.node_id))
-    if m == 1:
-        c[to] = r
-    elif m == 2:
-        c[to] = c[to] + r
-    else:
-        c[to] += r
-    if pop:
-        c[o] = None
-    for s in dr:
-        v[s] = None
+        raise vjp_raised(_site(e), exc) from exc
+    _land(v, c, e, r)
 
 
 #: VJP kernels by (values read, whether a constant follows them).
