@@ -212,21 +212,23 @@ class Plan:
         ExecutionError
             An op or VJP failed or returned a wrong shape or dtype; names the node.
         """
-        if not record and cotangent is None:  # the steady call of a training loop: no frame between it and the code
-            hit = self._grad_requests.get(
-                (wrt if wrt.__class__ is tuple else tuple(wrt) if wrt is not None else None, output)
-            )
+        if not record:  # a request seen before: bind once, and run its generated code with no frame between
+            key = wrt if wrt.__class__ is tuple else tuple(wrt) if wrt is not None else tuple(self.graph.parameters)
+            hit = self._grad_requests.get((key, output))  # the key _grad_schedule makes
             if hit is not None:
                 schedule, resolved = hit
-                binder = self._binder
-                values = binder.bind(feeds, schedule.required)
+                values = self._binder.bind(feeds, schedule.required)
                 program: Program | None = schedule.programs.get(False)  # type: ignore[assignment]  # only Programs
-                if program is not None and False in schedule.ran and not binder.run_limits.unverified:
+                # What Runners.runner would pick: the steady call. The generated code makes the gradients
+                # the caller's own and keys both dicts itself.
+                if program is not None and False in schedule.ran and not self._binder.run_limits.unverified:
+                    seed = default_seed(resolved) if cotangent is None else _seed(cotangent, resolved, None)
                     try:
-                        outputs, gradients = program.fn(values, default_seed(resolved), None, True)
+                        outputs, gradients = program.fn(values, seed, None, True)
                     except Exception as exc:
                         program.reraise(exc)
                     return GradResult(outputs, gradients, None, self, feeds)
+                return self._value_and_grad(feeds, wrt, output, cotangent, record, interpret=False, values=values)
         return self._value_and_grad(feeds, wrt, output, cotangent, record, interpret=False)
 
     # --- internals ---------------------------------------------------------------------------
@@ -240,20 +242,12 @@ class Plan:
         record: bool,
         *,
         interpret: bool,
+        values: list[Any] | None = None,
     ) -> GradResult:
+        """Every call but a seen request's steady one (see value_and_grad); ``values`` if already bound."""
         schedule, wrt_names, resolved = self._grad_schedule(wrt, output)
-        binder = self._binder
-        values = binder.bind(feeds, schedule.required)
-        if not (record or interpret or binder.run_limits.unverified):
-            program: Program | None = schedule.programs.get(False)  # type: ignore[assignment]  # only Programs
-            if program is not None and False in schedule.ran:  # what Runners.runner would pick: the steady call
-                # The generated code makes the gradients the caller's own and keys both dicts itself.
-                seed = default_seed(resolved) if cotangent is None else _seed(cotangent, resolved, None)
-                try:
-                    outputs, gradients = program.fn(values, seed, None, True)
-                except Exception as exc:
-                    program.reraise(exc)
-                return GradResult(outputs, gradients, None, self, feeds)
+        if values is None:
+            values = self._binder.bind(feeds, schedule.required)
         taken = {id(values[s]) for s in schedule.bound}  # user data and parameters: never returned as gradients
         runner = self._interpreter(schedule) if interpret else self._runner(schedule, record, values)
         trace = Trace(resolved, np.empty(0)) if record else None
