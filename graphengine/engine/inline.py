@@ -68,9 +68,9 @@ def bound_to_verify(schedule: Schedule, shapes: Sequence[Shape | None], live: Se
         if step.op.forward_expr is not None and step.op.forward_saving is None:
             read.update(step.ins)
     if schedule.grad_output >= 0:
+        ops = {step.out: step.op for step, _ in schedule.forward}
         for j in live:
             back = schedule.backward[j]
-            ops = {step.out: step.op for step, _ in schedule.forward}
             op = ops.get(back.out)
             if op is not None and any(op.vjp_expr(p) is not None for p, _, _ in back.grads):
                 read.update(back.ins)
