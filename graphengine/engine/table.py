@@ -242,20 +242,24 @@ def _backward_entries(
                 written = forms[(id(vjp), shape is None)] = _written_form(vjp, shape is not None)
             final = n_grad == last
             m, drops = n if n < 3 else 3, back.release if final else ()
-            if written is not None:  # one tuple display per count of values read: no concatenation
+            if written is not None:
                 kernel, fn, wheres, constant = written
                 if reads is None:
                     reads = (back.out, *back.ins)
                 k = back.attrs if constant == "attrs" else position if constant == "argnum" else None
-                head = (kernel, back, position, names, fn, back.out, slot, shape, dtypes[slot], m, pop and final)
-                if not wheres:
-                    entries.append((*head, drops, k))
-                elif len(wheres) == 1:
-                    entries.append((*head, drops, k, reads[wheres[0]]))
-                elif len(wheres) == 2:
-                    entries.append((*head, drops, k, reads[wheres[0]], reads[wheres[1]]))
+                o, p, dt = back.out, pop and final, dtypes[slot]
+                n_reads = len(wheres)  # one flat tuple display per count: no head tuple, no unpacking
+                if n_reads == 0:
+                    entries.append((kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops, k))
+                elif n_reads == 1:
+                    s0 = reads[wheres[0]]
+                    entries.append((kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops, k, s0))
+                elif n_reads == 2:
+                    s0, s1 = reads[wheres[0]], reads[wheres[1]]
+                    entries.append((kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops, k, s0, s1))
                 else:
-                    entries.append((*head, drops, k, reads[wheres[0]], reads[wheres[1]], reads[wheres[2]]))
+                    s0, s1, s2 = reads[wheres[0]], reads[wheres[1]], reads[wheres[2]]
+                    entries.append((kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops, k, s0, s1, s2))
                 continue
             key = (id(vjp), position, back.reads, back.reads_out, shape is None)
             maker = makers.get(key)
