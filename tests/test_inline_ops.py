@@ -21,7 +21,7 @@ from graphengine.engine import runners as runners_module
 from graphengine.engine.inline import Facts, _constant
 from graphengine.engine.plan import _interpreted
 from graphengine.errors import PluginError
-from graphengine.ops import OpDef, defop, elementwise_rule
+from graphengine.ops import OpDef, defop, elementwise_rule, inline_as
 from graphengine.ops.expr import Apply, Const, Leaf, TraceError, evaluate, trace
 from graphengine.registry import default_registry
 
@@ -161,6 +161,56 @@ def test_defop_inline_traces_the_forward_and_each_vjp() -> None:
 def test_a_rule_that_is_not_an_expression_is_named_with_its_op(declare: Callable[[], Any], said: str) -> None:
     with pytest.raises(PluginError, match=r"^op '\w+' \(declared in [\w.]+\): " + said):
         declare()
+
+
+def test_inline_as_traces_its_expression_and_leaves_the_vjp_to_the_runners_that_call_it() -> None:
+    calls = []
+
+    @inline_as(lambda g, out: g * (1 - out * out))
+    def slope(g: np.ndarray, out: np.ndarray) -> np.ndarray:
+        calls.append("called")
+        s = out * out
+        np.subtract(np.ones((), out.dtype), s, out=s)  # out=: not an expression, so not traceable itself
+        s *= g
+        return s
+
+    @defop(slope, inline=True, name="my_tanh")
+    def my_tanh(x: np.ndarray) -> np.ndarray:
+        return np.tanh(x)
+
+    assert repr(my_tanh.vjp_expr(0)) == "multiply(g, subtract(1, multiply(out, out)))"
+    assert calls == [], "declaring traced the expression, not the VJP"
+    g, out = np.array([0.5, -2.0]), np.tanh(np.array([0.3, 1.2]))
+    assert np.array_equal(my_tanh.vjps[0](g, out, out, attrs=None), g * (1 - out * out)) and calls == ["called"]
+
+
+@pytest.mark.parametrize(
+    "expression, said",
+    [
+        (lambda g, y: g * y, r"inline_as: the VJP of input 'x' takes \(g, out\), but its expression takes \(g, y\)"),
+        (lambda g, out: g * out.T, r"inline: the VJP of input 'x' is not an expression: it reads the attribute \.T"),
+    ],
+)  # fmt: skip
+def test_an_inline_as_expression_that_does_not_fit_its_vjp_is_named(expression: Any, said: str) -> None:
+    vjp = inline_as(expression)(lambda g, out: g * out)
+    with pytest.raises(PluginError, match=r"^op 'grow' \(declared in [\w.]+\): " + said):
+        defop(vjp, inline=True, name="grow")(lambda x: np.exp(x))
+
+
+def test_the_std_vjps_written_for_the_runners_give_their_expressions_bits() -> None:
+    """sigmoid's and tanh's VJPs work in place with a 0-d 1 (inline_as): the same bits as the expression."""
+    rng = np.random.default_rng(3)
+    registry = default_registry()
+    for name in ("sigmoid", "tanh"):
+        op = registry[name]
+        for dtype in (np.float64, np.float32):
+            for shape in ((), (5,), (3, 4)):
+                x, g = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape).astype(dtype)
+                out = op.forward(x, attrs=op.attrs())
+                got = op.vjps[0](g, out, x, attrs=op.attrs())
+                want = evaluate(op.vjp_expr(0), {"g": g, "out": out, "x": x})
+                assert got.dtype == want.dtype == dtype and got.shape == shape, (name, dtype, shape)
+                assert np.array_equal(np.asarray(got), np.asarray(want)), (name, dtype, shape)
 
 
 def _square_long(**fields: Any) -> OpDef:

@@ -50,6 +50,7 @@ Layer: the bottom, beside :mod:`graphengine.errors`. It imports nothing else
 of graphengine, so a plugin can depend on it alone.
 """
 
+from .inline import inline_as
 from .opdef import LossInfo, NoAttrs, OpDef, Sample
 from .spec import (
     FLOAT_DTYPES,
@@ -68,6 +69,7 @@ __all__ = [
     "OpDef",
     "defop",
     "identity_vjp",
+    "inline_as",
     "elementwise_samples",
     "DOMAINS",
     "LossInfo",

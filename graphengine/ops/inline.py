@@ -5,6 +5,10 @@
 forward is not a plain expression (sigmoid's overflow-safe forward). The
 expressions become :attr:`OpDef.forward_expr` and :attr:`OpDef.vjp_exprs`; the
 generated code writes them out as ufunc calls. See docs/plugins.md, "Inline ops".
+
+A VJP decorated with :func:`inline_as` is traced from the plain expression it
+names instead of from itself: the VJP may then be written for the runners that
+call it (in place, with 0-d constants), and the expression for generated code.
 """
 
 from __future__ import annotations
@@ -19,6 +23,49 @@ from .expr import Expr, TraceError, trace
 INLINE_CHOICES = (False, True, "vjps")
 
 _ARRAYS_ONLY = ("attrs", "argnum", "saved")  # what an expression cannot read: it computes from arrays only
+
+
+def inline_as(expression: Callable[..., Any]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a VJP with the plain expression that ``defop(..., inline=...)`` traces in its place.
+
+    A VJP called by the step interpreter and the table pays for every Python number it
+    writes: numpy converts ``1`` in ``1 - out`` on each call (about 0.3 us on a
+    (16,) array). The decorated VJP may avoid that (a 0-d constant of the right
+    dtype, work in place) while the generated code writes out ``expression``.
+    Both must give the same bits; the engine's tests hold the standard library's to it.
+
+    Parameters
+    ----------
+    expression : callable
+        The same rule as a plain expression, with the VJP's own parameter names.
+
+    Returns
+    -------
+    callable
+        A decorator that returns the VJP itself, marked.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from graphengine.ops import defop, inline_as
+    >>> @inline_as(lambda g, out: g * (1 - out * out))
+    ... def tanh_vjp(g, out):
+    ...     slope = out * out
+    ...     np.subtract(np.ones((), out.dtype), slope, out=slope)
+    ...     slope *= g
+    ...     return slope
+    >>> @defop(tanh_vjp, inline=True, name="my_tanh")
+    ... def my_tanh(x):
+    ...     return np.tanh(x)
+    >>> my_tanh.vjp_exprs
+    (multiply(g, subtract(1, multiply(out, out))),)
+    """
+
+    def mark(vjp: Callable[..., Any]) -> Callable[..., Any]:
+        vjp.__ge_inline__ = expression  # type: ignore[attr-defined]
+        return vjp
+
+    return mark
 
 
 def inline_exprs(
@@ -63,8 +110,21 @@ def inline_exprs(
             raise fail(f"inline: {rule} reads {bad[0]}; an expression reads only g, out and the inputs")
         positional = [name for name, kind in its_reads if kind is not inspect.Parameter.KEYWORD_ONLY]
         keywords = [name for name, kind in its_reads if kind is inspect.Parameter.KEYWORD_ONLY]
-        exprs.append(_traced(vjp, positional, keywords, rule, fail))
+        expression = getattr(vjp, "__ge_inline__", vjp)
+        if expression is not vjp and _parameters(expression) != _parameters(vjp):
+            raise fail(
+                f"inline_as: {rule} takes ({', '.join(_parameters(vjp))}), but its expression takes "
+                f"({', '.join(_parameters(expression))}); give them the same parameters"
+            )
+        exprs.append(_traced(expression, positional, keywords, rule, fail))
     return forward_expr, tuple(exprs)
+
+
+def _parameters(fn: Callable[..., Any]) -> list[str]:
+    try:
+        return list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):  # no signature: nothing to compare
+        return []
 
 
 def _traced(

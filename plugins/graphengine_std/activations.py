@@ -22,7 +22,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
-from graphengine.ops import Sample, defop
+from graphengine.ops import Sample, defop, inline_as
 
 from .elementwise import erf_values
 
@@ -57,7 +57,9 @@ try:  # the clip ufunc itself: ``np.clip`` is a Python wrapper around it (half a
 except ImportError:  # numpy 1.x keeps it elsewhere: the wrapper does the same
     _clip = np.clip
 
-_F32 = np.dtype(np.float32)
+_F32, _F64 = np.dtype(np.float32), np.dtype(np.float64)
+_ONE32, _ONE64 = np.ones((), _F32), np.ones((), _F64)
+_ONE32.flags.writeable = _ONE64.flags.writeable = False
 
 
 def smooth_samples(rng: np.random.Generator) -> list[Sample]:
@@ -73,19 +75,40 @@ def smooth_samples(rng: np.random.Generator) -> list[Sample]:
 # --- sigmoid, tanh -----------------------------------------------------------------------
 
 
-# Both VJPs are plain expressions, declared inline: the generated code writes them out as ufunc calls
-# into one array of its own, with 0-d constants (what these VJPs did by hand before, for the same bits);
-# the interpreter and the table call them as written.
+def _one_like(dtype: np.dtype) -> Array | int:
+    """1 as a read-only 0-d array of ``dtype`` (float32, float64), else the Python 1.
+
+    The same arithmetic either way (a Python 1 is cast to the array's dtype), but
+    numpy converts a Python number on every ufunc call: ``1 - y`` on a (1000,)
+    float64 array costs about 2.7k instructions more than with the 0-d array.
+    """
+    return _ONE64 if dtype is _F64 else _ONE32 if dtype is _F32 else 1
 
 
+# Both VJPs are declared inline through their plain expressions (inline_as): the generated code writes
+# those out as ufunc calls, with 0-d constants. The interpreter and the table call the functions, which
+# do the same arithmetic in one array of their own with a 0-d 1: a Python 1 costs a conversion per call,
+# 3-10% of a 100k-node table's run (docs/performance-calls.md, "Round seven").
+
+
+@inline_as(lambda g, out: (1 - out) * out * g)
 def sigmoid_vjp(g: Array, out: Array) -> Array:
-    """x_bar = (1 - out) * out * g (in this order: the bits of the in-place version it replaces)."""
-    return (1 - out) * out * g
+    """x_bar = (1 - out) * out * g, in one array of our own (``g`` and ``out`` are the engine's)."""
+    slope = np.subtract(_one_like(out.dtype), out)
+    slope *= out  # a 0-d slope is a numpy scalar: *= then makes a new one, which is as good
+    slope *= g
+    return slope
 
 
+@inline_as(lambda g, out: g * (1 - out * out))
 def tanh_vjp(g: Array, out: Array) -> Array:
-    """x_bar = g * (1 - out**2)."""
-    return g * (1 - out * out)
+    """x_bar = g * (1 - out**2), in one array of our own."""
+    slope = out * out
+    if slope.__class__ is not np.ndarray:  # 0-d: numpy gave a scalar, which has no out=
+        return g * (1 - slope)  # type: ignore[no-any-return]
+    np.subtract(_one_like(slope.dtype), slope, slope)  # in place (out= by position: cheaper to parse)
+    slope *= g
+    return slope
 
 
 # The forward is overflow-safe (a clip and out=), not one expression: only the VJP is inline.
