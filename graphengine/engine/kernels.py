@@ -144,11 +144,21 @@ FORWARD: dict[tuple[bool, int], Kernel] = {
 FORWARD_ANY = {True: _fn, False: _fna}
 
 
-def _land(v: list[Any], c: list[Any], e: tuple[Any, ...], r: Any) -> None:
-    """The tail every VJP kernel shares: check ``r`` (fit it, or raise naming the input), add it into
-    its cotangent slot (the first contribution taken, the second added anew, later ones in place),
-    then free the slots this entry was the last to read."""
-    to, shape, dt, m = e[6], e[7], e[8], e[9]
+def _site(e: tuple[Any, ...]) -> Site:
+    """Which VJP an entry runs: its op, input position and node, the input's slot named."""
+    b = e[1]
+    return Site(b.op_name, e[2], e[3][e[6]], b.node_id)
+
+
+# The VJP kernels unpack their entry in one step and write the tail out (the result checked, or fitted
+# and named; the fan-in sum; the slots freed): a shared tail function cost 3-10% of a 100k-node table's
+# run, one more frame and a dozen subscripts per call (docs/performance-calls.md, "Round seven").
+def _b0(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
+    _, _b, _p, _nm, f, o, to, shape, dt, m, pop, dr = e
+    try:
+        r = f(c[o])
+    except Exception as exc:
+        raise vjp_raised(_site(e), exc) from exc
     if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
         r = fit(r, shape, dt, _site(e))
     if m == 1:
@@ -157,80 +167,150 @@ def _land(v: list[Any], c: list[Any], e: tuple[Any, ...], r: Any) -> None:
         c[to] = c[to] + r
     else:
         c[to] += r
-    if e[10]:
-        c[e[5]] = None
-    for s in e[11]:
+    if pop:
+        c[o] = None
+    for s in dr:
         v[s] = None
 
 
-def _site(e: tuple[Any, ...]) -> Site:
-    """Which VJP an entry runs: its op, input position and node, the input's slot named."""
-    b = e[1]
-    return Site(b.op_name, e[2], e[3][e[6]], b.node_id)
-
-
-def _b0(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    try:
-        r = e[4](c[e[5]])
-    except Exception as exc:
-        raise vjp_raised(_site(e), exc) from exc
-    _land(v, c, e, r)
-
-
 def _b0k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
+    _, _b, _p, _nm, f, o, to, shape, dt, m, pop, dr, k = e
     try:
-        r = e[4](c[e[5]], e[12])
+        r = f(c[o], k)
     except Exception as exc:
         raise vjp_raised(_site(e), exc) from exc
-    _land(v, c, e, r)
+    if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
+        r = fit(r, shape, dt, _site(e))
+    if m == 1:
+        c[to] = r
+    elif m == 2:
+        c[to] = c[to] + r
+    else:
+        c[to] += r
+    if pop:
+        c[o] = None
+    for s in dr:
+        v[s] = None
 
 
 def _b1(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
+    _, _b, _p, _nm, f, o, to, shape, dt, m, pop, dr, p0 = e
     try:
-        r = e[4](c[e[5]], v[e[13]])
+        r = f(c[o], v[p0])
     except Exception as exc:
         raise vjp_raised(_site(e), exc) from exc
-    _land(v, c, e, r)
+    if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
+        r = fit(r, shape, dt, _site(e))
+    if m == 1:
+        c[to] = r
+    elif m == 2:
+        c[to] = c[to] + r
+    else:
+        c[to] += r
+    if pop:
+        c[o] = None
+    for s in dr:
+        v[s] = None
 
 
 def _b1k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
+    _, _b, _p, _nm, f, o, to, shape, dt, m, pop, dr, p0, k = e
     try:
-        r = e[4](c[e[5]], v[e[13]], e[12])
+        r = f(c[o], v[p0], k)
     except Exception as exc:
         raise vjp_raised(_site(e), exc) from exc
-    _land(v, c, e, r)
+    if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
+        r = fit(r, shape, dt, _site(e))
+    if m == 1:
+        c[to] = r
+    elif m == 2:
+        c[to] = c[to] + r
+    else:
+        c[to] += r
+    if pop:
+        c[o] = None
+    for s in dr:
+        v[s] = None
 
 
 def _b2(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
+    _, _b, _p, _nm, f, o, to, shape, dt, m, pop, dr, p0, p1 = e
     try:
-        r = e[4](c[e[5]], v[e[13]], v[e[14]])
+        r = f(c[o], v[p0], v[p1])
     except Exception as exc:
         raise vjp_raised(_site(e), exc) from exc
-    _land(v, c, e, r)
+    if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
+        r = fit(r, shape, dt, _site(e))
+    if m == 1:
+        c[to] = r
+    elif m == 2:
+        c[to] = c[to] + r
+    else:
+        c[to] += r
+    if pop:
+        c[o] = None
+    for s in dr:
+        v[s] = None
 
 
 def _b2k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
+    _, _b, _p, _nm, f, o, to, shape, dt, m, pop, dr, p0, p1, k = e
     try:
-        r = e[4](c[e[5]], v[e[13]], v[e[14]], e[12])
+        r = f(c[o], v[p0], v[p1], k)
     except Exception as exc:
         raise vjp_raised(_site(e), exc) from exc
-    _land(v, c, e, r)
+    if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
+        r = fit(r, shape, dt, _site(e))
+    if m == 1:
+        c[to] = r
+    elif m == 2:
+        c[to] = c[to] + r
+    else:
+        c[to] += r
+    if pop:
+        c[o] = None
+    for s in dr:
+        v[s] = None
 
 
 def _b3(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
+    _, _b, _p, _nm, f, o, to, shape, dt, m, pop, dr, p0, p1, p2 = e
     try:
-        r = e[4](c[e[5]], v[e[13]], v[e[14]], v[e[15]])
+        r = f(c[o], v[p0], v[p1], v[p2])
     except Exception as exc:
         raise vjp_raised(_site(e), exc) from exc
-    _land(v, c, e, r)
+    if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
+        r = fit(r, shape, dt, _site(e))
+    if m == 1:
+        c[to] = r
+    elif m == 2:
+        c[to] = c[to] + r
+    else:
+        c[to] += r
+    if pop:
+        c[o] = None
+    for s in dr:
+        v[s] = None
 
 
 def _b3k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
+    _, _b, _p, _nm, f, o, to, shape, dt, m, pop, dr, p0, p1, p2, k = e
     try:
-        r = e[4](c[e[5]], v[e[13]], v[e[14]], v[e[15]], e[12])
+        r = f(c[o], v[p0], v[p1], v[p2], k)
     except Exception as exc:
         raise vjp_raised(_site(e), exc) from exc
-    _land(v, c, e, r)
+    if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
+        r = fit(r, shape, dt, _site(e))
+    if m == 1:
+        c[to] = r
+    elif m == 2:
+        c[to] = c[to] + r
+    else:
+        c[to] += r
+    if pop:
+        c[o] = None
+    for s in dr:
+        v[s] = None
 
 
 #: VJP kernels by (values read, whether a constant follows them).

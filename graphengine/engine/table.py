@@ -219,54 +219,58 @@ def _backward_entries(
     live = [False] * len(schedule.backward)
     for j in schedule.live:
         live[j] = True
-    forms: dict[tuple[int, bool], Any] = {}  # by (vjp, free shape): its written-out kernel, or None
+    forms: dict[int, Any] = {}  # by vjp, for static shapes: its written-out kernel's form, or () for none
     makers: dict[tuple[Any, ...], Callable[..., Entry]] = {}  # the generated entry makers of the others
     entries: list[Entry] = []
+    append = entries.append
     for back, is_live in zip(schedule.backward, live):
         grads = back.grads
         if not is_live or not grads:  # nothing to send (no float input, or no cotangent): still pop and release
             cotangent = back.out if is_live and not back.keep_cotangent else None
             if back.release or cotangent is not None:
-                entries.append((_clear, back.release, cotangent))
+                append((_clear, back.release, cotangent))
             continue
         last = len(grads) - 1
         pop = not back.keep_cotangent
-        reads = None  # (out, *inputs): the slots a written-out kernel reads, by position
+        o, reads = back.out, None  # reads: (out, *inputs), the slots a written-out kernel reads, by position
         for n_grad, (position, slot, vjp) in enumerate(grads):
             n = received[slot] = received[slot] + 1
             shape = static[slot]
+            written: Any = ()
             if shape is None:
                 wanted.add(slot)
-            written = forms.get((id(vjp), shape is None), False)  # the vjp lives while this runs: its id is stable
-            if written is False:
-                written = forms[(id(vjp), shape is None)] = _written_form(vjp, shape is not None)
+            else:
+                written = forms.get(id(vjp))  # the vjp lives while this runs: its id is stable
+                if written is None:
+                    written = forms[id(vjp)] = _written_form(vjp) or ()
             final = n_grad == last
             m, drops = n if n < 3 else 3, back.release if final else ()
-            if written is not None:
+            if written:
                 kernel, fn, wheres, constant = written
                 if reads is None:
-                    reads = (back.out, *back.ins)
-                k = back.attrs if constant == "attrs" else position if constant == "argnum" else None
-                o, p, dt = back.out, pop and final, dtypes[slot]
+                    reads = (o, *back.ins)
+                p, dt = pop and final, dtypes[slot]
                 n_reads = len(wheres)  # one flat tuple display per count: no head tuple, no unpacking
-                if n_reads == 0:
-                    entries.append((kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops, k))
-                elif n_reads == 1:
-                    s0 = reads[wheres[0]]
-                    entries.append((kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops, k, s0))
+                entry: Entry
+                if n_reads == 1:
+                    entry = (kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops, reads[wheres[0]])
+                elif n_reads == 0:
+                    entry = (kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops)
                 elif n_reads == 2:
-                    s0, s1 = reads[wheres[0]], reads[wheres[1]]
-                    entries.append((kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops, k, s0, s1))
+                    entry = (kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops, reads[wheres[0]], reads[wheres[1]])
                 else:
                     s0, s1, s2 = reads[wheres[0]], reads[wheres[1]], reads[wheres[2]]
-                    entries.append((kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops, k, s0, s1, s2))
+                    entry = (kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops, s0, s1, s2)
+                if constant is not None:  # the constant goes last: the common forms' entries are one item shorter
+                    entry += (back.attrs if constant == "attrs" else position,)
+                append(entry)
                 continue
             key = (id(vjp), position, back.reads, back.reads_out, shape is None)
             maker = makers.get(key)
             if maker is None:
                 fn, argspec, picks = _call_form(vjp, back.reads, back.reads_out, position)
                 maker = makers[key] = _maker(("B", argspec, picks, shape is not None))(fn)
-            entries.append(
+            append(
                 maker(
                     back, position, names, slot, slot if shape is None else shape, dtypes[slot], m, pop and final, drops
                 )
@@ -274,11 +278,12 @@ def _backward_entries(
     return entries
 
 
-def _written_form(vjp: Any, static: bool) -> tuple[Any, Any, tuple[int, ...], str | None] | None:
-    """``(kernel, f, positions read in (out, *inputs), constant)`` when ``vjp``'s calls run a kernel written
-    out in :mod:`~graphengine.engine.kernels`; None when they need a generated one."""
+def _written_form(vjp: Any) -> tuple[Any, Any, tuple[int, ...], str | None] | None:
+    """``(kernel, f, positions read in (out, *inputs), constant)`` when ``vjp``'s calls into a slot of
+    static shape run a kernel written out in :mod:`~graphengine.engine.kernels`; None when they need a
+    generated one."""
     direct = getattr(vjp, "__ge_direct__", None)
-    written = kernels.vjp_form(direct[1]) if direct is not None and static else None
+    written = kernels.vjp_form(direct[1]) if direct is not None else None
     if written is None or direct is None:
         return None
     kernel, wheres, constant = written
