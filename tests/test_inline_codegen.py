@@ -83,6 +83,35 @@ def test_an_opaque_forward_output_keeps_the_check() -> None:
     assert source.count("c.__class__ is not nd") == 1 + 3 * 2  # sum's, and per branch tanh's and opaque's
 
 
+def test_one_op_meeting_other_facts_at_two_nodes_is_written_for_each() -> None:
+    """The lines of an expression are worked out once per form (the op's expression, what is known of
+    each leaf): a certain and an uncertain tanh in one program each get their own."""
+    registry = default_registry()
+    registry.register(defop(lambda g: g * 1.0, name="opaque")(lambda x: x * 1.0), "test")
+    doc = {
+        "format": "graphengine/v1",
+        "inputs": [{"name": "x", "shape": [4]}],
+        "parameters": [{"name": "w0", "value": [0.5, -1.0, 2.0, 0.25]}, {"name": "w1", "value": [1.0, 2.0, -0.5, 3.0]}],
+        "nodes": [
+            {"id": "u0", "op": "mul", "inputs": ["x", "w0"]},
+            {"id": "t0", "op": "tanh", "inputs": ["u0"]},
+            {"id": "u1", "op": "mul", "inputs": ["x", "w1"]},
+            {"id": "o1", "op": "opaque", "inputs": ["u1"]},
+            {"id": "t1", "op": "tanh", "inputs": ["o1"]},
+            {"id": "s", "op": "add", "inputs": ["t0", "t1"]},
+            {"id": "loss", "op": "sum", "inputs": ["s"]},
+        ],
+        "outputs": ["loss"],
+    }
+    plan = graphengine.load_dict(doc, registry=registry).compile()
+    source = _source(plan, ["x", "w0", "w1"])
+    assert source.count("c = _u_subtract(_k0, c, c)") == 1  # t0's: certain, into its own temporary
+    assert source.count("t1 = _u_subtract(_k0, t0)") == 1  # t1's: fresh temporaries, then the check
+    feeds = {"x": np.array([0.1, -0.3, 0.7, 1.1])}
+    ref = _interpreted(plan, feeds, ["x", "w0", "w1"])
+    assert_same_result(ref, plan.value_and_grad(feeds, ["x", "w0", "w1"]), 3)
+
+
 def test_a_free_dimension_keeps_the_check_and_writes_nothing_in_place() -> None:
     source = _source(_fanout(3, [None, 4]))
     # sum's; per branch tanh's and mul's two; the two adds' identity VJPs (a run-time shape to test)

@@ -46,6 +46,8 @@ class Facts:
     fresh: set[int] = field(default_factory=set)  # cotangents that are arrays of this program's own, named nowhere else
     constants: dict[tuple[Any, ...], str] = field(default_factory=dict)
     temps: int = 0
+    #: emit_expr's lines by form (expression, and what is known of each leaf), with the locals left as fields
+    written: dict[tuple[Any, ...], tuple[list[str], "Result"]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -63,19 +65,28 @@ class Result:
 
 def bound_to_verify(schedule: Schedule, shapes: Sequence[Shape | None], live: Sequence[int]) -> list[int]:
     """The bound slots an expression reads that can be certain: static shapes with at least one axis."""
+    wanted = {b for b in schedule.bound if shapes[b] is not None and len(shapes[b]) >= 1}  # type: ignore[arg-type]
     read: set[int] = set()
-    for step, _ in schedule.forward:
+    for step, _ in schedule.forward:  # a parameter is most often read early on: stop once all are found
         if step.op.forward_expr is not None and step.op.forward_saving is None:
             read.update(step.ins)
+            if wanted <= read:
+                return [b for b in schedule.bound if b in wanted]
     if schedule.grad_output >= 0:
         ops = {step.out: step.op for step, _ in schedule.forward}
+        inline: dict[int, bool] = {}  # by op: whether any of its VJPs is an expression
         for j in live:
             back = schedule.backward[j]
             op = ops.get(back.out)
-            if op is not None and any(op.vjp_expr(p) is not None for p, _, _ in back.grads):
+            if op is None:
+                continue
+            has = inline.get(id(op))
+            if has is None:
+                has = inline[id(op)] = any(op.vjp_expr(p) is not None for p in range(len(op.vjps)))
+            if has and any(op.vjp_expr(p) is not None for p, _, _ in back.grads):
                 read.update(back.ins)
                 read.add(back.out)
-    return [b for b in schedule.bound if b in read and shapes[b] is not None and len(shapes[b]) >= 1]  # type: ignore[arg-type]
+    return [b for b in schedule.bound if b in wanted and b in read]
 
 
 def bound_check(names: Sequence[str], shapes: Sequence[Shape | None], dtypes: Sequence[np.dtype]) -> tuple[list[Any], Callable[[Any, int], None]]:
@@ -112,7 +123,25 @@ def emit_expr(
 
     ``leaves`` maps each name the expression reads to its local and what is known of it.
     Every line carries ``info``: an exception there is explained as the rule raising.
+    An op's expression meets the same facts at most of its nodes: the lines are worked out once per
+    form, with the locals left as format fields (a tenth of the cost of working them out).
     """
+    key = (id(expr), *[(name, known[1:]) for name, known in leaves.items()])
+    form = facts.written.get(key)
+    if form is None:
+        fields = {name: (f"{{{k}}}", *known[1:]) for k, (name, known) in enumerate(leaves.items())}
+        form = facts.written[key] = _expr_lines(writer, facts, expr, fields, "{t}")
+    lines, result = form
+    locals_ = [known[0] for known in leaves.values()]
+    for line in lines:
+        writer.emit(line.format(*locals_, t=target), info)
+    return result
+
+
+def _expr_lines(
+    writer: Any, facts: Facts, expr: Expr, leaves: dict[str, LeafInfo], target: str
+) -> tuple[list[str], Result]:
+    """The lines of ``target = expr`` (see :func:`emit_expr`) and what is known of the result."""
     nodes = list(expr.nodes())
     uses: dict[int, int] = {}
     for node in nodes:
@@ -153,9 +182,10 @@ def emit_expr(
             return _constant(writer, facts, node.value, None)
         return name_of[group[id(node)]]
 
+    lines = []
     for node in nodes:
         if isinstance(node, Power):
-            writer.emit(f"{name_of[group[id(node)]]} = {ref(node.base)} ** {ref(node.exponent)}", info)
+            lines.append(f"{name_of[group[id(node)]]} = {ref(node.base)} ** {ref(node.exponent)}")
         elif isinstance(node, Apply):
             ufunc = _ufunc_name(writer, node.ufunc)
             dtype = _operand_dtype(node, known)
@@ -164,10 +194,10 @@ def emit_expr(
             ]
             if id(node) in into:
                 args.append(name_of[group[id(node)]])
-            writer.emit(f"{name_of[group[id(node)]]} = {ufunc}({', '.join(args)})", info)
+            lines.append(f"{name_of[group[id(node)]]} = {ufunc}({', '.join(args)})")
     if temps:
-        writer.emit(f"del {', '.join(temps)}")
-    return known[id(expr)]
+        lines.append(f"del {', '.join(temps)}")
+    return lines, known[id(expr)]
 
 
 def _result(node: Expr, leaves: dict[str, LeafInfo], known: dict[int, Result]) -> Result:

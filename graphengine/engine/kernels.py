@@ -13,12 +13,12 @@ here are those forms written once, so they cost nothing at run time:
 - VJP calls of the form ``f(g, <up to 3 values>[, <one constant>])``, all positional, into a slot
   of static shape (every VJP of the standard library but the four long-form ones and
   those that read four values): ``(kernel, step, position, names, f, out, to, shape,
-  dtype, contribution number, pop, drops, constant, *slots read)``.
+  dtype, contribution number, pop, drops, *slots read[, constant])``.
 
-Each does what the generated kernel of its form does (``table._source``); the
-VJP kernels differ only in the call, and share its tail (:func:`_land`: the
-check, the fan-in sum, the slots freed). Any other form is still generated. ``tests/test_table_kernels.py``
-holds the two to the same bits.
+Each does what the generated kernel of its form does (``table._source``), tail
+included (the check, the fan-in sum, the slots freed), written out in each:
+a shared tail function cost one more frame per call. Any other form is still
+generated. ``tests/test_table_kernels.py`` holds the two to the same bits.
 """
 
 from __future__ import annotations
