@@ -213,6 +213,30 @@ def test_the_std_vjps_written_for_the_runners_give_their_expressions_bits() -> N
                 assert np.array_equal(np.asarray(got), np.asarray(want)), (name, dtype, shape)
 
 
+def test_a_rule_that_is_one_ufunc_of_its_parameters_is_called_as_that_ufunc_by_the_table() -> None:
+    """``__ge_direct__`` (what the table and generated code call) names the ufunc itself where the rule's
+    expression is that ufunc of the rule's parameters in order; the interpreter still calls the rule."""
+    registry = default_registry()
+    direct = {name: [registry[name].forward.__ge_direct__[0]] + [v.__ge_direct__[0] for v in registry[name].vjps]
+              for name in ("mul", "exp", "neg", "log")}  # fmt: skip
+    assert direct == {
+        "mul": [np.multiply, np.multiply, np.multiply],
+        "exp": [np.exp, np.multiply],
+        "neg": [np.negative, np.negative],
+        "log": [np.log, np.divide],
+    }
+
+    def swapped(g: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return b * g  # multiply(b, g): not the parameters' order, so the rule is called
+
+    @defop(swapped, lambda g, a: g * a, inline=True)
+    def times(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        return a * b
+
+    assert times.vjps[0].__ge_direct__[0] is swapped and times.vjps[1].__ge_direct__[0] is np.multiply
+    assert registry["div"].vjps[1].__ge_direct__[0] is not np.divide  # -g * a / (b * b): more than one ufunc
+
+
 def _square_long(**fields: Any) -> OpDef:
     def forward(x: np.ndarray, *, attrs: Any) -> np.ndarray:
         return x * x

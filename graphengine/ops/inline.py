@@ -17,7 +17,7 @@ import inspect
 from typing import Any, Callable, Sequence
 
 from ..errors import PluginError
-from .expr import Expr, TraceError, trace
+from .expr import Apply, Expr, Leaf, TraceError, trace
 
 #: What ``inline`` may be: off, everything, or the VJPs only.
 INLINE_CHOICES = (False, True, "vjps")
@@ -118,6 +118,28 @@ def inline_exprs(
             )
         exprs.append(_traced(expression, positional, keywords, rule, fail))
     return forward_expr, tuple(exprs)
+
+
+def call_ufuncs_directly(
+    forward: Callable[..., Any],
+    vjps: Sequence[Callable[..., Any] | None],
+    inputs: tuple[str, ...],
+    forward_expr: Expr | None,
+    vjp_exprs: Sequence[Expr | None],
+) -> None:
+    """Where a rule's expression is one ufunc of the rule's own parameters, in order (``a * b``, ``np.exp(x)``,
+    ``g * out``), let the table and generated code call that ufunc: ``__ge_direct__`` names it in place of the
+    rule, which saves a Python frame per call (40-60 ns of a 200-300 ns table step). The same arithmetic: the
+    expression was traced from the rule, or promised by ``inline_as``. The interpreter still calls the rule."""
+    rules = [(forward, forward_expr)] + [(vjp, expr) for vjp, expr in zip(vjps, vjp_exprs)]
+    for adapter, expr in rules:
+        direct = getattr(adapter, "__ge_direct__", None)
+        if direct is None or not isinstance(expr, Apply) or not all(isinstance(a, Leaf) for a in expr.args):
+            continue
+        spec = direct[1]
+        params = [what if what in ("g", "out") else inputs[what] if isinstance(what, int) else None for _, what in spec]
+        if all(keyword is None for keyword, _ in spec) and params == [a.name for a in expr.args]:  # type: ignore[attr-defined]
+            adapter.__ge_direct__ = (expr.ufunc, spec)  # type: ignore[union-attr]
 
 
 def _parameters(fn: Callable[..., Any]) -> list[str]:

@@ -36,7 +36,7 @@ from pydantic import BaseModel
 
 from ..errors import PluginError, did_you_mean
 from .adapters import _forward_adapter, _vjp_adapter
-from .inline import inline_exprs
+from .inline import call_ufuncs_directly, inline_exprs
 from .opdef import LossInfo, NoAttrs, OpDef, ShapeRule, declaration_error
 from .samples import DOMAINS, Domain, SamplesFn, default_samples, elementwise_samples
 from .spec import elementwise_rule
@@ -233,6 +233,8 @@ def _build(
     forward_expr, vjp_exprs = inline_exprs(
         inline, forward, takes_attrs, inputs, variadic, vjps, all_reads, identity, saving is not None, fail
     )
+    if inline is not False:
+        call_ufuncs_directly(fwd, adapted, inputs, forward_expr, vjp_exprs)
     return OpDef(
         name, fwd, tuple(adapted), shape_rule, attrs=attrs, inputs=inputs, variadic=variadic,
         vjp_needs=frozenset(needs), samples=samples, doc=doc, loss=loss,
