@@ -39,8 +39,9 @@ def emit_backward(
     shapes: Sequence[tuple[int, ...] | None],
     dtypes: Sequence[np.dtype],
     record: bool,
+    saving: set[int],
 ) -> Generator[None, None, set[int]]:
-    """Emit the reverse pass; return the slots that received a cotangent."""
+    """Emit the reverse pass; return the slots that received a cotangent (``saving``: :func:`saving_slots`)."""
     ns, emit, facts = writer.ns, writer.emit, writer.facts
     seed_slot = schedule.grad_output
     emit(f"g{seed_slot} = seed(s{seed_slot})", ("seed",))  # seed(out) checks the output and makes its cotangent
@@ -48,8 +49,11 @@ def emit_backward(
         facts.certain_g.add(seed_slot)
     writer.free(t_backward - 1)
     received: dict[int, int] = {}
-    saving = saving_slots(schedule)
-    op_of = {step.out: step.op for step, _ in schedule.forward}
+    op_of = {}
+    for k, (forward_step, _) in enumerate(schedule.forward):
+        op_of[forward_step.out] = forward_step.op
+        if k % 2000 == 1999:
+            yield
     for k, j in enumerate(live):
         step = schedule.backward[j]
         op = op_of.get(step.out)
@@ -125,7 +129,7 @@ def emit_backward(
         if not step.keep_cotangent:
             emit(f"del g{step.out}")
         writer.free(t_backward + k)
-        if k % 25 == 24:
+        if k % 5 == 4:
             yield
     return {seed_slot, *received}
 
