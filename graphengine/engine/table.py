@@ -187,19 +187,26 @@ class Table:
 def _forward_entries(schedule: Schedule, wanted: set[int]) -> list[Entry]:
     """One entry per forward step: ``(kernel, step, out, f, attrs, record_shape, drops, *input slots)``,
     its kernel written out in :mod:`~graphengine.engine.kernels` (looked up once per op and input count)."""
-    forms: dict[tuple[int, int], tuple[Callable[..., None], Any]] = {}
-    entries = []
+    forms: dict[int, tuple[Callable[..., None], Any, int]] = {}  # by op: (kernel, f, input count)
+    entries: list[Entry] = []
+    append = entries.append
     for step, drop in schedule.forward:
-        op, ins = step.op, step.ins
-        form = forms.get((id(op), len(ins)))  # the op lives while this runs: its id is stable
-        if form is None:
+        op, ins, out = step.op, step.ins, step.out  # fields, not unpacking: a named tuple unpacks slowly
+        n = len(ins)
+        form = forms.get(id(op))  # the op lives while this runs: its id is stable
+        if form is None or form[2] != n:  # (a variadic op's count varies)
             fn = op.forward
             direct = getattr(fn, "__ge_direct__", None)  # a terse op's own forward: no adapter call
             terse = direct is not None
-            kernel = kernels.FORWARD.get((terse, len(ins))) or kernels.FORWARD_ANY[terse]
-            form = forms[(id(op), len(ins))] = (kernel, fn if direct is None else direct[0])
-        kernel, fn = form
-        entries.append((kernel, step, step.out, fn, step.attrs, step.out in wanted, drop, *ins))
+            kernel = kernels.FORWARD.get((terse, n)) or kernels.FORWARD_ANY[terse]
+            form = forms[id(op)] = (kernel, fn if direct is None else direct[0], n)
+        kernel, fn, _ = form
+        if n == 1:  # a tuple display of fixed size: cheaper than one with *ins
+            append((kernel, step, out, fn, step.attrs, out in wanted, drop, ins[0]))
+        elif n == 2:
+            append((kernel, step, out, fn, step.attrs, out in wanted, drop, ins[0], ins[1]))
+        else:
+            append((kernel, step, out, fn, step.attrs, out in wanted, drop, *ins))
     return entries
 
 
