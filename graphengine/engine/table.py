@@ -254,14 +254,20 @@ def _backward_entries(
             m, drops = n if n < 3 else 3, back.release if final else ()
             if written:
                 kernel, fn, wheres, constant = written
-                if reads is None:
-                    reads = (o, *back.ins)
                 p, dt = pop and final, dtypes[slot]
                 n_reads = len(wheres)  # one flat tuple display per count: no head tuple, no unpacking
                 entry: Entry
-                if n_reads == 1:
-                    entry = (kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops, reads[wheres[0]])
-                elif n_reads == 0:
+                if n_reads == 1:  # the commonest: no (out, *inputs) tuple built
+                    w = wheres[0]
+                    s0 = o if w == 0 else back.ins[w - 1]
+                    entry = (kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops, s0)
+                    if constant is not None:
+                        entry += (back.attrs if constant == "attrs" else position,)
+                    append(entry)
+                    continue
+                if reads is None:
+                    reads = (o, *back.ins)
+                if n_reads == 0:
                     entry = (kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops)
                 elif n_reads == 2:
                     entry = (kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops, reads[wheres[0]], reads[wheres[1]])
