@@ -152,3 +152,45 @@ def test_a_forward_of_any_input_count_gives_the_interpreters_bits_and_names_its_
     fail[0] = True
     with pytest.raises(ExecutionError, match=r"^node 'q' \(op 'four'\) failed: ValueError: four went wrong"):
         plan.grad(None, ["x", "w"])
+
+
+def test_a_vjp_reading_three_values_runs_its_written_out_kernel_and_a_raising_one_is_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``f(g, a, b, c)`` runs ``kernels.VJP[(3, False)]`` (no standard VJP reads three values): the
+    interpreter's bits, central differences, and a VJP that raises named with its node and input."""
+    from graphengine.ops.terse import defop
+    from graphengine.ops.vjp import VJPError
+    from graphengine.registry import default_registry
+
+    monkeypatch.setattr(runners_module, "SMALL_STEPS", 0)
+    fail = [False]
+
+    def a_bar(g: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+        if fail[0]:
+            raise ArithmeticError("a_bar went wrong")
+        return g * b * c + 0.0 * a  # reads all three values
+
+    op = defop(a_bar, lambda g, a, c: g * a * c, lambda g, a, b: g * a * b, name="triple")(lambda a, b, c: a * b * c)
+    registry = default_registry()
+    registry.register(op, "test")
+    doc = {
+        "format": "graphengine/v1",
+        "inputs": [{"name": "x", "shape": [3], "default": [0.5, -1.0, 2.0]}],
+        "parameters": [{"name": "w", "shape": [3], "value": [1.5, 0.25, -0.75]}],
+        "nodes": [{"id": "t", "op": "triple", "inputs": ["x", "w", "w"]}, {"id": "loss", "op": "sum", "inputs": ["t"]}],
+        "outputs": ["loss"],
+    }
+    plan = graphengine.load_dict(doc, registry=registry).compile()
+    reference = _interpreted(graphengine.load_dict(doc, registry=registry).compile(), None, ["x", "w"])
+    got = plan.value_and_grad(None, ["x", "w"])
+    assert_same_result(reference, got, 1)
+    assert kernels.VJP[(3, False)] in [e[0] for e in plan._grad_schedule(["x", "w"], None)[0].table.backward]
+    x, w = np.array([0.5, -1.0, 2.0]), np.array([1.5, 0.25, -0.75])
+    np.testing.assert_allclose(got.gradients["x"], w * w, rtol=1e-12)  # d/dx sum(x w w), exact
+    eps = 1e-6
+    numeric = [(np.sum(x * (w + e) ** 2) - np.sum(x * (w - e) ** 2)) / (2 * eps) for e in np.eye(3) * eps]
+    np.testing.assert_allclose(got.gradients["w"], numeric, rtol=1e-6)
+    fail[0] = True
+    with pytest.raises(VJPError, match=r"node 't' \(op 'triple'\), input 0 \('x'\): VJP raised ArithmeticError"):
+        plan.grad(None, ["x", "w"])

@@ -150,33 +150,14 @@ def _site(e: tuple[Any, ...]) -> Site:
     return Site(b.op_name, e[2], e[3][e[6]], b.node_id)
 
 
-# The VJP kernels unpack their entry in one step and write the tail out (the result checked, or fitted
-# and named; the fan-in sum; the slots freed): a shared tail function cost 3-10% of a 100k-node table's
-# run, one more frame and a dozen subscripts per call (docs/performance-calls.md, "Round seven").
+# The two commonest VJP kernels (``f(g)``, ``f(g, value)``: every std VJP but a handful) unpack their entry
+# in one step and write the tail out (the result checked, or fitted and named; the fan-in sum; the slots
+# freed): a shared tail function cost about 2.5% of a 100k-node table's run, one more frame and a dozen
+# subscripts per call (docs/performance-calls.md, "Round seven"). The rarer forms share :func:`_land`.
 def _b0(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
     _, _b, _p, _nm, f, o, to, shape, dt, m, pop, dr = e
     try:
         r = f(c[o])
-    except Exception as exc:
-        raise vjp_raised(_site(e), exc) from exc
-    if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
-        r = fit(r, shape, dt, _site(e))
-    if m == 1:
-        c[to] = r
-    elif m == 2:
-        c[to] = c[to] + r
-    else:
-        c[to] += r
-    if pop:
-        c[o] = None
-    for s in dr:
-        v[s] = None
-
-
-def _b0k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, _b, _p, _nm, f, o, to, shape, dt, m, pop, dr, k = e
-    try:
-        r = f(c[o], k)
     except Exception as exc:
         raise vjp_raised(_site(e), exc) from exc
     if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
@@ -213,12 +194,9 @@ def _b1(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
         v[s] = None
 
 
-def _b1k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, _b, _p, _nm, f, o, to, shape, dt, m, pop, dr, p0, k = e
-    try:
-        r = f(c[o], v[p0], k)
-    except Exception as exc:
-        raise vjp_raised(_site(e), exc) from exc
+def _land(v: list[Any], c: list[Any], e: tuple[Any, ...], r: Any) -> None:
+    """The tail the rarer VJP kernels share: what ``_b0`` and ``_b1`` write out."""
+    to, shape, dt, m = e[6], e[7], e[8], e[9]
     if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
         r = fit(r, shape, dt, _site(e))
     if m == 1:
@@ -227,90 +205,58 @@ def _b1k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
         c[to] = c[to] + r
     else:
         c[to] += r
-    if pop:
-        c[o] = None
-    for s in dr:
+    if e[10]:
+        c[e[5]] = None
+    for s in e[11]:
         v[s] = None
+
+
+def _b0k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
+    try:
+        r = e[4](c[e[5]], e[12])
+    except Exception as exc:
+        raise vjp_raised(_site(e), exc) from exc
+    _land(v, c, e, r)
+
+
+def _b1k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
+    try:
+        r = e[4](c[e[5]], v[e[12]], e[13])
+    except Exception as exc:
+        raise vjp_raised(_site(e), exc) from exc
+    _land(v, c, e, r)
 
 
 def _b2(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, _b, _p, _nm, f, o, to, shape, dt, m, pop, dr, p0, p1 = e
     try:
-        r = f(c[o], v[p0], v[p1])
+        r = e[4](c[e[5]], v[e[12]], v[e[13]])
     except Exception as exc:
         raise vjp_raised(_site(e), exc) from exc
-    if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
-        r = fit(r, shape, dt, _site(e))
-    if m == 1:
-        c[to] = r
-    elif m == 2:
-        c[to] = c[to] + r
-    else:
-        c[to] += r
-    if pop:
-        c[o] = None
-    for s in dr:
-        v[s] = None
+    _land(v, c, e, r)
 
 
 def _b2k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, _b, _p, _nm, f, o, to, shape, dt, m, pop, dr, p0, p1, k = e
     try:
-        r = f(c[o], v[p0], v[p1], k)
+        r = e[4](c[e[5]], v[e[12]], v[e[13]], e[14])
     except Exception as exc:
         raise vjp_raised(_site(e), exc) from exc
-    if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
-        r = fit(r, shape, dt, _site(e))
-    if m == 1:
-        c[to] = r
-    elif m == 2:
-        c[to] = c[to] + r
-    else:
-        c[to] += r
-    if pop:
-        c[o] = None
-    for s in dr:
-        v[s] = None
+    _land(v, c, e, r)
 
 
 def _b3(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, _b, _p, _nm, f, o, to, shape, dt, m, pop, dr, p0, p1, p2 = e
     try:
-        r = f(c[o], v[p0], v[p1], v[p2])
+        r = e[4](c[e[5]], v[e[12]], v[e[13]], v[e[14]])
     except Exception as exc:
         raise vjp_raised(_site(e), exc) from exc
-    if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
-        r = fit(r, shape, dt, _site(e))
-    if m == 1:
-        c[to] = r
-    elif m == 2:
-        c[to] = c[to] + r
-    else:
-        c[to] += r
-    if pop:
-        c[o] = None
-    for s in dr:
-        v[s] = None
+    _land(v, c, e, r)
 
 
 def _b3k(v: list[Any], c: list[Any], h: list[Any], e: tuple[Any, ...]) -> None:
-    _, _b, _p, _nm, f, o, to, shape, dt, m, pop, dr, p0, p1, p2, k = e
     try:
-        r = f(c[o], v[p0], v[p1], v[p2], k)
+        r = e[4](c[e[5]], v[e[12]], v[e[13]], v[e[14]], e[15])
     except Exception as exc:
         raise vjp_raised(_site(e), exc) from exc
-    if r.__class__ is not nd or r.shape != shape or r.dtype is not dt:
-        r = fit(r, shape, dt, _site(e))
-    if m == 1:
-        c[to] = r
-    elif m == 2:
-        c[to] = c[to] + r
-    else:
-        c[to] += r
-    if pop:
-        c[o] = None
-    for s in dr:
-        v[s] = None
+    _land(v, c, e, r)
 
 
 #: VJP kernels by (values read, whether a constant follows them).
