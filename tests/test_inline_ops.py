@@ -197,6 +197,15 @@ def test_an_inline_as_expression_that_does_not_fit_its_vjp_is_named(expression: 
         defop(vjp, inline=True, name="grow")(lambda x: np.exp(x))
 
 
+def test_an_inline_as_expression_without_a_signature_is_left_to_tracing() -> None:
+    # A ufunc has no Python signature to compare: tracing it on the VJP's parameters decides.
+    @defop(inline_as(np.negative)(lambda g: -g), inline=True, name="flip")
+    def flip(x: np.ndarray) -> np.ndarray:
+        return -x
+
+    assert repr(flip.vjp_expr(0)) == "negative(g)"
+
+
 def test_the_std_vjps_written_for_the_runners_give_their_expressions_bits() -> None:
     """sigmoid's and tanh's VJPs work in place with a 0-d 1 (inline_as): the same bits as the expression."""
     rng = np.random.default_rng(3)

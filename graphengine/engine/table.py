@@ -239,7 +239,7 @@ def _backward_entries(
             continue
         last = len(grads) - 1
         pop = not back.keep_cotangent
-        o, reads = back.out, None  # reads: (out, *inputs), the slots a written-out kernel reads, by position
+        o = back.out
         for n_grad, (position, slot, vjp) in enumerate(grads):
             n = received[slot] = received[slot] + 1
             shape = static[slot]
@@ -257,23 +257,14 @@ def _backward_entries(
                 p, dt = pop and final, dtypes[slot]
                 n_reads = len(wheres)  # one flat tuple display per count: no head tuple, no unpacking
                 entry: Entry
-                if n_reads == 1:  # the commonest: no (out, *inputs) tuple built
+                if n_reads == 1:  # the commonest: the slot read straight from (out, *inputs)
                     w = wheres[0]
-                    s0 = o if w == 0 else back.ins[w - 1]
-                    entry = (kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops, s0)
-                    if constant is not None:
-                        entry += (back.attrs if constant == "attrs" else position,)
-                    append(entry)
-                    continue
-                if reads is None:
-                    reads = (o, *back.ins)
-                if n_reads == 0:
+                    entry = (kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops, o if w == 0 else back.ins[w - 1])
+                elif n_reads == 0:
                     entry = (kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops)
-                elif n_reads == 2:
-                    entry = (kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops, reads[wheres[0]], reads[wheres[1]])
                 else:
-                    s0, s1, s2 = reads[wheres[0]], reads[wheres[1]], reads[wheres[2]]
-                    entry = (kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops, s0, s1, s2)
+                    reads = (o, *back.ins)
+                    entry = (kernel, back, position, names, fn, o, slot, shape, dt, m, p, drops, *[reads[w] for w in wheres])
                 if constant is not None:  # the constant goes last: the common forms' entries are one item shorter
                     entry += (back.attrs if constant == "attrs" else position,)
                 append(entry)

@@ -111,10 +111,11 @@ def inline_exprs(
         positional = [name for name, kind in its_reads if kind is not inspect.Parameter.KEYWORD_ONLY]
         keywords = [name for name, kind in its_reads if kind is inspect.Parameter.KEYWORD_ONLY]
         expression = getattr(vjp, "__ge_inline__", vjp)
-        if expression is not vjp and _parameters(expression) != _parameters(vjp):
+        theirs, mine = _parameters(expression), _parameters(vjp)
+        if expression is not vjp and theirs is not None and mine is not None and theirs != mine:
             raise fail(
-                f"inline_as: {rule} takes ({', '.join(_parameters(vjp))}), but its expression takes "
-                f"({', '.join(_parameters(expression))}); give them the same parameters"
+                f"inline_as: {rule} takes ({', '.join(mine)}), but its expression takes "
+                f"({', '.join(theirs)}); give them the same parameters"
             )
         exprs.append(_traced(expression, positional, keywords, rule, fail))
     return forward_expr, tuple(exprs)
@@ -142,11 +143,9 @@ def call_ufuncs_directly(
             adapter.__ge_direct__ = (expr.ufunc, spec)  # type: ignore[union-attr]
 
 
-def _parameters(fn: Callable[..., Any]) -> list[str]:
-    try:
-        return list(inspect.signature(fn).parameters)
-    except (TypeError, ValueError):  # no signature: nothing to compare
-        return []
+def _parameters(fn: Callable[..., Any]) -> list[str] | None:
+    """A Python function's parameter names; None for anything else (a ufunc's are numpy's own): tracing decides."""
+    return list(inspect.signature(fn).parameters) if inspect.isfunction(fn) else None
 
 
 def _traced(
